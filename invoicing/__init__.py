@@ -1,0 +1,1 @@
+"""Subscriptions, billing cycles, the ledger of credits and points, invoices (later issues)."""

@@ -1,0 +1,1 @@
+"""Pure pricing: exact money, price models, numba kernels and their Decimal references."""
