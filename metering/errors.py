@@ -1,0 +1,87 @@
+"""Domain errors shared by every Tally service, and their one mapping to gRPC status codes.
+
+The tree (each leaf names when it is raised)::
+
+    TallyError                      base; never raised itself
+    ├── InvalidArgument             input is malformed or breaks a documented limit
+    │   └── BatchTooLarge           a batch exceeds events_per_batch_max
+    ├── NotFound                    a named tenant, key or meter does not exist
+    ├── AlreadyExists               creating something whose name is taken
+    ├── FailedPrecondition          the request is valid but the current state forbids it
+    ├── Unauthenticated             missing, malformed, unknown or revoked API key
+    ├── PermissionDenied            the key is valid but lacks the scope for the call
+    ├── ResourceExhausted           the ingest queue stayed full past queue_wait_ms_max
+    └── Unavailable                 storage failed or the server is draining; resend
+
+Lower-layer exceptions (SQLAlchemy, sqlite3, psycopg) are translated into these
+at the edge that catches them and chained with ``from exc``; `grpc_status` is the
+single place that turns a TallyError into a status code. Errors in rating's
+tree (`rating.errors`), when they reach an RPC, are invalid arguments.
+"""
+
+from __future__ import annotations
+
+import grpc
+
+
+class TallyError(Exception):
+    """Base of every domain error; `str(err)` is a message a user can act on."""
+
+    status: grpc.StatusCode = grpc.StatusCode.INTERNAL
+
+
+class InvalidArgument(TallyError):
+    status = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class BatchTooLarge(InvalidArgument):
+    pass
+
+
+class NotFound(TallyError):
+    status = grpc.StatusCode.NOT_FOUND
+
+
+class AlreadyExists(TallyError):
+    status = grpc.StatusCode.ALREADY_EXISTS
+
+
+class FailedPrecondition(TallyError):
+    status = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class Unauthenticated(TallyError):
+    status = grpc.StatusCode.UNAUTHENTICATED
+
+
+class PermissionDenied(TallyError):
+    status = grpc.StatusCode.PERMISSION_DENIED
+
+
+class ResourceExhausted(TallyError):
+    status = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+    def __init__(self, message: str, retry_after_ms: int) -> None:
+        super().__init__(message)
+        self.retry_after_ms = retry_after_ms
+
+
+class Unavailable(TallyError):
+    status = grpc.StatusCode.UNAVAILABLE
+
+
+def grpc_status(exc: BaseException) -> tuple[grpc.StatusCode, str]:
+    """The one mapping from an exception to (status code, message) used by every servicer.
+
+    Anything that is not a domain error is an INTERNAL error: its text is not
+    shown to the client (it may hold internals), only its type.
+    """
+    if isinstance(exc, TallyError):
+        return exc.status, str(exc)
+    try:
+        from rating.errors import RatingError
+    except ImportError:  # pragma: no cover - rating always ships with metering
+        RatingError = ()  # type: ignore[assignment,misc]  # noqa: N806
+    if RatingError and isinstance(exc, RatingError):
+        return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
+    return grpc.StatusCode.INTERNAL, f"internal error ({type(exc).__name__}); the server log has details"

@@ -1,0 +1,256 @@
+"""The IngestService gRPC servicer (grpc.aio): authenticate, validate, admit, commit, ack.
+
+Flow of one batch: shape checks (status error for the whole batch) → per-event
+validation (errors by index) → admission against the shared queue budget
+(back-pressure) → the committer's group commit → ack. A stream keeps at most
+stream_inflight_batches_max batches between "read" and "acked"; when that many
+are waiting it stops reading, and gRPC flow control slows the producer down,
+so memory stays bounded however fast clients send.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+import grpc
+
+from metering.committer import Committer
+from metering.errors import ResourceExhausted, TallyError, Unavailable, grpc_status
+from metering.event import Clock, PreparedBatch, check_batch_shape, prepare
+from metering.limits import IngestLimits
+from metering.meter import MeterCatalog
+from metering.store import BatchOutcome
+from metering.tenant import KeyStore, Principal
+from tally.v1 import ingest_pb2 as pb
+from tally.v1 import ingest_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
+
+
+class AdmissionBudget:
+    """Counts events admitted but not yet committed, across all streams; the queue's bound."""
+
+    def __init__(self, events_max: int) -> None:
+        self._available = events_max
+        self._events_max = events_max
+        self._cond = asyncio.Condition()
+
+    @property
+    def queued(self) -> int:
+        return self._events_max - self._available
+
+    async def acquire(self, events: int, wait_s: float, retry_after_ms: int) -> None:
+        events = min(events, self._events_max)
+        async with self._cond:
+            if self._available >= events:
+                self._available -= events
+                return
+            try:
+                await asyncio.wait_for(self._cond.wait_for(lambda: self._available >= events), wait_s)
+            except TimeoutError:
+                raise ResourceExhausted(
+                    f"ingest queue full (queue_events_max={self._events_max}) for {wait_s * 1000:.0f} ms; "
+                    f"retry after {retry_after_ms} ms",
+                    retry_after_ms,
+                ) from None
+            self._available -= events
+
+    async def release(self, events: int) -> None:
+        async with self._cond:
+            self._available += min(events, self._events_max)
+            self._cond.notify_all()
+
+
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    batch: PreparedBatch
+    outcome: asyncio.Future[BatchOutcome]
+
+
+def build_ack(batch: PreparedBatch, outcome: BatchOutcome, sequence: int) -> pb.IngestAck:
+    if outcome.refused or (batch.atomic and batch.errors):
+        culprits = sorted([*batch.errors, *outcome.errors], key=lambda e: e.index)
+        return pb.IngestAck(
+            batch_id=batch.batch_id,
+            sequence=sequence,
+            rejected=batch.size,
+            errors=[e.to_pb() for e in culprits],
+            refused=True,
+        )
+    errors = batch.errors
+    if outcome.errors:
+        errors = sorted([*errors, *outcome.errors], key=lambda e: e.index)
+    return pb.IngestAck(
+        batch_id=batch.batch_id,
+        sequence=sequence,
+        accepted=outcome.accepted,
+        duplicate=outcome.duplicate,
+        rejected=len(errors),
+        errors=[e.to_pb() for e in errors],
+    )
+
+
+class IngestServicer(pb_grpc.IngestServiceServicer):
+    def __init__(
+        self,
+        keys: KeyStore,
+        catalog: MeterCatalog,
+        committer: Committer,
+        limits: IngestLimits,
+        clock_us: Callable[[], int] = lambda: time.time_ns() // 1000,
+    ) -> None:
+        self._keys = keys
+        self._catalog = catalog
+        self._committer = committer
+        self._limits = limits
+        self._clock_us = clock_us
+        self._budget: AdmissionBudget | None = None
+        self._draining = asyncio.Event()
+        self.events_acked = 0
+
+    def _admission(self) -> AdmissionBudget:
+        # Created lazily so it binds to the server's running event loop.
+        if self._budget is None:
+            self._budget = AdmissionBudget(self._limits.queue_events_max)
+        return self._budget
+
+    def drain(self) -> None:
+        """Stop reading new batches; batches already read are still committed and acked."""
+        self._draining.set()
+
+    def _principal(self, context: grpc.aio.ServicerContext) -> Principal:
+        authorization = None
+        for key, value in context.invocation_metadata() or ():
+            if key == "authorization":
+                authorization = value if isinstance(value, str) else value.decode()
+        principal = self._keys.authenticate(authorization)
+        principal.require("ingest")
+        return principal
+
+    async def _submit(self, principal: Principal, batch: pb.EventBatch) -> Submitted:
+        """Validate and queue one batch; the returned future resolves after COMMIT."""
+        check_batch_shape(batch, self._limits)
+        meters = set(batch.columns.meters) if batch.HasField("columns") else {e.meter for e in batch.events}
+        specs = self._catalog.specs(principal.tenant_id, meters)
+        prepared = prepare(
+            principal.tenant_id, batch, specs, self._limits, Clock.at(self._clock_us(), self._limits)
+        )
+        loop = asyncio.get_running_loop()
+        if not len(prepared) or (prepared.atomic and prepared.errors):
+            done: asyncio.Future[BatchOutcome] = loop.create_future()
+            done.set_result(BatchOutcome())
+            return Submitted(prepared, done)
+        budget = self._admission()
+        n = len(prepared)
+        await budget.acquire(n, self._limits.queue_wait_ms_max / 1000, self._limits.retry_after_ms)
+        fut = asyncio.wrap_future(self._committer.submit(prepared), loop=loop)
+
+        def _release(_: object) -> None:
+            loop.create_task(budget.release(n))
+
+        fut.add_done_callback(_release)
+        return Submitted(prepared, fut)
+
+    async def _ack(self, submitted: Submitted, sequence: int) -> pb.IngestAck:
+        outcome = await submitted.outcome
+        ack = build_ack(submitted.batch, outcome, sequence)
+        self.events_acked += ack.accepted + ack.duplicate
+        return ack
+
+    async def IngestBatch(  # noqa: N802 - gRPC method name
+        self, request: pb.EventBatch, context: grpc.aio.ServicerContext
+    ) -> pb.IngestAck:
+        try:
+            if self._draining.is_set():
+                raise Unavailable("server is shutting down; resend the batch")
+            principal = self._principal(context)
+            return await self._ack(await self._submit(principal, request), 1)
+        except Exception as exc:
+            await _abort(context, exc)
+            raise  # unreachable: abort raises
+
+    async def Ingest(  # noqa: N802 - gRPC method name
+        self, request_iterator: AsyncIterator[pb.EventBatch], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.IngestAck]:
+        try:
+            principal = self._principal(context)
+        except Exception as exc:
+            await _abort(context, exc)
+            return
+        pending: asyncio.Queue[tuple[int, Submitted] | BaseException | None] = asyncio.Queue(
+            self._limits.stream_inflight_batches_max
+        )
+        reader = asyncio.create_task(self._read(principal, request_iterator, pending))
+        try:
+            while True:
+                item = await pending.get()
+                if item is None:
+                    return
+                if isinstance(item, BaseException):
+                    await _abort(context, item)
+                    return
+                sequence, fut = item
+                try:
+                    ack = await self._ack(fut, sequence)
+                except Exception as exc:
+                    await _abort(context, exc)
+                    return
+                yield ack
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reader
+
+    async def _read(
+        self,
+        principal: Principal,
+        requests: AsyncIterator[pb.EventBatch],
+        pending: asyncio.Queue[tuple[int, Submitted] | BaseException | None],
+    ) -> None:
+        sequence = 0
+        drained = asyncio.ensure_future(self._draining.wait())
+        try:
+            iterator = aiter(requests)
+            while True:
+                nxt = asyncio.ensure_future(anext(iterator))
+                await asyncio.wait({nxt, drained}, return_when=asyncio.FIRST_COMPLETED)
+                if not nxt.done():
+                    nxt.cancel()
+                    await pending.put(
+                        Unavailable(
+                            f"server is shutting down; batches after sequence {sequence} were not read: resend them"
+                        )
+                    )
+                    return
+                try:
+                    batch = nxt.result()
+                except StopAsyncIteration:
+                    await pending.put(None)
+                    return
+                sequence += 1
+                try:
+                    fut = await self._submit(principal, batch)
+                except Exception as exc:
+                    await pending.put(exc)
+                    return
+                await pending.put((sequence, fut))
+        except Exception as exc:  # the transport failed while reading
+            await pending.put(exc)
+        finally:
+            drained.cancel()
+
+
+async def _abort(context: grpc.aio.ServicerContext, exc: BaseException) -> None:
+    code, message = grpc_status(exc)
+    if code == grpc.StatusCode.INTERNAL:
+        log.exception("internal error in ingest", exc_info=exc)
+    if isinstance(exc, ResourceExhausted):
+        context.set_trailing_metadata((("retry-after-ms", str(exc.retry_after_ms)),))
+    if not isinstance(exc, TallyError) and isinstance(exc, grpc.aio.AbortError):
+        raise exc
+    await context.abort(code, message)

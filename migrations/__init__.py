@@ -1,0 +1,1 @@
+"""One Alembic history over every package's tables."""

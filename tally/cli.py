@@ -1,0 +1,255 @@
+"""The `tally` command line.
+
+Every failure prints one line, `error: <what went wrong and what to do>`, and
+exits with status 1 (2 for a usage mistake); a traceback is only shown with
+TALLY_DEBUG=1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from typing import Any, NoReturn
+
+import click
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+
+from metering.errors import TallyError
+from tally.db import make_engine, upgrade
+from tally.settings import Settings
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def fail(message: str) -> NoReturn:
+    raise click.ClickException(message)
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, ValidationError):
+        parts = [f"{'.'.join(str(p) for p in e['loc']) or 'input'}: {e['msg']}" for e in exc.errors()]
+        return "invalid input: " + "; ".join(parts)
+    if isinstance(exc, OperationalError):
+        first = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        return f"database unavailable ({first}); check --database-url / TALLY_DATABASE_URL"
+    if isinstance(exc, SQLAlchemyError):
+        return f"database error: {str(exc).splitlines()[0]}; run `tally migrate` if the schema is missing"
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+class TallyGroup(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except (TallyError, ValidationError, SQLAlchemyError, OSError, ValueError) as exc:
+            if os.environ.get("TALLY_DEBUG"):
+                raise
+            raise click.ClickException(_one_line(exc)) from exc
+
+
+@click.group(cls=TallyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--database-url",
+    envvar="TALLY_DATABASE_URL",
+    default=None,
+    help="SQLite file (default sqlite:///tally.db) or postgresql+psycopg://USER@HOST:PORT/DB.",
+)
+@click.pass_context
+def main(ctx: click.Context, database_url: str | None) -> None:
+    """Tally: usage metering and billing with exact money.
+
+    \b
+    Start here (embedded SQLite, no server needed):
+      tally tenant create acme          # a tenant
+      tally apikey create acme          # prints a key, shown once
+      tally meter create acme api_calls --aggregation count
+      tally serve                       # gRPC ingest on 127.0.0.1:50051
+      tally send events.jsonl --api-key KEY
+
+    Settings come from TALLY_* environment variables; see `tally serve --help`.
+    """
+    settings = Settings() if database_url is None else Settings(database_url=database_url)
+    ctx.obj = settings
+
+
+def _engine(ctx: click.Context, migrate: bool = True) -> Engine:
+    settings: Settings = ctx.obj
+    engine = make_engine(settings.database_url, settings.sqlite_synchronous)
+    if migrate:
+        upgrade(engine)
+    return engine
+
+
+def _table(title: str, columns: list[str], rows: list[list[str]]) -> None:
+    table = Table(title=title, show_lines=False)
+    for col in columns:
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+
+
+@main.command()
+@click.pass_context
+def migrate(ctx: click.Context) -> None:
+    """Upgrade the database schema to the newest revision (safe to repeat)."""
+    from tally.db import current_revision
+
+    engine = _engine(ctx)
+    click.echo(f"schema at revision {current_revision(engine)}")
+
+
+@main.command()
+@click.option("--host", default=None, help="Interface to listen on [default: 127.0.0.1].")
+@click.option("--port", type=int, default=None, help="Port [default: 50051; 0 picks a free one].")
+@click.option("--no-store", is_flag=True, help="Validate but store nothing (benchmark ceiling only).")
+@click.option("-v", "--verbose", is_flag=True, help="Log at INFO level.")
+@click.pass_context
+def serve(ctx: click.Context, host: str | None, port: int | None, no_store: bool, verbose: bool) -> None:
+    """Run the gRPC server (IngestService, health, reflection) until SIGTERM.
+
+    \b
+    An ack means committed: with SQLite the default synchronous=FULL makes it
+    survive power loss. SIGTERM drains: in-flight batches are committed and
+    acked, unread ones are refused with UNAVAILABLE so clients resend them.
+    Limits: TALLY_INGEST__BATCH_EVENTS_MAX, TALLY_INGEST__MESSAGE_BYTES_MAX,
+    TALLY_INGEST__QUEUE_EVENTS_MAX, TALLY_INGEST__EVENT_AGE_MAX_DAYS, ...
+    """
+    from tally.server import RunningServer
+    from tally.server import serve as run_server
+
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    settings: Settings = ctx.obj
+    updates: dict[str, Any] = {}
+    if host is not None:
+        updates["host"] = host
+    if port is not None:
+        updates["port"] = port
+    if no_store:
+        updates["store_events"] = False
+    settings = settings.model_copy(update=updates)
+
+    def ready(running: RunningServer) -> None:
+        db = running.engine.url.render_as_string(hide_password=True)
+        click.echo(f"tally listening on {settings.host}:{running.port} (database {db})", err=False)
+        sys.stdout.flush()
+
+    asyncio.run(run_server(settings, on_ready=ready))
+
+
+@main.group()
+def tenant() -> None:
+    """Create and list tenants."""
+
+
+@tenant.command("create")
+@click.argument("name")
+@click.pass_context
+def tenant_create(ctx: click.Context, name: str) -> None:
+    """Create tenant NAME."""
+    from metering.tenant import create_tenant
+
+    t = create_tenant(_engine(ctx), name)
+    click.echo(f"created tenant {t.name} (id {t.id}); next: tally apikey create {t.name}")
+
+
+@tenant.command("list")
+@click.pass_context
+def tenant_list(ctx: click.Context) -> None:
+    """List tenants."""
+    from metering.tenant import list_tenants
+
+    rows = [[str(t.id), t.name, t.created_at.isoformat(timespec="seconds")] for t in list_tenants(_engine(ctx))]
+    _table("tenants", ["id", "name", "created"], rows)
+
+
+@main.group()
+def apikey() -> None:
+    """Create API keys for a tenant."""
+
+
+@apikey.command("create")
+@click.argument("tenant_name", metavar="TENANT")
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    type=click.Choice(["ingest", "read", "admin"]),
+    help="Repeatable. Default: all three. Give a product service only `--scope ingest`.",
+)
+@click.pass_context
+def apikey_create(ctx: click.Context, tenant_name: str, scopes: tuple[str, ...]) -> None:
+    """Create an API key for TENANT and print it (it is shown only once)."""
+    from metering.tenant import SCOPES, create_api_key, get_tenant
+
+    engine = _engine(ctx)
+    t = get_tenant(engine, tenant_name)
+    key_id, key = create_api_key(engine, t.id, scopes or SCOPES)
+    click.echo(key)
+    err_console.print(
+        f"[dim]key {key_id} for tenant {t.name}, scopes {','.join(scopes or SCOPES)}; "
+        "store it now: only its hash is kept[/dim]"
+    )
+
+
+@main.group()
+def meter() -> None:
+    """Create and list meters (what events a tenant accepts)."""
+
+
+@meter.command("create")
+@click.argument("tenant_name", metavar="TENANT")
+@click.argument("code")
+@click.option("--name", default="", help="Display name [default: the code].")
+@click.option(
+    "--aggregation",
+    type=click.Choice(["count", "sum", "max", "min", "latest", "unique_count", "gauge"]),
+    default="sum",
+    show_default=True,
+)
+@click.option("--scale", "value_scale", type=int, default=0, show_default=True, help="Fractional digits of values.")
+@click.pass_context
+def meter_create(
+    ctx: click.Context, tenant_name: str, code: str, name: str, aggregation: str, value_scale: int
+) -> None:
+    """Create meter CODE for TENANT."""
+    from metering.meter import MeterDefinition, create_meter
+    from metering.tenant import get_tenant
+
+    engine = _engine(ctx)
+    t = get_tenant(engine, tenant_name)
+    m = create_meter(
+        engine, t.id, MeterDefinition(code=code, name=name, aggregation=aggregation, value_scale=value_scale)  # type: ignore[arg-type]
+    )
+    click.echo(f"created meter {m.code} ({m.aggregation.value}, scale {m.value_scale}) for tenant {t.name}")
+
+
+@meter.command("list")
+@click.argument("tenant_name", metavar="TENANT")
+@click.pass_context
+def meter_list(ctx: click.Context, tenant_name: str) -> None:
+    """List TENANT's meters."""
+    from metering.meter import list_meters
+    from metering.tenant import get_tenant
+
+    engine = _engine(ctx)
+    t = get_tenant(engine, tenant_name)
+    rows = [[m.code, m.name, m.aggregation.value, str(m.value_scale)] for m in list_meters(engine, t.id)]
+    _table(f"meters of {t.name}", ["code", "name", "aggregation", "scale"], rows)
+
+
+def run() -> None:
+    main(prog_name="tally")
+
+
+if __name__ == "__main__":
+    run()
