@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
+from fractions import Fraction
 from typing import Literal
 
 from rating.base import CumulativePrice
 from rating.errors import InvalidQuantityError
+from rating.fields import Amount
 from rating.fixedpoint import as_decimal
 from rating.result import Line, Quote
-from rating.fields import Amount
-from rating.rounding import EXACT, PRECISION, RoundingMode, round_decimal
-
-import decimal
+from rating.rounding import EXACT, RoundingMode, round_scaled
 
 
 class FlatPrice(CumulativePrice):
@@ -75,9 +74,9 @@ class FlatPrice(CumulativePrice):
         used, whole = self.proration_fraction(period_start, period_end, active_start, active_end)
         q = as_decimal(quantity, "quantity")
         full = EXACT.multiply(q, self.amount_per_period)
-        ctx = decimal.Context(prec=PRECISION, rounding=decimal.ROUND_HALF_EVEN)
-        exact_share = ctx.divide(ctx.multiply(full, Decimal(used)), Decimal(whole))
-        amount = round_decimal(exact_share, self.unit().scale, self.rounding)
+        scale = self.unit().scale
+        share = Fraction(full) * used / whole * 10**scale  # exact rational, rounded once below
+        amount = Decimal(round_scaled(share.numerator, share.denominator, self.rounding)).scaleb(-scale)
         label = f"flat fee prorated {used}/{whole} {self.proration if self.proration != 'none' else 'period'}"
         line = Line(label, amount, q, self.amount_per_period)
         return Quote(self.model, q, amount, self.unit(), (line,))
