@@ -50,9 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--streams", type=int, default=4, help="concurrent client streams [4]")
     parser.add_argument("--events", type=int, default=300_000, help="events per measured run [300000]")
     parser.add_argument("--repeats", type=int, default=3, help="runs per figure; the median is reported [3]")
-    parser.add_argument(
-        "--databases", default="sqlite,postgres", help="comma list of sqlite,postgres [both]"
-    )
+    parser.add_argument("--databases", default="sqlite,postgres", help="comma list of sqlite,postgres [both]")
     parser.add_argument("--batch-sizes", default="1000,5000", help="comma list [1000,5000]")
 
 

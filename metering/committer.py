@@ -56,9 +56,7 @@ class Committer:
         self._writers = writers
         self._commit_events_max = commit_events_max
         self._attempts_max = attempts_max
-        self._queue: queue.SimpleQueue[tuple[PreparedBatch, Future[BatchOutcome]] | object] = (
-            queue.SimpleQueue()
-        )
+        self._queue: queue.SimpleQueue[tuple[PreparedBatch, Future[BatchOutcome]] | object] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self.commits = 0
         self.batches_committed = 0

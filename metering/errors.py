@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import grpc
 
+from rating.errors import RatingError
+
 
 class TallyError(Exception):
     """Base of every domain error; `str(err)` is a message a user can act on."""
@@ -78,10 +80,6 @@ def grpc_status(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     """
     if isinstance(exc, TallyError):
         return exc.status, str(exc)
-    try:
-        from rating.errors import RatingError
-    except ImportError:  # pragma: no cover - rating always ships with metering
-        RatingError = ()  # type: ignore[assignment,misc]  # noqa: N806
-    if RatingError and isinstance(exc, RatingError):
+    if isinstance(exc, RatingError):
         return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
     return grpc.StatusCode.INTERNAL, f"internal error ({type(exc).__name__}); the server log has details"

@@ -28,6 +28,7 @@ from tally.v1 import ingest_pb2 as pb
 INT64_MAX = 2**63 - 1
 INT64_MIN = -(2**63)
 SCALE_MAX = 18
+POW10: tuple[int, ...] = tuple(10**k for k in range(2 * SCALE_MAX + 1))
 
 # Plain decimal notation only: no exponent, no NaN/Infinity, no spaces, no underscores.
 _DECIMAL_RE = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
@@ -111,8 +112,8 @@ def equal_values(units_a: int, scale_a: int, units_b: int, scale_b: int) -> bool
     if scale_a == scale_b:
         return units_a == units_b
     if scale_a < scale_b:
-        return units_a * 10 ** (scale_b - scale_a) == units_b
-    return units_b * 10 ** (scale_a - scale_b) == units_a
+        return units_a * POW10[scale_b - scale_a] == units_b
+    return units_b * POW10[scale_a - scale_b] == units_a
 
 
 def format_fixed(units: int, scale: int) -> str:
@@ -155,9 +156,7 @@ def check_batch_shape(batch: pb.EventBatch, limits: IngestLimits) -> int:
         if len(set(keys)) != len(keys):
             raise InvalidArgument("columns.properties names the same key twice")
     if n > limits.batch_events_max:
-        raise BatchTooLarge(
-            f"batch has {n} events; the limit is batch_events_max={limits.batch_events_max}: split it"
-        )
+        raise BatchTooLarge(f"batch has {n} events; the limit is batch_events_max={limits.batch_events_max}: split it")
     return n
 
 
@@ -252,9 +251,7 @@ def parse_value(text: str, spec: MeterSpec, limits: IngestLimits) -> tuple[int, 
     if not text:
         if spec.aggregation is Aggregation.COUNT:
             return 10**scale, None
-        return 0, EventError(
-            -1, "value", pb.INVALID_VALUE, f"value is required for a {spec.aggregation.value} meter"
-        )
+        return 0, EventError(-1, "value", pb.INVALID_VALUE, f"value is required for a {spec.aggregation.value} meter")
     if len(text) > limits.value_chars_max or _DECIMAL_RE.fullmatch(text) is None:
         shown = text if len(text) <= 40 else text[:40] + "…"
         return 0, EventError(
@@ -289,9 +286,7 @@ def _prepare_rows(
     limits: IngestLimits,
     clock: Clock,
 ) -> PreparedBatch:
-    out = PreparedBatch(
-        tenant_id, batch.batch_id, len(batch.events), batch.atomic, [], [], [], [], [], [], [], [], []
-    )
+    out = PreparedBatch(tenant_id, batch.batch_id, len(batch.events), batch.atomic, [], [], [], [], [], [], [], [], [])
     index = out.index
     assert isinstance(index, list)
     errors = out.errors
@@ -386,11 +381,7 @@ def _prepare_columns(
 
     units, scales = _column_values(c, meter_codes, known, specs, n, bad)
 
-    props: list[str | None]
-    if len(c.properties):
-        props = _column_properties(c, n, limits, bad)
-    else:
-        props = [None] * n
+    props: list[str | None] = _column_properties(c, n, limits, bad) if len(c.properties) else [None] * n
 
     ts_list: list[int] = ts.tolist()
     if not bad:

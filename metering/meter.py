@@ -71,9 +71,7 @@ def create_meter(engine: Engine, tenant_id: int, definition: MeterDefinition) ->
         with engine.begin() as conn:
             meter_id = conn.execute(insert(meters).values(**row).returning(meters.c.id)).scalar_one()
     except IntegrityError as exc:
-        raise AlreadyExists(
-            f"meter {definition.code!r} already exists for this tenant; pick another code"
-        ) from exc
+        raise AlreadyExists(f"meter {definition.code!r} already exists for this tenant; pick another code") from exc
     return Meter(
         id=meter_id,
         tenant_id=tenant_id,
@@ -87,9 +85,7 @@ def create_meter(engine: Engine, tenant_id: int, definition: MeterDefinition) ->
 
 def list_meters(engine: Engine, tenant_id: int) -> list[Meter]:
     with engine.connect() as conn:
-        rows = conn.execute(
-            select(meters).where(meters.c.tenant_id == tenant_id).order_by(meters.c.code)
-        ).all()
+        rows = conn.execute(select(meters).where(meters.c.tenant_id == tenant_id).order_by(meters.c.code)).all()
     return [
         Meter(
             id=r.id,

@@ -16,6 +16,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 
@@ -33,12 +34,15 @@ log = logging.getLogger(__name__)
 
 
 class AdmissionBudget:
-    """Counts events admitted but not yet committed, across all streams; the queue's bound."""
+    """Counts events admitted but not yet committed, across all streams: the queue's bound.
+
+    Used only from the server's event loop thread, so plain integers suffice.
+    """
 
     def __init__(self, events_max: int) -> None:
         self._available = events_max
         self._events_max = events_max
-        self._cond = asyncio.Condition()
+        self._changed = asyncio.Event()
 
     @property
     def queued(self) -> int:
@@ -46,24 +50,26 @@ class AdmissionBudget:
 
     async def acquire(self, events: int, wait_s: float, retry_after_ms: int) -> None:
         events = min(events, self._events_max)
-        async with self._cond:
-            if self._available >= events:
-                self._available -= events
-                return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
+        while self._available < events:
+            self._changed.clear()
+            remaining = deadline - loop.time()
             try:
-                await asyncio.wait_for(self._cond.wait_for(lambda: self._available >= events), wait_s)
+                if remaining <= 0:
+                    raise TimeoutError
+                await asyncio.wait_for(self._changed.wait(), remaining)
             except TimeoutError:
                 raise ResourceExhausted(
                     f"ingest queue full (queue_events_max={self._events_max}) for {wait_s * 1000:.0f} ms; "
                     f"retry after {retry_after_ms} ms",
                     retry_after_ms,
                 ) from None
-            self._available -= events
+        self._available -= events
 
-    async def release(self, events: int) -> None:
-        async with self._cond:
-            self._available += min(events, self._events_max)
-            self._cond.notify_all()
+    def release(self, events: int) -> None:
+        self._available += min(events, self._events_max)
+        self._changed.set()
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +129,7 @@ class IngestServicer(pb_grpc.IngestServiceServicer):
         """Stop reading new batches; batches already read are still committed and acked."""
         self._draining.set()
 
-    def _principal(self, context: grpc.aio.ServicerContext) -> Principal:
+    def _principal(self, context: grpc.aio.ServicerContext[Any, Any]) -> Principal:
         authorization = None
         for key, value in context.invocation_metadata() or ():
             if key == "authorization":
@@ -137,9 +143,7 @@ class IngestServicer(pb_grpc.IngestServiceServicer):
         check_batch_shape(batch, self._limits)
         meters = set(batch.columns.meters) if batch.HasField("columns") else {e.meter for e in batch.events}
         specs = self._catalog.specs(principal.tenant_id, meters)
-        prepared = prepare(
-            principal.tenant_id, batch, specs, self._limits, Clock.at(self._clock_us(), self._limits)
-        )
+        prepared = prepare(principal.tenant_id, batch, specs, self._limits, Clock.at(self._clock_us(), self._limits))
         loop = asyncio.get_running_loop()
         if not len(prepared) or (prepared.atomic and prepared.errors):
             done: asyncio.Future[BatchOutcome] = loop.create_future()
@@ -151,7 +155,7 @@ class IngestServicer(pb_grpc.IngestServiceServicer):
         fut = asyncio.wrap_future(self._committer.submit(prepared), loop=loop)
 
         def _release(_: object) -> None:
-            loop.create_task(budget.release(n))
+            budget.release(n)
 
         fut.add_done_callback(_release)
         return Submitted(prepared, fut)
@@ -162,8 +166,8 @@ class IngestServicer(pb_grpc.IngestServiceServicer):
         self.events_acked += ack.accepted + ack.duplicate
         return ack
 
-    async def IngestBatch(  # noqa: N802 - gRPC method name
-        self, request: pb.EventBatch, context: grpc.aio.ServicerContext
+    async def IngestBatch(
+        self, request: pb.EventBatch, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.IngestAck:
         try:
             if self._draining.is_set():
@@ -174,8 +178,8 @@ class IngestServicer(pb_grpc.IngestServiceServicer):
             await _abort(context, exc)
             raise  # unreachable: abort raises
 
-    async def Ingest(  # noqa: N802 - gRPC method name
-        self, request_iterator: AsyncIterator[pb.EventBatch], context: grpc.aio.ServicerContext
+    async def Ingest(
+        self, request_iterator: AsyncIterator[pb.EventBatch], context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[pb.IngestAck]:
         try:
             principal = self._principal(context)
@@ -245,7 +249,7 @@ class IngestServicer(pb_grpc.IngestServiceServicer):
             drained.cancel()
 
 
-async def _abort(context: grpc.aio.ServicerContext, exc: BaseException) -> None:
+async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: BaseException) -> None:
     code, message = grpc_status(exc)
     if code == grpc.StatusCode.INTERNAL:
         log.exception("internal error in ingest", exc_info=exc)

@@ -35,9 +35,7 @@ from sqlalchemy import Connection, Engine
 from metering.event import EventError, PreparedBatch, equal_values
 from tally.v1 import ingest_pb2 as pb
 
-_COLUMNS = (
-    "tenant_id, event_id, customer, meter, ts_us, value_units, value_scale, properties, ingested_at_us"
-)
+_COLUMNS = "tenant_id, event_id, customer, meter, ts_us, value_units, value_scale, properties, ingested_at_us"
 _PAYLOAD_FIELDS = ("customer", "meter", "timestamp", "value", "properties")
 
 

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from metering.tables import metadata as metering_metadata
-
-target_metadata = [metering_metadata]
+from tally.db import TARGET_METADATA as target_metadata
 
 
 def run() -> None:

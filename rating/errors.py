@@ -53,9 +53,7 @@ class InvalidPriceError(RatingError, ValueError):
         """The same problems seen from an enclosing definition (used for nested prices)."""
         if not prefix:
             return self
-        return InvalidPriceError(
-            [Problem(_join(prefix, p.field), p.code, p.message) for p in self.problems]
-        )
+        return InvalidPriceError([Problem(_join(prefix, p.field), p.code, p.message) for p in self.problems])
 
 
 class UnknownModelError(InvalidPriceError):

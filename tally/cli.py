@@ -127,7 +127,9 @@ def serve(ctx: click.Context, host: str | None, port: int | None, no_store: bool
     from tally.server import RunningServer
     from tally.server import serve as run_server
 
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     settings: Settings = ctx.obj
     updates: dict[str, Any] = {}
     if host is not None:
@@ -228,7 +230,9 @@ def meter_create(
     engine = _engine(ctx)
     t = get_tenant(engine, tenant_name)
     m = create_meter(
-        engine, t.id, MeterDefinition(code=code, name=name, aggregation=aggregation, value_scale=value_scale)  # type: ignore[arg-type]
+        engine,
+        t.id,
+        MeterDefinition(code=code, name=name, aggregation=aggregation, value_scale=value_scale),
     )
     click.echo(f"created meter {m.code} ({m.aggregation.value}, scale {m.value_scale}) for tenant {t.name}")
 

@@ -17,6 +17,11 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
+from metering.tables import metadata as metering_metadata
+
+# Every package's tables, for Alembic autogenerate and the models-vs-migrations test.
+TARGET_METADATA = [metering_metadata]
+
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
 

@@ -13,6 +13,7 @@ import logging
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -43,7 +44,7 @@ class RunningServer:
     port: int
     ingest: IngestServicer
     committer: Committer
-    health: health.aio.HealthServicer
+    health: Any  # grpc_health.v1.health.aio.HealthServicer (untyped)
     engine: Engine
 
     async def stop(self, grace_s: float) -> None:
@@ -75,8 +76,8 @@ async def start(settings: Settings, migrate: bool = True) -> RunningServer:
         ]
     )
     ingest = IngestServicer(KeyStore(engine), MeterCatalog(engine), committer, limits)
-    ingest_pb2_grpc.add_IngestServiceServicer_to_server(ingest, server)
-    health_servicer = health.aio.HealthServicer()
+    ingest_pb2_grpc.add_IngestServiceServicer_to_server(ingest, server)  # type: ignore[no-untyped-call]
+    health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(SERVICE_NAMES, server)
     port = server.add_insecure_port(f"{settings.host}:{settings.port}")

@@ -1,0 +1,63 @@
+"""The CLI: commands work, and every failure is one readable line (never a traceback)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from tally.cli import main
+
+
+@pytest.fixture
+def run(tmp_path: Path):  # type: ignore[no-untyped-def]
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    runner = CliRunner()
+
+    def _run(*args: str) -> tuple[int, str, str]:
+        result = runner.invoke(main, ["--database-url", url, *args])
+        return result.exit_code, result.stdout, result.stderr
+
+    return _run
+
+
+def test_tenant_key_and_meter_flow(run) -> None:  # type: ignore[no-untyped-def]
+    assert run("tenant", "create", "acme")[0] == 0
+    code, out, _ = run("apikey", "create", "acme", "--scope", "ingest")
+    assert code == 0 and out.strip().startswith("tly_") and len(out.strip()) > 40
+    assert run("meter", "create", "acme", "tokens", "--aggregation", "sum", "--scale", "2")[0] == 0
+    code, out, _ = run("meter", "list", "acme")
+    assert code == 0 and "tokens" in out and "sum" in out
+    code, out, _ = run("migrate")
+    assert code == 0 and "0001" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (("tenant", "create", "acme"), "already exists"),
+        (("apikey", "create", "nobody"), "no tenant named 'nobody'"),
+        (("meter", "create", "acme", "Bad Code!"), "invalid input: code"),
+        (("meter", "create", "acme", "m", "--scale", "40"), "value_scale"),
+    ],
+)
+def test_errors_are_one_line(run, args: tuple[str, ...], fragment: str) -> None:  # type: ignore[no-untyped-def]
+    run("tenant", "create", "acme")
+    code, _, err = run(*args)
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and fragment in lines[0] and "Traceback" not in err
+
+
+def test_unreachable_database_is_one_line(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        main, ["--database-url", "postgresql+psycopg://nobody@127.0.0.1:1/none", "tenant", "list"]
+    )
+    assert result.exit_code == 1
+    assert result.stderr.strip().count("\n") == 0 and "database unavailable" in result.stderr
+
+
+def test_help_teaches() -> None:
+    out = CliRunner().invoke(main, ["--help"]).stdout
+    assert "tally serve" in out and "tally apikey create" in out
