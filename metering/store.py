@@ -15,7 +15,7 @@ How each event is classified, exactly and without a time window:
 An atomic batch runs inside a SAVEPOINT and is rolled back whole on any conflict.
 
 SQLite has one writer at a time (BEGIN IMMEDIATE), so "inserted by this batch"
-is "id above the largest id before it". PostgreSQL may have many writers; there
+is "rowid above the largest rowid before it". PostgreSQL may have many writers; there
 rows go through COPY into a temporary staging table and INSERT … SELECT …
 RETURNING tells which went in. Rows are inserted in event-id order so that
 concurrent writers take index locks in the same order; a deadlock that slips
@@ -183,7 +183,7 @@ class SqliteEventStore:
         outcome = BatchOutcome()
         keep = _dedup_in_batch(batch, outcome)
         savepoint = conn.begin_nested() if batch.atomic else None
-        before = conn.exec_driver_sql("SELECT coalesce(max(id), 0) FROM events").scalar_one()
+        before = conn.exec_driver_sql("SELECT coalesce(max(rowid), 0) FROM events").scalar_one()
         rows = _rows(batch, keep, ingested)
         inserted = conn.exec_driver_sql(self._INSERT, rows).rowcount if rows else 0
         if inserted != len(keep):
@@ -207,7 +207,7 @@ class SqliteEventStore:
             chunk = ids[start : start + self._LOOKUP_CHUNK]
             marks = ",".join("?" * len(chunk))
             result = conn.exec_driver_sql(
-                "SELECT id, event_id, customer, meter, ts_us, value_units, value_scale, properties "
+                "SELECT rowid, event_id, customer, meter, ts_us, value_units, value_scale, properties "
                 f"FROM events WHERE tenant_id = ? AND event_id IN ({marks})",
                 (batch.tenant_id, *chunk),
             )

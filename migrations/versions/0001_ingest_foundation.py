@@ -1,8 +1,8 @@
-"""ingest foundation: tenants, api keys, meters, events
+"""ingest foundation
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-23 09:44:42.844172
+Create Date: 2026-11-23 09:54:46.873303
 """
 
 from __future__ import annotations
@@ -19,9 +19,12 @@ depends_on = None
 def upgrade() -> None:
     op.create_table(
         "events",
-        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
-        sa.Column("tenant_id", sa.Integer(), nullable=False),
-        sa.Column("event_id", sa.String(length=128), nullable=False),
+        sa.Column("tenant_id", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column(
+            "event_id",
+            sa.String(length=128).with_variant(sa.String(length=128, collation="C"), "postgresql"),
+            nullable=False,
+        ),
         sa.Column("customer", sa.String(length=256), nullable=False),
         sa.Column("meter", sa.String(length=64), nullable=False),
         sa.Column("ts_us", sa.BigInteger(), nullable=False),
@@ -29,8 +32,7 @@ def upgrade() -> None:
         sa.Column("value_scale", sa.SmallInteger(), nullable=False),
         sa.Column("properties", sa.Text(), nullable=True),
         sa.Column("ingested_at_us", sa.BigInteger(), nullable=False),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_events")),
-        sa.UniqueConstraint("tenant_id", "event_id", name=op.f("uq_events_tenant_id_event_id")),
+        sa.PrimaryKeyConstraint("tenant_id", "event_id", name=op.f("pk_events")),
     )
     op.create_table(
         "tenants",
