@@ -174,16 +174,23 @@ class SqliteEventStore:
         try:
             with conn.begin():
                 ingested = now_us()
-                return [self._write_one(conn, b, ingested) for b in batches]
+                # One writer holds the lock, and SQLite gives each new row max(rowid) + 1, so
+                # the rows a batch inserted are exactly those above the high-water mark before it.
+                mark = conn.exec_driver_sql("SELECT coalesce(max(rowid), 0) FROM events").scalar_one()
+                outcomes = []
+                for batch in batches:
+                    outcome = self._write_one(conn, batch, ingested, mark)
+                    mark += outcome.accepted
+                    outcomes.append(outcome)
+                return outcomes
         except BaseException:
             self.close()
             raise
 
-    def _write_one(self, conn: Connection, batch: PreparedBatch, ingested: int) -> BatchOutcome:
+    def _write_one(self, conn: Connection, batch: PreparedBatch, ingested: int, before: int) -> BatchOutcome:
         outcome = BatchOutcome()
         keep = _dedup_in_batch(batch, outcome)
         savepoint = conn.begin_nested() if batch.atomic else None
-        before = conn.exec_driver_sql("SELECT coalesce(max(rowid), 0) FROM events").scalar_one()
         rows = _rows(batch, keep, ingested)
         inserted = conn.exec_driver_sql(self._INSERT, rows).rowcount if rows else 0
         if inserted != len(keep):
