@@ -176,24 +176,21 @@ def prepare(
 # --- per-field checks, shared by both forms --------------------------------------------------------
 
 
-def _id_error(i: int, value: str, limits: IngestLimits) -> EventError | None:
+def _text_error(i: int, field_name: str, code: Code, value: str, bytes_max: int) -> EventError | None:
+    """Empty or longer than bytes_max in UTF-8; encodes only when the length in characters cannot decide."""
     if not value:
-        return EventError(i, "event_id", pb.INVALID_EVENT_ID, "event_id is empty")
-    if len(value) * 4 > limits.event_id_bytes_max and len(value.encode()) > limits.event_id_bytes_max:
-        return EventError(
-            i, "event_id", pb.INVALID_EVENT_ID, f"event_id is longer than {limits.event_id_bytes_max} bytes"
-        )
+        return EventError(i, field_name, code, f"{field_name} is empty")
+    if len(value) * 4 > bytes_max and len(value.encode()) > bytes_max:
+        return EventError(i, field_name, code, f"{field_name} is longer than {bytes_max} bytes")
     return None
+
+
+def _id_error(i: int, value: str, limits: IngestLimits) -> EventError | None:
+    return _text_error(i, "event_id", pb.INVALID_EVENT_ID, value, limits.event_id_bytes_max)
 
 
 def _customer_error(i: int, value: str, limits: IngestLimits) -> EventError | None:
-    if not value:
-        return EventError(i, "customer", pb.INVALID_CUSTOMER, "customer is empty")
-    if len(value) * 4 > limits.customer_bytes_max and len(value.encode()) > limits.customer_bytes_max:
-        return EventError(
-            i, "customer", pb.INVALID_CUSTOMER, f"customer is longer than {limits.customer_bytes_max} bytes"
-        )
-    return None
+    return _text_error(i, "customer", pb.INVALID_CUSTOMER, value, limits.customer_bytes_max)
 
 
 def _unknown_meter(i: int, code: str) -> EventError:
