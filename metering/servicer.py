@@ -166,9 +166,7 @@ class IngestServicer(pb_grpc.IngestServiceServicer):
         self.events_acked += ack.accepted + ack.duplicate
         return ack
 
-    async def IngestBatch(
-        self, request: pb.EventBatch, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> pb.IngestAck:
+    async def IngestBatch(self, request: pb.EventBatch, context: grpc.aio.ServicerContext[Any, Any]) -> pb.IngestAck:
         try:
             if self._draining.is_set():
                 raise Unavailable("server is shutting down; resend the batch")

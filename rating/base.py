@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from decimal import Decimal
-from typing import Annotated, Self
+from typing import Annotated, Any, Self
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, model_validator
 from pydantic_core import PydanticCustomError
@@ -44,6 +44,10 @@ class PriceModel(BaseModel):
             raise InvalidPriceError(problems)
         return self
 
+    def to_json(self) -> dict[str, Any]:
+        """The stable JSON form: every field, decimals as strings, `model` always present."""
+        return self.model_dump(mode="json")
+
     def problems(self) -> list[Problem]:
         """Cross-field rule violations; field-level ones are raised by the field types."""
         return []
@@ -51,9 +55,7 @@ class PriceModel(BaseModel):
     def unit(self) -> Unit:
         raise NotImplementedError
 
-    def quote(
-        self, quantity: Decimal, events: Sequence[Decimal] | None = None, dimension: str | None = None
-    ) -> Quote:
+    def quote(self, quantity: Decimal, events: Sequence[Decimal] | None = None, dimension: str | None = None) -> Quote:
         raise NotImplementedError
 
 
@@ -90,9 +92,7 @@ class CumulativePrice(PriceModel):
             previous = cumulative
         return tuple(out)
 
-    def quote(
-        self, quantity: Decimal, events: Sequence[Decimal] | None = None, dimension: str | None = None
-    ) -> Quote:
+    def quote(self, quantity: Decimal, events: Sequence[Decimal] | None = None, dimension: str | None = None) -> Quote:
         q = check_quantity(quantity)
         event_amounts = None
         if events is not None:

@@ -45,9 +45,7 @@ class MinimumCommitmentPrice(PriceModel):
     def unit(self) -> Unit:
         return self.price.unit()
 
-    def quote(
-        self, quantity: Decimal, events: Sequence[Decimal] | None = None, dimension: str | None = None
-    ) -> Quote:
+    def quote(self, quantity: Decimal, events: Sequence[Decimal] | None = None, dimension: str | None = None) -> Quote:
         inner = self.price.quote(check_quantity(quantity), events)
         base = inner.amount
         true_up = max(EXACT.subtract(self.minimum_amount, base), Decimal(0))

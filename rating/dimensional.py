@@ -47,9 +47,7 @@ class DimensionalPrice(PriceModel):
             f"{self.dimension}={value!r} has no price and there is no default; known values: {known}"
         )
 
-    def quote(
-        self, quantity: Decimal, events: Sequence[Decimal] | None = None, dimension: str | None = None
-    ) -> Quote:
+    def quote(self, quantity: Decimal, events: Sequence[Decimal] | None = None, dimension: str | None = None) -> Quote:
         inner = self.price_for(dimension).quote(quantity, events)
         prefix = f"{self.dimension}={dimension}: "
         lines = tuple(_relabel(line, prefix) for line in inner.lines)

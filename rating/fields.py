@@ -26,7 +26,7 @@ def _refuse_float(value: Any) -> Any:
     if isinstance(value, float):
         raise PydanticCustomError(
             "float_not_allowed",
-            "floats are not accepted for money or quantities; write the value as a string, e.g. \"{hint}\"",
+            'floats are not accepted for money or quantities; write the value as a string, e.g. "{hint}"',
             {"hint": repr(value)},
         )
     return value

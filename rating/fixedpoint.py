@@ -25,7 +25,7 @@ Int64Array = npt.NDArray[np.int64]
 
 def as_decimal(value: object, what: str = "value") -> Decimal:
     """Accept Decimal, int or decimal string; refuse float (binary floats cannot hold 0.1)."""
-    if isinstance(value, bool) or isinstance(value, float):
+    if isinstance(value, bool | float):
         raise InvalidQuantityError(f"{what}: floats are not accepted, pass a string such as '0.1'")
     if isinstance(value, Decimal):
         result = value
@@ -73,9 +73,7 @@ def to_fixed_array(values: Iterable[object], scale: int, what: str = "quantity")
     """Decimal-like values as one int64 column at `scale`."""
     if not 0 <= scale <= MAX_SCALE:
         raise InvalidQuantityError(f"{what}: scale {scale} is outside 0..{MAX_SCALE}")
-    return np.array(
-        [to_scaled(as_decimal(v, what), scale, what) for v in values], dtype=np.int64
-    )
+    return np.array([to_scaled(as_decimal(v, what), scale, what) for v in values], dtype=np.int64)
 
 
 def required_scale(values: Iterable[Decimal]) -> int:

@@ -55,7 +55,13 @@ class ValueSharePrice(CumulativePrice):
 
     def problems(self) -> list[Problem]:
         if self.floor_amount is not None and self.cap_amount is not None and self.floor_amount > self.cap_amount:
-            return [Problem("floor_amount", "invalid_min_max", f"floor {self.floor_amount} is above cap {self.cap_amount}")]
+            return [
+                Problem(
+                    "floor_amount",
+                    "invalid_min_max",
+                    f"floor {self.floor_amount} is above cap {self.cap_amount}",
+                )
+            ]
         return []
 
     def value(self, measured: Decimal) -> Decimal:
@@ -106,7 +112,8 @@ class KpiContingentPrice(PriceModel):
                     Problem(
                         f"kpi_tiers[{i}].threshold",
                         "invalid_kpi_thresholds",
-                        f"{b} must be strictly {'above' if self.direction == 'higher_is_better' else 'below'} "
+                        f"{b} must be strictly {'above' if self.direction == 'higher_is_better' else 'below'}"
+                        " "
                         f"the previous threshold {a}; list thresholds from easiest to hardest",
                     )
                 )
@@ -123,9 +130,7 @@ class KpiContingentPrice(PriceModel):
     def unit(self) -> Unit:
         return currency(self.currency)
 
-    def quote(
-        self, quantity: Decimal, events: Sequence[Decimal] | None = None, dimension: str | None = None
-    ) -> Quote:
+    def quote(self, quantity: Decimal, events: Sequence[Decimal] | None = None, dimension: str | None = None) -> Quote:
         kpi = as_decimal(quantity, "quantity")  # a KPI may be negative (e.g. a change in churn)
         i = self.reached(kpi)
         if i is None:

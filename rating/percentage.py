@@ -49,9 +49,7 @@ class PercentagePrice(PriceModel):
             problems.append(Problem("free_units_per_events", "negative_amount", "must be zero or more"))
         lo, hi = self.per_transaction_min, self.per_transaction_max
         if lo is not None and hi is not None and lo > hi:
-            problems.append(
-                Problem("per_transaction_min", "invalid_min_max", f"minimum {lo} is above maximum {hi}")
-            )
+            problems.append(Problem("per_transaction_min", "invalid_min_max", f"minimum {lo} is above maximum {hi}"))
         return problems
 
     def unit(self) -> Unit:
@@ -90,9 +88,7 @@ class PercentagePrice(PriceModel):
             fees.append(fee)
         return tuple(fees), totals
 
-    def quote(
-        self, quantity: Decimal, events: Sequence[Decimal] | None = None, dimension: str | None = None
-    ) -> Quote:
+    def quote(self, quantity: Decimal, events: Sequence[Decimal] | None = None, dimension: str | None = None) -> Quote:
         q = check_quantity(quantity)
         if events is None:
             amounts = [q] if q > 0 else []

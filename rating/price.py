@@ -22,7 +22,7 @@ from rating.outcome import KpiContingentPrice, PerOutcomePrice, ValueSharePrice
 from rating.package import PackagePrice
 from rating.per_unit import PerUnitPrice
 from rating.percentage import GraduatedPercentagePrice, PercentagePrice
-from rating.points import PointsPrice
+from rating.points_price import PointsPrice
 from rating.sla import SlaCreditPrice
 from rating.tiers import GraduatedPrice, VolumePrice
 
@@ -114,8 +114,11 @@ def _path(loc: tuple[int | str, ...]) -> str:
     while i < len(parts):
         part = parts[i]
         nxt = parts[i + 1] if i + 1 < len(parts) else None
-        if isinstance(part, str) and part in MODELS and (i == 0 or parts[i - 1] in ("price", "default")
-                                                         or _after_dict(parts, i)):
+        if (
+            isinstance(part, str)
+            and part in MODELS
+            and (i == 0 or parts[i - 1] in ("price", "default") or _is_dimension_value_slot(parts, i))
+        ):
             i += 1
             if part == "outcome" and isinstance(nxt, str) and nxt in ("per_outcome", "value_share", "kpi_contingent"):
                 i += 1
@@ -128,7 +131,8 @@ def _path(loc: tuple[int | str, ...]) -> str:
     return out
 
 
-def _after_dict(parts: list[int | str], i: int) -> bool:
+def _is_dimension_value_slot(parts: list[int | str], i: int) -> bool:
+    """True when parts[i] follows a key of a dimensional price's `prices` mapping (a union tag slot)."""
     return i >= 2 and parts[i - 2] == "prices"
 
 

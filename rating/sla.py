@@ -49,7 +49,11 @@ class SlaCreditPrice(PriceModel):
         problems = []
         for i in range(1, len(self.tiers)):
             prev, cur = self.tiers[i - 1], self.tiers[i]
-            worse = cur.threshold < prev.threshold if self.direction == "higher_is_better" else cur.threshold > prev.threshold
+            worse = (
+                cur.threshold < prev.threshold
+                if self.direction == "higher_is_better"
+                else cur.threshold > prev.threshold
+            )
             if not worse:
                 problems.append(
                     Problem(
@@ -80,9 +84,7 @@ class SlaCreditPrice(PriceModel):
                 worst = i
         return worst
 
-    def quote(
-        self, quantity: Decimal, events: Sequence[Decimal] | None = None, dimension: str | None = None
-    ) -> Quote:
+    def quote(self, quantity: Decimal, events: Sequence[Decimal] | None = None, dimension: str | None = None) -> Quote:
         measured = as_decimal(quantity, "quantity")
         i = self.missed_tier(measured)
         if i is None:

@@ -55,7 +55,11 @@ def tier_problems(up_tos: Sequence[Decimal | None], family: str) -> list[Problem
             continue
         if i == last:
             problems.append(
-                Problem(field, "missing_unbounded_tier", "the last tier must have up_to null so every quantity is priced")
+                Problem(
+                    field,
+                    "missing_unbounded_tier",
+                    "the last tier must have up_to null so every quantity is priced",
+                )
             )
         if previous is not None and up <= previous:
             problems.append(

@@ -53,9 +53,7 @@ def points(code: str, scale: int = 0) -> Unit:
     """A tenant-defined points unit (lower-case code, so it can never collide with a currency)."""
     problems = []
     if not _POINTS_CODE.match(code):
-        problems.append(
-            Problem("points_unit", "invalid_points_unit", "must be lower_snake_case, 1-32 characters")
-        )
+        problems.append(Problem("points_unit", "invalid_points_unit", "must be lower_snake_case, 1-32 characters"))
     if not 0 <= scale <= MAX_UNIT_SCALE:
         problems.append(Problem("points_scale", "scale_too_large", f"must be 0..{MAX_UNIT_SCALE}"))
     if problems:

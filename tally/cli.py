@@ -251,6 +251,15 @@ def meter_list(ctx: click.Context, tenant_name: str) -> None:
     _table(f"meters of {t.name}", ["code", "name", "aggregation", "scale"], rows)
 
 
+def _register_commands() -> None:
+    from tally.rate_command import rate
+
+    main.add_command(rate)
+
+
+_register_commands()
+
+
 def run() -> None:
     main(prog_name="tally")
 

@@ -44,9 +44,7 @@ class PointsPrice(PriceModel):
     def to_money(self, amount_points: Decimal) -> Money:
         return Money(EXACT.multiply(amount_points, self.conversion_rate), currency(self.currency))
 
-    def quote(
-        self, quantity: Decimal, events: Sequence[Decimal] | None = None, dimension: str | None = None
-    ) -> Quote:
+    def quote(self, quantity: Decimal, events: Sequence[Decimal] | None = None, dimension: str | None = None) -> Quote:
         inner = self.price.quote(quantity, events)
         return Quote(
             self.model,
