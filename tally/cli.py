@@ -111,10 +111,20 @@ def migrate(ctx: click.Context) -> None:
 @main.command()
 @click.option("--host", default=None, help="Interface to listen on [default: 127.0.0.1].")
 @click.option("--port", type=int, default=None, help="Port [default: 50051; 0 picks a free one].")
+@click.option(
+    "--database-url", "serve_database_url", default=None, help="Same as the global --database-url, for convenience."
+)
 @click.option("--no-store", is_flag=True, help="Validate but store nothing (benchmark ceiling only).")
 @click.option("-v", "--verbose", is_flag=True, help="Log at INFO level.")
 @click.pass_context
-def serve(ctx: click.Context, host: str | None, port: int | None, no_store: bool, verbose: bool) -> None:
+def serve(
+    ctx: click.Context,
+    host: str | None,
+    port: int | None,
+    serve_database_url: str | None,
+    no_store: bool,
+    verbose: bool,
+) -> None:
     """Run the gRPC server (IngestService, health, reflection) until SIGTERM.
 
     \b
@@ -136,6 +146,8 @@ def serve(ctx: click.Context, host: str | None, port: int | None, no_store: bool
         updates["host"] = host
     if port is not None:
         updates["port"] = port
+    if serve_database_url is not None:
+        updates["database_url"] = serve_database_url
     if no_store:
         updates["store_events"] = False
     settings = settings.model_copy(update=updates)
