@@ -224,7 +224,7 @@ def _properties_error(i: int, props: Mapping[str, str], limits: IngestLimits) ->
             pb.INVALID_PROPERTIES,
             f"{len(props)} properties; at most properties_max={limits.properties_max}",
         )
-    for key, value in props.items():
+    for key, value in sorted(props.items()):  # sorted: the same first error in both wire forms
         if not key or len(key.encode()) > limits.property_key_bytes_max:
             return EventError(
                 i,
@@ -485,26 +485,8 @@ def _mask(meter_codes: list[str], code: str, distinct: int) -> npt.NDArray[np.bo
 def _column_properties(
     c: pb.EventColumns, n: int, limits: IngestLimits, bad: dict[int, EventError]
 ) -> list[str | None]:
+    """Checks in the row form's order (count, then each key in sorted order and its value)."""
     columns = [(p.key, list(p.values)) for p in c.properties]
-    for key, _values in columns:
-        if not key or len(key.encode()) > limits.property_key_bytes_max:
-            raise InvalidArgument(
-                f"columns.properties key {key[:64]!r} must be 1 to {limits.property_key_bytes_max} bytes"
-            )
-    value_max = limits.property_value_bytes_max
-    for key, values in columns:
-        if values and max(map(len, values)) * 4 > value_max:
-            for i, v in enumerate(values):
-                if len(v.encode()) > value_max:
-                    bad.setdefault(
-                        i,
-                        EventError(
-                            i,
-                            f"properties.{key}",
-                            pb.INVALID_PROPERTIES,
-                            f"property values must be 1 to {value_max} bytes",
-                        ),
-                    )
     if len(columns) > limits.properties_max:
         counts = np.zeros(n, dtype=np.int64)
         for _key, values in columns:
@@ -519,6 +501,26 @@ def _column_properties(
                     f"{int(counts[i])} properties; at most properties_max={limits.properties_max}",
                 ),
             )
+    key_max = limits.property_key_bytes_max
+    value_max = limits.property_value_bytes_max
+    for key, values in sorted(columns):
+        if not key or len(key.encode()) > key_max:
+            key_error = f"property keys must be 1 to {key_max} bytes"
+            for i, v in enumerate(values):
+                if v:
+                    bad.setdefault(i, EventError(i, "properties", pb.INVALID_PROPERTIES, key_error))
+        elif values and max(map(len, values)) * 4 > value_max:
+            for i, v in enumerate(values):
+                if len(v.encode()) > value_max:
+                    bad.setdefault(
+                        i,
+                        EventError(
+                            i,
+                            f"properties.{key}",
+                            pb.INVALID_PROPERTIES,
+                            f"property values must be 1 to {value_max} bytes",
+                        ),
+                    )
     out: list[str | None] = []
     for i in range(n):
         props = {key: values[i] for key, values in columns if values[i]}

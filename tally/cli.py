@@ -265,8 +265,10 @@ def meter_list(ctx: click.Context, tenant_name: str) -> None:
 
 def _register_commands() -> None:
     from tally.rate_command import rate
+    from tally.send_command import send
 
     main.add_command(rate)
+    main.add_command(send)
 
 
 _register_commands()

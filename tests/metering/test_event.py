@@ -149,7 +149,9 @@ def event_lists(draw: st.DrawFn) -> tuple[list[pb.Event], int]:
                 meter=draw(st.sampled_from([*SPECS, "unknown"])),
                 value=value,
                 ts_us=NOW_US + draw(st.integers(-40 * 86_400_000_000, 400_000_000)),
-                properties=draw(st.dictionaries(st.sampled_from("abc"), st.text(min_size=1, max_size=3), max_size=3)),
+                properties=draw(st.dictionaries(st.sampled_from(["a", "b", "", "k" * 65]),
+                                                st.one_of(st.text(min_size=1, max_size=3), st.just("v" * 257)),
+                                                max_size=3)),
             )
         )  # fmt: skip
     return events, scale

@@ -1,0 +1,262 @@
+"""Crash tests: `kill -9` and SIGTERM on a real `tally serve` process while the Python client streams.
+
+What must hold, on SQLite and PostgreSQL:
+- every event the client saw acked is stored, checked after every kill, before the restart;
+- nothing is stored twice and nothing is lost: at the end the stored rows are exactly the ids
+  sent, and the sum of stored values is the exact expected total;
+- SIGTERM drains: the process exits 0 within its grace period, the stream ends with UNAVAILABLE
+  after acking what it had read, and the client resends the rest to the restarted server.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, func, select
+
+from metering.tables import events
+from tally.client import BatchResult, IngestClient, IngestSummary, UsageEvent
+from tally.db import make_engine, upgrade
+from tests.conftest import TenantKey, make_tenant
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+KILLS = 12
+EVENTS = 30_000
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class ServerProcess:
+    """`python -m tally.cli serve` on a fixed port, restartable after a kill."""
+
+    def __init__(
+        self, db_url: str, port: int, log_path: Path, extra_env: dict[str, str] | None = None
+    ) -> None:
+        self.db_url = db_url
+        self.port = port
+        self.log_path = log_path
+        self.env = {**os.environ, **(extra_env or {})}
+        self.proc: subprocess.Popen[str] | None = None
+        self.starts = 0
+
+    def start(self) -> None:
+        for attempt in range(20):
+            with self.log_path.open("a") as log:
+                proc = subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "tally.cli",
+                        "--database-url",
+                        self.db_url,
+                        "serve",
+                        "--port",
+                        str(self.port),
+                    ],
+                    stdout=subprocess.PIPE,
+                    stderr=log,
+                    text=True,
+                    cwd=REPO,
+                    env=self.env,
+                )
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            if "tally listening on" in line:
+                self.proc = proc
+                self.starts += 1
+                return
+            proc.wait(timeout=30)  # did not come up (the port may still be held): try again
+            time.sleep(0.1 * (attempt + 1))
+        pytest.fail(f"tally serve did not start on port {self.port}:\n{self.log_path.read_text()}")
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=30)
+        self.proc = None
+
+    def terminate(self, timeout_s: float) -> tuple[int, float]:
+        assert self.proc is not None
+        started = time.monotonic()
+        self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout=timeout_s)
+        self.proc = None
+        return code, time.monotonic() - started
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+        self.proc = None
+
+
+class Producer:
+    """Known events at a steady pace, with the acks the client reported, for checks at any moment."""
+
+    def __init__(self, n: int, seed: int, per_ms: int = 8) -> None:
+        rng = random.Random(seed)
+        ts = time.time_ns() // 1000
+        self.units = [rng.randint(1, 1_000_000) for _ in range(n)]
+        self.events = [
+            UsageEvent(f"ev-{i:06d}", f"cus-{i % 97}", "tokens", ts - i, Decimal(u).scaleb(-2))
+            for i, u in enumerate(self.units)
+        ]
+        self.per_ms = per_ms
+        self.lock = threading.Lock()
+        self.acked: set[str] = set()
+        self.acked_events = 0
+        self.rejected = 0
+        self.summary: IngestSummary | None = None
+        self.error: BaseException | None = None
+
+    def stream(self) -> Iterator[UsageEvent]:
+        for i, event in enumerate(self.events):
+            if i % self.per_ms == 0:
+                time.sleep(0.001)  # paced, so that kills land while events are flowing
+            yield event
+
+    def on_ack(self, result: BatchResult) -> None:
+        rejected = {e.index - result.first_index for e in result.errors}
+        with self.lock:
+            self.acked.update(eid for k, eid in enumerate(result.event_ids) if k not in rejected)
+            self.acked_events += result.size
+            self.rejected += len(rejected)
+
+    def acked_now(self) -> set[str]:
+        with self.lock:
+            return set(self.acked)
+
+    def run(self, target: str, key: str) -> threading.Thread:
+        def body() -> None:
+            try:
+                with IngestClient(
+                    target, key, batch_events_max=500, retries_max=60, backoff_max_ms=500, ack_timeout_s=20
+                ) as client:
+                    self.summary = client.send(self.stream(), on_ack=self.on_ack)
+            except BaseException as exc:
+                self.error = exc
+
+        thread = threading.Thread(target=body, name="crash-client", daemon=True)
+        thread.start()
+        return thread
+
+
+def stored_ids(engine: Engine, tenant: TenantKey) -> set[str]:
+    with engine.connect() as conn:
+        return set(
+            conn.execute(select(events.c.event_id).where(events.c.tenant_id == tenant.tenant_id)).scalars()
+        )
+
+
+def assert_exact(engine: Engine, tenant: TenantKey, producer: Producer) -> None:
+    assert producer.error is None, f"client failed: {producer.error!r}"
+    summary = producer.summary
+    assert summary is not None
+    n = len(producer.events)
+    assert (summary.accepted + summary.duplicate, summary.rejected, producer.rejected) == (n, 0, 0)
+    with engine.connect() as conn:
+        rows, distinct, total, scales = conn.execute(
+            select(
+                func.count(),
+                func.count(func.distinct(events.c.event_id)),
+                func.sum(events.c.value_units),
+                func.count(func.distinct(events.c.value_scale)),
+            ).where(events.c.tenant_id == tenant.tenant_id)
+        ).one()
+    assert (rows, distinct, scales) == (n, n, 1)
+    assert int(total) == sum(producer.units)
+    assert stored_ids(engine, tenant) == {e.event_id for e in producer.events} == producer.acked_now()
+
+
+@pytest.fixture
+def setup(db_url: str) -> Iterator[tuple[Engine, TenantKey]]:
+    engine = make_engine(db_url)
+    upgrade(engine)
+    tenant = make_tenant(engine)
+    yield engine, tenant
+    engine.dispose()
+
+
+@pytest.mark.timeout(240)
+def test_kill_9_loses_nothing_acked_and_stores_nothing_twice(
+    setup: tuple[Engine, TenantKey], db_url: str, tmp_path: Path
+) -> None:
+    engine, tenant = setup
+    seed = random.randrange(2**32)
+    rng = random.Random(seed)
+    server = ServerProcess(db_url, free_port(), tmp_path / "server.log")
+    server.start()
+    producer = Producer(EVENTS, seed)
+    client = producer.run(f"127.0.0.1:{server.port}", tenant.key)
+    kills_while_sending = 0
+    try:
+        for _ in range(KILLS):
+            time.sleep(rng.uniform(0.05, 0.45))
+            kills_while_sending += client.is_alive()
+            server.kill9()
+            acked = producer.acked_now()
+            missing = acked - stored_ids(engine, tenant)
+            assert not missing, (
+                f"seed {seed}: {len(missing)} acked events lost by kill -9, e.g. {sorted(missing)[:5]}"
+            )
+            server.start()
+        client.join(timeout=120)
+        assert not client.is_alive(), f"seed {seed}: client did not finish"
+    finally:
+        server.stop()
+    assert kills_while_sending >= KILLS // 2, f"seed {seed}: the client finished before most kills"
+    summary = producer.summary
+    assert summary is not None and summary.retries >= 1
+    assert_exact(engine, tenant, producer)
+
+
+@pytest.mark.timeout(180)
+def test_sigterm_drains_acks_then_unavailable(
+    setup: tuple[Engine, TenantKey], db_url: str, tmp_path: Path
+) -> None:
+    engine, tenant = setup
+    grace_s = 5.0
+    server = ServerProcess(
+        db_url, free_port(), tmp_path / "server.log", {"TALLY_SHUTDOWN_GRACE_S": str(grace_s)}
+    )
+    server.start()
+    producer = Producer(8_000, seed=7, per_ms=4)
+    client = producer.run(f"127.0.0.1:{server.port}", tenant.key)
+    try:
+        deadline = time.monotonic() + 60
+        while producer.acked_events < 1_000 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert client.is_alive(), "the client finished before SIGTERM: slow it down"
+        code, took = server.terminate(timeout_s=grace_s + 20)
+        assert code == 0, (server.log_path.read_text(), code)
+        assert took < grace_s + 3, f"drain took {took:.1f} s with grace {grace_s} s"
+        acked = producer.acked_now()
+        assert acked and acked <= stored_ids(engine, tenant)
+        server.start()
+        client.join(timeout=120)
+        assert not client.is_alive(), "client did not finish"
+    finally:
+        server.stop()
+    summary = producer.summary
+    assert summary is not None, producer.error
+    first = summary.retry_log[0]
+    assert first.startswith("UNAVAILABLE") and "shutting down" in first, summary.retry_log
+    assert_exact(engine, tenant, producer)
