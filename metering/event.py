@@ -68,6 +68,8 @@ class PreparedBatch:
     value_scale: list[int]
     properties: list[str | None]
     errors: list[EventError] = field(default_factory=list)
+    # The tenant's meters as validation saw them: rollups use the same filter and group_by.
+    specs: Mapping[str, MeterSpec] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.event_ids)
@@ -169,8 +171,11 @@ def prepare(
 ) -> PreparedBatch:
     """Validate a batch whose shape passed `check_batch_shape`."""
     if batch.HasField("columns"):
-        return _prepare_columns(tenant_id, batch, specs, limits, clock)
-    return _prepare_rows(tenant_id, batch, specs, limits, clock)
+        out = _prepare_columns(tenant_id, batch, specs, limits, clock)
+    else:
+        out = _prepare_rows(tenant_id, batch, specs, limits, clock)
+    out.specs = specs
+    return out
 
 
 # --- per-field checks, shared by both forms --------------------------------------------------------

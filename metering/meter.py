@@ -1,23 +1,26 @@
-"""Meters: which events a tenant accepts, and the decimal scale of their values.
+"""Meters: which events a tenant accepts, how they become quantities, and how usage splits into dimensions.
 
-This is the minimal registry the ingest path needs (code, aggregation, scale);
-filters, group-by dimensions and rollups build on it in the meters issue.
+A meter in use never changes meaning silently: once it has events, its aggregation, scale, filter and
+group_by are frozen (`update_meter` refuses with FailedPrecondition and says to create a new code);
+its name and unit may still change. That keeps every stored rollup and every past invoice explainable.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import Engine, insert, select
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from sqlalchemy import Engine, exists, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from metering.errors import AlreadyExists
-from metering.tables import meters
+from metering.errors import AlreadyExists, FailedPrecondition, NotFound
+from metering.tables import events, meters
 
 
 class Aggregation(StrEnum):
@@ -33,6 +36,8 @@ class Aggregation(StrEnum):
 
 
 VALUE_SCALE_MAX = 18  # 10**18 < 2**63: any scale up to this keeps one unit representable in int64
+GROUP_BY_MAX = 8
+PROPERTY_KEY_PATTERN = r"^[A-Za-z0-9_.\-]{1,64}$"
 
 
 class MeterDefinition(BaseModel):
@@ -44,6 +49,36 @@ class MeterDefinition(BaseModel):
     name: str = Field("", max_length=256)
     aggregation: Aggregation = Aggregation.SUM
     value_scale: int = Field(0, ge=0, le=VALUE_SCALE_MAX, description="fractional digits of event values")
+    unit: str = Field("", max_length=32, description="display unit, e.g. tokens, GB, seats")
+    filter: dict[str, list[str]] = Field(
+        default_factory=dict, description="count only events whose property is one of these values"
+    )
+    group_by: list[str] = Field(default_factory=list, max_length=GROUP_BY_MAX, description="dimension properties")
+
+    @field_validator("filter")
+    @classmethod
+    def _filter(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for key, allowed in value.items():
+            _check_property_name(key, "filter")
+            if not allowed or any(not v or len(v.encode()) > 256 for v in allowed):
+                raise ValueError(f"filter[{key!r}] must list 1 or more values of 1 to 256 bytes")
+        return {k: sorted(set(v)) for k, v in sorted(value.items())}
+
+    @field_validator("group_by")
+    @classmethod
+    def _group_by(cls, value: list[str]) -> list[str]:
+        for key in value:
+            _check_property_name(key, "group_by")
+        if len(set(value)) != len(value):
+            raise ValueError("group_by names a property twice")
+        return value
+
+
+def _check_property_name(key: str, where: str) -> None:
+    import re
+
+    if not re.fullmatch(PROPERTY_KEY_PATTERN, key):
+        raise ValueError(f"{where} property {key!r} must be 1 to 64 of A-Z a-z 0-9 _ . -")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +90,18 @@ class Meter:
     aggregation: Aggregation
     value_scale: int
     created_at: datetime
+    unit: str = ""
+    filter: dict[str, list[str]] | None = None
+    group_by: tuple[str, ...] = ()
+
+    @property
+    def spec(self) -> MeterSpec:
+        return MeterSpec(
+            self.aggregation,
+            self.value_scale,
+            tuple((k, frozenset(v)) for k, v in sorted((self.filter or {}).items())),
+            self.group_by,
+        )
 
 
 def create_meter(engine: Engine, tenant_id: int, definition: MeterDefinition) -> Meter:
@@ -66,6 +113,9 @@ def create_meter(engine: Engine, tenant_id: int, definition: MeterDefinition) ->
         "aggregation": definition.aggregation.value,
         "value_scale": definition.value_scale,
         "created_at": now,
+        "unit": definition.unit,
+        "filter": json.dumps(definition.filter, sort_keys=True, separators=(",", ":")),
+        "group_by": json.dumps(definition.group_by, separators=(",", ":")),
     }
     try:
         with engine.begin() as conn:
@@ -80,32 +130,108 @@ def create_meter(engine: Engine, tenant_id: int, definition: MeterDefinition) ->
         aggregation=definition.aggregation,
         value_scale=definition.value_scale,
         created_at=now,
+        unit=definition.unit,
+        filter=definition.filter,
+        group_by=tuple(definition.group_by),
     )
 
 
 def list_meters(engine: Engine, tenant_id: int) -> list[Meter]:
     with engine.connect() as conn:
         rows = conn.execute(select(meters).where(meters.c.tenant_id == tenant_id).order_by(meters.c.code)).all()
-    return [
-        Meter(
-            id=r.id,
-            tenant_id=r.tenant_id,
-            code=r.code,
-            name=r.name,
-            aggregation=Aggregation(r.aggregation),
-            value_scale=r.value_scale,
-            created_at=r.created_at,
+    return [_meter(r) for r in rows]
+
+
+def _meter(r: Any) -> Meter:
+    return Meter(
+        id=r.id,
+        tenant_id=r.tenant_id,
+        code=r.code,
+        name=r.name,
+        aggregation=Aggregation(r.aggregation),
+        value_scale=r.value_scale,
+        created_at=r.created_at,
+        unit=r.unit,
+        filter=json.loads(r.filter),
+        group_by=tuple(json.loads(r.group_by)),
+    )
+
+
+def get_meter(engine: Engine, tenant_id: int, code: str) -> Meter:
+    with engine.connect() as conn:
+        row = conn.execute(select(meters).where(meters.c.tenant_id == tenant_id, meters.c.code == code)).one_or_none()
+    if row is None:
+        raise NotFound(f"no meter {code!r} for this tenant; list them with `tally meter list TENANT`")
+    return _meter(row)
+
+
+class MeterUpdate(BaseModel):
+    """What may change on an existing meter. Meaning-bearing fields only while it has no events."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str | None = Field(None, max_length=256)
+    unit: str | None = Field(None, max_length=32)
+    aggregation: Aggregation | None = None
+    value_scale: int | None = Field(None, ge=0, le=VALUE_SCALE_MAX)
+    filter: dict[str, list[str]] | None = None
+    group_by: list[str] | None = None
+
+
+def update_meter(engine: Engine, tenant_id: int, code: str, change: MeterUpdate) -> Meter:
+    current = get_meter(engine, tenant_id, code)
+    merged = MeterDefinition(
+        code=code,
+        name=change.name if change.name is not None else current.name,
+        unit=change.unit if change.unit is not None else current.unit,
+        aggregation=change.aggregation or current.aggregation,
+        value_scale=change.value_scale if change.value_scale is not None else current.value_scale,
+        filter=change.filter if change.filter is not None else (current.filter or {}),
+        group_by=change.group_by if change.group_by is not None else list(current.group_by),
+    )
+    meaning_changed = [
+        name
+        for name, old, new in (
+            ("aggregation", current.aggregation, merged.aggregation),
+            ("value_scale", current.value_scale, merged.value_scale),
+            ("filter", current.filter or {}, merged.filter),
+            ("group_by", list(current.group_by), merged.group_by),
         )
-        for r in rows
+        if old != new
     ]
+    with engine.begin() as conn:
+        if meaning_changed:
+            used = conn.execute(
+                select(exists().where(events.c.tenant_id == tenant_id, events.c.meter == code))
+            ).scalar_one()
+            if used:
+                raise FailedPrecondition(
+                    f"meter {code!r} has events, so its {', '.join(meaning_changed)} cannot change "
+                    f"(stored usage would change meaning); create a new meter, e.g. {code}_v2"
+                )
+        conn.execute(
+            update(meters)
+            .where(meters.c.tenant_id == tenant_id, meters.c.code == code)
+            .values(
+                name=merged.name,
+                unit=merged.unit,
+                aggregation=merged.aggregation.value,
+                value_scale=merged.value_scale,
+                filter=json.dumps(merged.filter, sort_keys=True, separators=(",", ":")),
+                group_by=json.dumps(merged.group_by, separators=(",", ":")),
+            )
+        )
+    return get_meter(engine, tenant_id, code)
 
 
 @dataclass(frozen=True, slots=True)
 class MeterSpec:
-    """What validation needs of a meter, kept in memory on the hot path."""
+    """What validation and rollups need of a meter, kept in memory on the hot path."""
 
     aggregation: Aggregation
     value_scale: int
+    filter: tuple[tuple[str, frozenset[str]], ...] = ()
+    group_by: tuple[str, ...] = ()
 
 
 class MeterCatalog:
@@ -132,7 +258,7 @@ class MeterCatalog:
         missing = cached is None or (codes is not None and not codes.issubset(cached))
         if cached is not None and not (missing and stale):
             return cached
-        fresh = {m.code: MeterSpec(m.aggregation, m.value_scale) for m in list_meters(self._engine, tenant_id)}
+        fresh = {m.code: m.spec for m in list_meters(self._engine, tenant_id)}
         with self._lock:
             self._specs[tenant_id] = fresh
             self._loaded_at[tenant_id] = time.monotonic()

@@ -33,6 +33,7 @@ from typing import Any, Protocol
 from sqlalchemy import Connection, Engine
 
 from metering.event import EventError, PreparedBatch, equal_values
+from metering.rollup import Key, Partial, partials, upsert, upsert_dbapi
 from tally.v1 import ingest_pb2 as pb
 
 _COLUMNS = "tenant_id, event_id, customer, meter, ts_us, value_units, value_scale, properties, ingested_at_us"
@@ -45,6 +46,19 @@ class BatchOutcome:
     duplicate: int = 0
     errors: list[EventError] = field(default_factory=list)
     refused: bool = False
+
+
+class _Rollups:
+    """Partials of every event a group inserted, per tenant; upserted just before COMMIT."""
+
+    def __init__(self) -> None:
+        self.by_tenant: dict[int, dict[Key, Partial]] = {}
+
+    def add(self, batch: PreparedBatch, keep: list[int], outcome: BatchOutcome, ours: set[str] | None) -> None:
+        if outcome.refused or not outcome.accepted:
+            return
+        positions = keep if ours is None else [k for k in keep if batch.event_ids[k] in ours]
+        partials(batch, positions, batch.specs, self.by_tenant.setdefault(batch.tenant_id, {}))
 
 
 class EventStore(Protocol):
@@ -178,21 +192,27 @@ class SqliteEventStore:
                 # the rows a batch inserted are exactly those above the high-water mark before it.
                 mark = conn.exec_driver_sql("SELECT coalesce(max(rowid), 0) FROM events").scalar_one()
                 outcomes = []
+                rollups = _Rollups()
                 for batch in batches:
-                    outcome = self._write_one(conn, batch, ingested, mark)
+                    outcome = self._write_one(conn, batch, ingested, mark, rollups)
                     mark += outcome.accepted
                     outcomes.append(outcome)
+                for tenant_id, into in rollups.by_tenant.items():
+                    upsert(conn, tenant_id, into)
                 return outcomes
         except BaseException:
             self.close()
             raise
 
-    def _write_one(self, conn: Connection, batch: PreparedBatch, ingested: int, before: int) -> BatchOutcome:
+    def _write_one(
+        self, conn: Connection, batch: PreparedBatch, ingested: int, before: int, rollups: _Rollups
+    ) -> BatchOutcome:
         outcome = BatchOutcome()
         keep = _dedup_in_batch(batch, outcome)
         savepoint = conn.begin_nested() if batch.atomic else None
         rows = _rows(batch, keep, ingested)
         inserted = conn.exec_driver_sql(self._INSERT, rows).rowcount if rows else 0
+        ours: set[str] | None = None
         if inserted != len(keep):
             stored, ours = self._lookup(conn, batch, keep, before)
             _classify_existing(batch, (k for k in keep if batch.event_ids[k] not in ours), stored, outcome)
@@ -202,6 +222,7 @@ class SqliteEventStore:
                 savepoint.rollback()
                 return _refused(outcome)
             savepoint.commit()
+        rollups.add(batch, keep, outcome, ours)
         return _finish(outcome)
 
     def _lookup(
@@ -321,17 +342,28 @@ class PostgresEventStore:
                             copy.write_row((b_no, *row[:8]))
                 ingested = now_us()
                 results = []
+                rollups = _Rollups()
                 for b_no, (batch, keep, outcome) in enumerate(zip(batches, keeps, outcomes, strict=True)):
-                    results.append(self._insert_one(cur, b_no, batch, keep, outcome, ingested))
+                    results.append(self._insert_one(cur, b_no, batch, keep, outcome, ingested, rollups))
+                for tenant_id, into in rollups.by_tenant.items():
+                    upsert_dbapi(cur, "postgresql", tenant_id, into)
                 return results
 
     def _insert_one(
-        self, cur: Any, b_no: int, batch: PreparedBatch, keep: list[int], outcome: BatchOutcome, ingested: int
+        self,
+        cur: Any,
+        b_no: int,
+        batch: PreparedBatch,
+        keep: list[int],
+        outcome: BatchOutcome,
+        ingested: int,
+        rollups: _Rollups,
     ) -> BatchOutcome:
         if batch.atomic:
             cur.execute("SAVEPOINT ingest_atomic")
         cur.execute(self._INSERT, (ingested, b_no))
         inserted = cur.rowcount
+        ours: set[str] | None = None
         if inserted != len(keep):
             ours = {r[0] for r in cur.fetchall()}
             cur.execute(self._LOOKUP, (b_no,))
@@ -343,6 +375,7 @@ class PostgresEventStore:
                 cur.execute("ROLLBACK TO SAVEPOINT ingest_atomic")
                 return _refused(outcome)
             cur.execute("RELEASE SAVEPOINT ingest_atomic")
+        rollups.add(batch, keep, outcome, ours)
         return _finish(outcome)
 
     def close(self) -> None:

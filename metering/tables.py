@@ -82,6 +82,11 @@ meters = Table(
     Column("aggregation", String(16), nullable=False),
     Column("value_scale", SmallInteger, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("unit", String(32), nullable=False, server_default=""),
+    # Canonical JSON: {"property": ["allowed", "values"]}; events outside it are stored but not counted.
+    Column("filter", Text, nullable=False, server_default="{}"),
+    # Canonical JSON list of property names whose values split usage into dimensions.
+    Column("group_by", Text, nullable=False, server_default="[]"),
     UniqueConstraint("tenant_id", "code"),
 )
 
@@ -99,4 +104,28 @@ events = Table(
     # "same payload" is a plain string comparison.
     Column("properties", Text, nullable=True),
     Column("ingested_at_us", BigInteger, nullable=False),
+)
+
+# Pre-aggregated usage per (tenant, meter, customer, dimension values, 15-minute bucket), updated in the
+# same transaction as the events it counts, so an acked event is already in every query.
+# 15 minutes because every UTC offset in use is a multiple of 15 minutes: any local hour, day or
+# month boundary is a bucket boundary, so windows in any time zone are exact without raw events.
+rollups = Table(
+    "rollups",
+    metadata,
+    Column("tenant_id", Integer, primary_key=True, autoincrement=False),
+    Column("meter", String(64), primary_key=True),
+    Column("customer", String(256), primary_key=True),
+    # Canonical JSON object of the meter's group_by values ("" when the meter has no group_by).
+    Column("group_key", String(2048), primary_key=True),
+    Column("bucket_us", BigInteger, primary_key=True, autoincrement=False),
+    Column("value_scale", SmallInteger, nullable=False),
+    Column("events", BigInteger, nullable=False),
+    Column("sum_units", BigInteger, nullable=False),
+    Column("min_units", BigInteger, nullable=False),
+    Column("max_units", BigInteger, nullable=False),
+    # The latest event of the bucket by (timestamp, event_id): ties broken by event id.
+    Column("latest_ts_us", BigInteger, nullable=False),
+    Column("latest_event_id", EventIdType, nullable=False),
+    Column("latest_units", BigInteger, nullable=False),
 )

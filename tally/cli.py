@@ -231,20 +231,56 @@ def meter() -> None:
     show_default=True,
 )
 @click.option("--scale", "value_scale", type=int, default=0, show_default=True, help="Fractional digits of values.")
+@click.option("--unit", default="", help="Display unit, e.g. tokens, GB, seats.")
+@click.option(
+    "--filter",
+    "filters",
+    multiple=True,
+    metavar="KEY=V1,V2",
+    help="Repeatable. Count only events whose property KEY is one of the values.",
+)
+@click.option("--group-by", "group_by", multiple=True, metavar="KEY", help="Repeatable. A dimension property.")
 @click.pass_context
 def meter_create(
-    ctx: click.Context, tenant_name: str, code: str, name: str, aggregation: str, value_scale: int
+    ctx: click.Context,
+    tenant_name: str,
+    code: str,
+    name: str,
+    aggregation: str,
+    value_scale: int,
+    unit: str,
+    filters: tuple[str, ...],
+    group_by: tuple[str, ...],
 ) -> None:
-    """Create meter CODE for TENANT."""
+    """Create meter CODE for TENANT.
+
+    \b
+    Example: tokens by model, paid tiers only, 2 decimals:
+      tally meter create acme tokens --scale 2 --group-by model --filter tier=paid,trial
+    """
     from metering.meter import MeterDefinition, create_meter
     from metering.tenant import get_tenant
 
+    parsed: dict[str, list[str]] = {}
+    for item in filters:
+        key, sep, values = item.partition("=")
+        if not sep or not values:
+            fail(f"--filter {item!r}: write KEY=VALUE[,VALUE...]")
+        parsed[key] = values.split(",")
     engine = _engine(ctx)
     t = get_tenant(engine, tenant_name)
     m = create_meter(
         engine,
         t.id,
-        MeterDefinition(code=code, name=name, aggregation=aggregation, value_scale=value_scale),
+        MeterDefinition(
+            code=code,
+            name=name,
+            aggregation=aggregation,
+            value_scale=value_scale,
+            unit=unit,
+            filter=parsed,
+            group_by=list(group_by),
+        ),
     )
     click.echo(f"created meter {m.code} ({m.aggregation.value}, scale {m.value_scale}) for tenant {t.name}")
 
@@ -259,8 +295,104 @@ def meter_list(ctx: click.Context, tenant_name: str) -> None:
 
     engine = _engine(ctx)
     t = get_tenant(engine, tenant_name)
-    rows = [[m.code, m.name, m.aggregation.value, str(m.value_scale)] for m in list_meters(engine, t.id)]
-    _table(f"meters of {t.name}", ["code", "name", "aggregation", "scale"], rows)
+    rows = [
+        [m.code, m.name, m.aggregation.value, str(m.value_scale), m.unit, ",".join(m.group_by), _filter_text(m.filter)]
+        for m in list_meters(engine, t.id)
+    ]
+    _table(f"meters of {t.name}", ["code", "name", "aggregation", "scale", "unit", "group by", "filter"], rows)
+
+
+def _filter_text(f: dict[str, list[str]] | None) -> str:
+    return " ".join(f"{k}={','.join(v)}" for k, v in (f or {}).items())
+
+
+@meter.command("rebuild")
+@click.argument("tenant_name", metavar="TENANT")
+@click.argument("codes", nargs=-1, metavar="[CODE]...")
+@click.pass_context
+def meter_rebuild(ctx: click.Context, tenant_name: str, codes: tuple[str, ...]) -> None:
+    """Recompute rollups from raw events and report whether they matched (all meters by default).
+
+    Exit status 0 when every stored rollup already matched the raw events, 1 when some bucket had to
+    be corrected (it is corrected either way). Ingest waits while a meter is rebuilt.
+    """
+    from metering.meter import get_meter, list_meters
+    from metering.rollup import rebuild
+    from metering.tenant import get_tenant
+
+    engine = _engine(ctx)
+    t = get_tenant(engine, tenant_name)
+    chosen = [get_meter(engine, t.id, c) for c in codes] if codes else list_meters(engine, t.id)
+    rows, corrected = [], 0
+    for m in chosen:
+        report = rebuild(engine, t.id, m.code, m.spec)
+        corrected += report.mismatched_before
+        verdict = "matched" if report.mismatched_before == 0 else f"{report.mismatched_before} buckets corrected"
+        rows.append([m.code, f"{report.events:,}", f"{report.buckets:,}", verdict])
+    _table(f"rollup rebuild for {t.name}", ["meter", "counted events", "buckets", "result"], rows)
+    if corrected:
+        ctx.exit(1)
+
+
+@main.command("usage")
+@click.argument("tenant_name", metavar="TENANT")
+@click.argument("customer")
+@click.argument("meter_code", metavar="METER")
+@click.option("--from", "start", required=True, help="Start, ISO 8601 (inclusive), e.g. 2026-11-01T00:00:00+01:00.")
+@click.option("--to", "end", required=True, help="End, ISO 8601 (exclusive). Both on 15-minute boundaries.")
+@click.option("--window", type=click.Choice(["hour", "day", "month"]), default=None, help="Split by calendar window.")
+@click.option("--tz", default="UTC", show_default=True, help="IANA time zone for windows, e.g. Europe/Paris.")
+@click.option("--group-by", "group_by", is_flag=True, help="Split by the meter's dimensions.")
+@click.pass_context
+def usage_command(
+    ctx: click.Context,
+    tenant_name: str,
+    customer: str,
+    meter_code: str,
+    start: str,
+    end: str,
+    window: str | None,
+    tz: str,
+    group_by: bool,
+) -> None:
+    """Exact usage of METER by CUSTOMER over [--from, --to), from rollups."""
+    from datetime import datetime
+
+    from metering.tenant import get_tenant
+    from metering.usage import Window, usage
+
+    def when(text: str, flag: str) -> datetime:
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            fail(f"{flag} {text!r} is not ISO 8601; write e.g. 2026-11-01T00:00:00Z")
+        if moment.tzinfo is None:
+            fail(f"{flag} {text!r} has no offset; add Z or +01:00")
+        return moment
+
+    engine = _engine(ctx)
+    t = get_tenant(engine, tenant_name)
+    rows = usage(
+        engine,
+        t.id,
+        customer,
+        meter_code,
+        when(start, "--from"),
+        when(end, "--to"),
+        group_by=group_by,
+        window=Window(window) if window else None,
+        tz=tz,
+    )
+    table_rows = [
+        [
+            r.window_start.isoformat() if r.window_start else "",
+            _filter_text({k: [v] for k, v in r.group.items()}),
+            str(r.quantity),
+            f"{r.events:,}",
+        ]
+        for r in rows
+    ]
+    _table(f"{meter_code} used by {customer}", ["window", "dimensions", "quantity", "events"], table_rows)
 
 
 def _register_commands() -> None:

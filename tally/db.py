@@ -17,6 +17,7 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
+from metering.rollup import register_sqlite_functions
 from metering.tables import metadata as metering_metadata
 
 # Every package's tables, for Alembic autogenerate and the models-vs-migrations test.
@@ -39,6 +40,7 @@ def make_engine(url: str, sqlite_synchronous: str = "FULL", pool_size: int = 8) 
             cur.execute("PRAGMA busy_timeout=30000")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
+            register_sqlite_functions(dbapi_conn)
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Any) -> None:

@@ -7,6 +7,7 @@ import threading
 from sqlalchemy import Engine, func, select
 
 from metering.event import PreparedBatch
+from metering.meter import Aggregation, MeterSpec
 from metering.store import PostgresEventStore, open_store
 from metering.tables import events
 from tally.v1 import ingest_pb2 as pb
@@ -22,7 +23,7 @@ def batch(
     return PreparedBatch(
         tenant_id=tenant_id, batch_id="b", size=n, atomic=atomic, index=list(range(n)), event_ids=ids,
         customers=[customer] * n, meters=["tokens"] * n, ts_us=[NOW_US] * n, value_units=[value] * n,
-        value_scale=[2] * n, properties=[None] * n,
+        value_scale=[2] * n, properties=[None] * n, specs={"tokens": MeterSpec(Aggregation.SUM, 2)},
     )  # fmt: skip
 
 

@@ -29,8 +29,15 @@ def test_tenant_key_and_meter_flow(run) -> None:  # type: ignore[no-untyped-def]
     assert run("meter", "create", "acme", "tokens", "--aggregation", "sum", "--scale", "2")[0] == 0
     code, out, _ = run("meter", "list", "acme")
     assert code == 0 and "tokens" in out and "sum" in out
+    from alembic.script import ScriptDirectory
+
+    from tally.db import alembic_config
+
     code, out, _ = run("migrate")
-    assert code == 0 and "0001" in out
+    assert (
+        code == 0
+        and out.strip() == f"schema at revision {ScriptDirectory.from_config(alembic_config()).get_current_head()}"
+    )
 
 
 @pytest.mark.parametrize(
@@ -61,3 +68,20 @@ def test_unreachable_database_is_one_line(tmp_path: Path) -> None:
 def test_help_teaches() -> None:
     out = CliRunner().invoke(main, ["--help"]).stdout
     assert "tally serve" in out and "tally apikey create" in out
+
+
+def test_meter_dimensions_usage_and_rebuild(run) -> None:  # type: ignore[no-untyped-def]
+    run("tenant", "create", "acme")
+    code, _, err = run("meter", "create", "acme", "gpu", "--group-by", "region", "--filter", "tier")
+    assert code == 1 and "KEY=VALUE" in err and err.count("\n") == 1
+    assert run("meter", "create", "acme", "gpu", "--group-by", "region", "--filter", "tier=paid,trial")[0] == 0
+    code, out, _ = run("meter", "list", "acme")
+    assert "region" in out and "tier=paid,trial" in out
+    code, out, _ = run("meter", "rebuild", "acme")
+    assert code == 0 and "matched" in out
+    code, _, err = run("usage", "acme", "c1", "gpu", "--from", "2026-11-01T00:05:00Z", "--to", "2026-11-02T00:00:00Z")
+    assert code == 1 and "15-minute" in err and err.count("\n") == 1
+    code, _, err = run("usage", "acme", "c1", "gpu", "--from", "2026-11-01", "--to", "2026-11-02T00:00:00Z")
+    assert code == 1 and "no offset" in err
+    code, out, _ = run("usage", "acme", "c1", "gpu", "--from", "2026-11-01T00:00:00Z", "--to", "2026-11-02T00:00:00Z")
+    assert code == 0 and "gpu used by c1" in out

@@ -1,0 +1,238 @@
+"""Rollups: usage pre-aggregated per (tenant, meter, customer, dimension values, 15-minute bucket).
+
+The store calls `partials` on the events a batch really inserted (never on duplicates) and `upsert`s
+them in the same transaction, so a committed event is already in every usage query — zero lag, no
+consumer to fall behind. A late event simply lands in its own (older) bucket.
+
+Each bucket keeps what lets buckets combine exactly: count, sum, min, max and the latest event by
+(timestamp, event_id). Sums are Python integers until they reach the database; there, PostgreSQL's
+bigint raises on overflow, and SQLite (which would silently turn an overflowing integer into a float)
+adds through `tally_add`, a function that raises instead. Overflow fails the commit; it never
+corrupts a total.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Engine, delete, func, select
+
+from metering.event import PreparedBatch
+from metering.meter import MeterSpec
+from metering.tables import events, rollups
+
+BUCKET_US = 15 * 60 * 1_000_000
+INT64_MAX = 2**63 - 1
+INT64_MIN = -(2**63)
+
+Key = tuple[str, str, str, int]  # meter, customer, group_key, bucket_us
+
+
+@dataclass(slots=True)
+class Partial:
+    value_scale: int
+    events: int
+    sum_units: int
+    min_units: int
+    max_units: int
+    latest_ts_us: int
+    latest_event_id: str
+    latest_units: int
+
+    def add(self, units: int, ts_us: int, event_id: str) -> None:
+        self.events += 1
+        self.sum_units += units
+        if units < self.min_units:
+            self.min_units = units
+        if units > self.max_units:
+            self.max_units = units
+        if (ts_us, event_id) > (self.latest_ts_us, self.latest_event_id):
+            self.latest_ts_us, self.latest_event_id, self.latest_units = ts_us, event_id, units
+
+    def merge(self, other: Partial) -> None:
+        self.events += other.events
+        self.sum_units += other.sum_units
+        self.min_units = min(self.min_units, other.min_units)
+        self.max_units = max(self.max_units, other.max_units)
+        if (other.latest_ts_us, other.latest_event_id) > (self.latest_ts_us, self.latest_event_id):
+            self.latest_ts_us, self.latest_event_id = other.latest_ts_us, other.latest_event_id
+            self.latest_units = other.latest_units
+
+
+def counted(spec: MeterSpec, properties: str | None) -> tuple[bool, str]:
+    """(whether the meter counts this event, its group key), from the event's canonical properties."""
+    if not spec.filter and not spec.group_by:
+        return True, ""
+    props: dict[str, str] = json.loads(properties) if properties else {}
+    for key, allowed in spec.filter:
+        if props.get(key) not in allowed:
+            return False, ""
+    if not spec.group_by:
+        return True, ""
+    return True, json.dumps({k: props.get(k, "") for k in spec.group_by}, sort_keys=True, separators=(",", ":"))
+
+
+def partials(
+    batch: PreparedBatch, positions: Iterable[int], specs: Mapping[str, MeterSpec], into: dict[Key, Partial]
+) -> None:
+    """Fold the events at `positions` of a batch into per-bucket partials (pure; no I/O)."""
+    customers, meters, ts, units, ids, props = (
+        batch.customers,
+        batch.meters,
+        batch.ts_us,
+        batch.value_units,
+        batch.event_ids,
+        batch.properties,
+    )
+    for k in positions:
+        meter = meters[k]
+        spec = specs[meter]
+        ok, group_key = counted(spec, props[k])
+        if not ok:
+            continue
+        t = ts[k]
+        key = (meter, customers[k], group_key, t - t % BUCKET_US)
+        p = into.get(key)
+        u = units[k]
+        if p is None:
+            into[key] = Partial(batch.value_scale[k], 1, u, u, u, t, ids[k], u)
+        else:
+            p.add(u, t, ids[k])
+
+
+def _checked_add(a: int, b: int) -> int:
+    total = a + b
+    if not INT64_MIN <= total <= INT64_MAX:
+        raise OverflowError(f"rollup sum {a} + {b} leaves 64 bits")
+    return total
+
+
+def register_sqlite_functions(dbapi_conn: Any) -> None:
+    dbapi_conn.create_function("tally_add", 2, _checked_add, deterministic=True)
+
+
+def _upsert_sql(dialect: str) -> str:
+    add = (
+        "tally_add(rollups.sum_units, excluded.sum_units)"
+        if dialect == "sqlite"
+        else ("rollups.sum_units + excluded.sum_units")
+    )
+    least, greatest = ("min", "max") if dialect == "sqlite" else ("LEAST", "GREATEST")
+    ph = "?" if dialect == "sqlite" else "%s"
+    later = "(excluded.latest_ts_us, excluded.latest_event_id) > (rollups.latest_ts_us, rollups.latest_event_id)"
+    return (
+        "INSERT INTO rollups (tenant_id, meter, customer, group_key, bucket_us, value_scale, events, sum_units,"
+        " min_units, max_units, latest_ts_us, latest_event_id, latest_units)"
+        f" VALUES ({', '.join([ph] * 13)})"
+        " ON CONFLICT (tenant_id, meter, customer, group_key, bucket_us) DO UPDATE SET"
+        " events = rollups.events + excluded.events,"
+        f" sum_units = {add},"
+        f" min_units = {least}(rollups.min_units, excluded.min_units),"
+        f" max_units = {greatest}(rollups.max_units, excluded.max_units),"
+        f" latest_units = CASE WHEN {later} THEN excluded.latest_units ELSE rollups.latest_units END,"
+        f" latest_event_id = CASE WHEN {later} THEN excluded.latest_event_id ELSE rollups.latest_event_id END,"
+        f" latest_ts_us = CASE WHEN {later} THEN excluded.latest_ts_us ELSE rollups.latest_ts_us END"
+    )
+
+
+def upsert_rows(tenant_id: int, into: Mapping[Key, Partial]) -> list[tuple[Any, ...]]:
+    """Rows in key order, so concurrent PostgreSQL writers lock rollup rows in the same order."""
+    return [
+        (tenant_id, *key, p.value_scale, p.events, p.sum_units, p.min_units, p.max_units, p.latest_ts_us,
+         p.latest_event_id, p.latest_units)
+        for key, p in sorted(into.items())
+    ]  # fmt: skip
+
+
+def upsert(conn: Connection, tenant_id: int, into: Mapping[Key, Partial]) -> None:
+    if not into:
+        return
+    conn.exec_driver_sql(_upsert_sql(conn.dialect.name), upsert_rows(tenant_id, into))
+
+
+def upsert_dbapi(cursor: Any, dialect: str, tenant_id: int, into: Mapping[Key, Partial]) -> None:
+    if into:
+        cursor.executemany(_upsert_sql(dialect), upsert_rows(tenant_id, into))
+
+
+# --- rebuild and verification ----------------------------------------------------------------------
+
+
+def compute_from_events(
+    conn: Connection, tenant_id: int, meter: str, spec: MeterSpec, chunk_rows: int = 50_000
+) -> dict[Key, Partial]:
+    """Recompute a meter's rollups from raw events (streamed in chunks: memory stays bounded by buckets)."""
+    query = (
+        select(
+            events.c.event_id,
+            events.c.customer,
+            events.c.meter,
+            events.c.ts_us,
+            events.c.value_units,
+            events.c.value_scale,
+            events.c.properties,
+        )
+        .where(events.c.tenant_id == tenant_id, events.c.meter == meter)
+        .execution_options(yield_per=chunk_rows)
+    )
+    out: dict[Key, Partial] = {}
+    for chunk in conn.execute(query).partitions():
+        batch = _as_batch(tenant_id, chunk)
+        partials(batch, range(len(batch)), {meter: spec}, out)
+    return out
+
+
+def _as_batch(tenant_id: int, rows: Sequence[Any]) -> PreparedBatch:
+    n = len(rows)
+    return PreparedBatch(
+        tenant_id, "", n, False, range(n), [r.event_id for r in rows], [r.customer for r in rows],
+        [r.meter for r in rows], [r.ts_us for r in rows], [r.value_units for r in rows],
+        [r.value_scale for r in rows], [r.properties for r in rows],
+    )  # fmt: skip
+
+
+def stored(conn: Connection, tenant_id: int, meter: str) -> dict[Key, Partial]:
+    rows = conn.execute(select(rollups).where(rollups.c.tenant_id == tenant_id, rollups.c.meter == meter)).all()
+    return {
+        (r.meter, r.customer, r.group_key, r.bucket_us): Partial(
+            r.value_scale, r.events, r.sum_units, r.min_units, r.max_units, r.latest_ts_us, r.latest_event_id,
+            r.latest_units,
+        )
+        for r in rows
+    }  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class RebuildReport:
+    meter: str
+    buckets: int
+    events: int
+    mismatched_before: int  # buckets whose stored rollup differed from the raw events (0 = they agreed)
+
+
+def rebuild(engine: Engine, tenant_id: int, meter: str, spec: MeterSpec) -> RebuildReport:
+    """Recompute a meter's rollups from raw events, compare, and replace them, in one transaction.
+
+    The transaction holds the write lock (SQLite: BEGIN IMMEDIATE; PostgreSQL: events locked in SHARE
+    mode), so no event can commit between the recompute and the replacement: ingest waits for the
+    rebuild (its queue applies back-pressure) and queries see the old rollups or the new, never a mix.
+    """
+    with engine.connect().execution_options(sqlite_begin="IMMEDIATE") as conn, conn.begin():
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql("LOCK TABLE events IN SHARE MODE")
+        fresh = compute_from_events(conn, tenant_id, meter, spec)
+        before = stored(conn, tenant_id, meter)
+        mismatched = sum(1 for k in fresh.keys() | before.keys() if fresh.get(k) != before.get(k))
+        conn.execute(delete(rollups).where(rollups.c.tenant_id == tenant_id, rollups.c.meter == meter))
+        upsert(conn, tenant_id, fresh)
+    return RebuildReport(meter, len(fresh), sum(p.events for p in fresh.values()), mismatched)
+
+
+def count_buckets(engine: Engine, tenant_id: int) -> int:
+    with engine.connect() as conn:
+        return conn.execute(
+            select(func.count()).select_from(rollups).where(rollups.c.tenant_id == tenant_id)
+        ).scalar_one()
