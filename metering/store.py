@@ -51,11 +51,12 @@ class BatchOutcome:
 class _Rollups:
     """Partials of every event a group inserted, per tenant; upserted just before COMMIT."""
 
-    def __init__(self) -> None:
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
         self.by_tenant: dict[int, dict[Key, Partial]] = {}
 
     def add(self, batch: PreparedBatch, keep: list[int], outcome: BatchOutcome, ours: set[str] | None) -> None:
-        if outcome.refused or not outcome.accepted:
+        if not self.enabled or outcome.refused or not outcome.accepted:
             return
         positions = keep if ours is None else [k for k in keep if batch.event_ids[k] in ours]
         partials(batch, positions, batch.specs, self.by_tenant.setdefault(batch.tenant_id, {}))
@@ -79,11 +80,12 @@ class NullEventStore:
         pass
 
 
-def open_store(engine: Engine) -> EventStore:
+def open_store(engine: Engine, rollups: bool = True) -> EventStore:
+    """`rollups=False` stores raw events only: for benchmarking the cost of rollups, never in service."""
     if engine.dialect.name == "sqlite":
-        return SqliteEventStore(engine)
+        return SqliteEventStore(engine, rollups)
     if engine.dialect.name == "postgresql":
-        return PostgresEventStore(engine)
+        return PostgresEventStore(engine, rollups)
     raise ValueError(f"no event store for the {engine.dialect.name} dialect; use SQLite or PostgreSQL")
 
 
@@ -174,8 +176,9 @@ class SqliteEventStore:
     _INSERT = f"INSERT INTO events ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING"
     _LOOKUP_CHUNK = 500
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, rollups: bool = True) -> None:
         self._engine = engine
+        self._rollups = rollups
         self._conn: Connection | None = None
 
     def _connection(self) -> Connection:
@@ -192,7 +195,7 @@ class SqliteEventStore:
                 # the rows a batch inserted are exactly those above the high-water mark before it.
                 mark = conn.exec_driver_sql("SELECT coalesce(max(rowid), 0) FROM events").scalar_one()
                 outcomes = []
-                rollups = _Rollups()
+                rollups = _Rollups(self._rollups)
                 for batch in batches:
                     outcome = self._write_one(conn, batch, ingested, mark, rollups)
                     mark += outcome.accepted
@@ -322,8 +325,9 @@ class PostgresEventStore:
         " WHERE s.b = %s"
     )
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, rollups: bool = True) -> None:
         self._engine = engine
+        self._rollups = rollups
 
     def write(self, batches: Sequence[PreparedBatch]) -> list[BatchOutcome]:
         with self._engine.begin() as conn:
@@ -342,7 +346,7 @@ class PostgresEventStore:
                             copy.write_row((b_no, *row[:8]))
                 ingested = now_us()
                 results = []
-                rollups = _Rollups()
+                rollups = _Rollups(self._rollups)
                 for b_no, (batch, keep, outcome) in enumerate(zip(batches, keeps, outcomes, strict=True)):
                     results.append(self._insert_one(cur, b_no, batch, keep, outcome, ingested, rollups))
                 for tenant_id, into in rollups.by_tenant.items():

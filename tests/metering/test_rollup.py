@@ -189,3 +189,37 @@ def test_ranges_must_fall_on_buckets_and_meters_keep_their_meaning(engine: Engin
     with pytest.raises(FailedPrecondition, match="peak_v2"):
         update_meter(engine, tid, "peak", MeterUpdate(aggregation=Aggregation.SUM))
     assert update_meter(engine, tid, "peak", MeterUpdate(name="Peak usage", unit="GB")).unit == "GB"
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["a", "b", "ü", "c" * 40]),
+            st.integers(0, SPAN_US),
+            st.integers(-(2**40), 2**40),
+            st.sampled_from(["x", "y", "z", "é"]),
+        ),
+        min_size=64,
+        max_size=300,
+    ),
+    st.booleans(),
+)
+def test_vectorised_partials_equal_the_plain_loop(rows: list[tuple[str, int, int, str]], subset: bool) -> None:
+    """The numpy path (one plain meter, 64+ events) and the per-event loop fold identically."""
+    from metering.meter import MeterSpec
+    from metering.rollup import partials
+
+    n = len(rows)
+    ids = [f"{suffix}{i}" for i, (_, _, _, suffix) in enumerate(rows)]
+    batch = PreparedBatch(
+        1, "b", n, False, range(n), ids, [r[0] for r in rows], ["m"] * n, [T0_US + r[1] for r in rows],
+        [r[2] for r in rows], [3] * n, [None] * n,
+    )  # fmt: skip
+    specs = {"m": MeterSpec(Aggregation.SUM, 3)}
+    positions = [*list(range(0, n, 2)), 1] if subset else range(n)
+    fast: dict = {}
+    partials(batch, positions, specs, fast)
+    slow: dict = {}
+    partials(batch, iter(list(positions)), specs, slow)  # an iterator never takes the numpy path
+    assert fast == slow

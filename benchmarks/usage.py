@@ -1,0 +1,141 @@
+"""Usage: the cost of rollups on ingest, one customer's month from rollups, and the bulk period extract.
+
+1. Ingest with rollups on vs off: the same prepared batches written through the event store (no gRPC,
+   so the ratio isolates the rollup work) into two fresh databases; `ratio_rollups_on_to_off`.
+2. A month of usage: `--events` events over `--customers` customers spread across 30 days are loaded
+   (with rollups), then `usage()` for random customers' whole month: p50/p99 latency.
+3. `period_columns()` for the whole tenant and month: rollup rows scanned per second into numpy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+from benchmarks.harness import Figures, log, main_for, median, percentile
+from benchmarks.ingest import Database, fresh_database
+from metering.event import PreparedBatch
+from metering.meter import Aggregation, MeterDefinition, MeterSpec, create_meter
+from metering.rollup import count_buckets
+from metering.store import open_store
+from metering.tenant import create_tenant
+from metering.usage import period_columns, usage
+from tally.db import make_engine, upgrade
+
+MONTH_START = datetime(2026, 10, 1, tzinfo=UTC)
+MONTH_US = 30 * 86_400_000_000
+BATCH = 5_000
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--events", type=int, default=10_000_000, help="events loaded for the queries [10M]")
+    parser.add_argument("--customers", type=int, default=10_000, help="customers [10000]")
+    parser.add_argument("--ratio-events", type=int, default=500_000, help="events per on/off ingest run [500k]")
+    parser.add_argument("--queries", type=int, default=200, help="single-customer month queries [200]")
+    parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
+
+
+def batches(events: int, customers: int, seed: int, specs: dict[str, MeterSpec]) -> list[PreparedBatch]:
+    rng = random.Random(seed)
+    start_us = int(MONTH_START.timestamp()) * 1_000_000
+    out = []
+    for b in range(events // BATCH):
+        cust = [f"cust-{rng.randrange(customers)}" for _ in range(BATCH)]
+        ts = [start_us + rng.randrange(MONTH_US) for _ in range(BATCH)]
+        out.append(
+            PreparedBatch(
+                1, "b", BATCH, False, range(BATCH), [f"s{seed}-{b}-{i}" for i in range(BATCH)], cust,
+                ["tokens"] * BATCH, ts, [rng.randrange(1, 10_000) for _ in range(BATCH)], [2] * BATCH,
+                [None] * BATCH, specs=specs,
+            )
+        )  # fmt: skip
+    return out
+
+
+def prepare_db(kind: str, workdir: Path) -> tuple[Database, Engine, dict[str, MeterSpec]]:
+    db = fresh_database(kind, workdir)
+    engine = make_engine(db.url)
+    upgrade(engine)
+    tenant = create_tenant(engine, "bench")
+    meter = create_meter(engine, tenant.id, MeterDefinition(code="tokens", aggregation=Aggregation.SUM, value_scale=2))
+    return db, engine, {"tokens": meter.spec}
+
+
+def write_all(engine: Engine, data: list[PreparedBatch], rollups: bool) -> float:
+    store = open_store(engine, rollups=rollups)
+    start = time.perf_counter()
+    for i in range(0, len(data), 4):  # groups of four batches, as group commit does under load
+        store.write(data[i : i + 4])
+    elapsed = time.perf_counter() - start
+    store.close()
+    return sum(len(b) for b in data) / elapsed
+
+
+def run(args: argparse.Namespace) -> Figures:
+    figures: Figures = {}
+    events = 200_000 if args.quick else args.events
+    ratio_events = 100_000 if args.quick else args.ratio_events
+    queries = 20 if args.quick else args.queries
+    kind = args.database
+    with tempfile.TemporaryDirectory(prefix="tally-usage-") as tmp:
+        workdir = Path(tmp)
+        on: list[float] = []
+        off: list[float] = []
+        for rep in range(1 if args.quick else 3):
+            for enabled, sink in ((True, on), (False, off)):
+                db, engine, specs = prepare_db(kind, workdir)
+                data = batches(ratio_events, args.customers, rep, specs)
+                sink.append(write_all(engine, data, enabled))
+                engine.dispose()
+                db.drop()
+            log(f"run {rep + 1}: rollups on {on[-1]:,.0f} events/s, off {off[-1]:,.0f} events/s")
+        figures[f"{kind}_store_events_per_s_rollups_on"] = round(median(on))
+        figures[f"{kind}_store_events_per_s_rollups_off"] = round(median(off))
+        figures["ratio_rollups_on_to_off"] = round(median(on) / median(off), 3)
+
+        db, engine, specs = prepare_db(kind, workdir)
+        log(f"loading {events:,} events over {args.customers:,} customers and 30 days ...")
+        store = open_store(engine)
+        loaded = 0
+        for seed in range(max(1, events // 500_000)):
+            chunk = batches(min(500_000, events - loaded), args.customers, 100 + seed, specs)
+            for i in range(0, len(chunk), 4):
+                store.write(chunk[i : i + 4])
+            loaded += sum(len(b) for b in chunk)
+            log(f"  {loaded:,} events loaded")
+        store.close()
+        rollup_rows = count_buckets(engine, 1)
+        figures["events_loaded"] = loaded
+        figures["rollup_rows"] = rollup_rows
+        end = MONTH_START + timedelta(days=30)
+        rng = random.Random(7)
+        lat = []
+        for _ in range(queries):
+            customer = f"cust-{rng.randrange(args.customers)}"
+            t0 = time.perf_counter()
+            usage(engine, 1, customer, "tokens", MONTH_START, end)
+            lat.append((time.perf_counter() - t0) * 1000)
+        figures["month_query_p50_ms"] = round(percentile(lat, 50), 2)
+        figures["month_query_p99_ms"] = round(percentile(lat, 99), 2)
+        extract = []
+        for _ in range(1 if args.quick else 3):
+            t0 = time.perf_counter()
+            cols = period_columns(engine, 1, MONTH_START, end)
+            extract.append(time.perf_counter() - t0)
+        figures["bulk_extract_s"] = round(median(extract), 3)
+        figures["bulk_extract_rollup_rows_per_s"] = round(rollup_rows / median(extract))
+        figures["bulk_extract_output_rows"] = len(cols)
+        engine.dispose()
+        db.drop()
+    return figures
+
+
+if __name__ == "__main__":
+    sys.exit(main_for("benchmarks.usage", __doc__ or "", run, add_arguments))
