@@ -74,6 +74,7 @@ def main(ctx: click.Context, database_url: str | None) -> None:
       tally meter create acme api_calls --aggregation count
       tally serve                       # gRPC ingest on 127.0.0.1:50051
       tally send events.jsonl --api-key KEY
+      tally usage acme cus_42 api_calls --from 2026-11-01T00:00Z --to 2026-12-01T00:00Z --window day
 
     Settings come from TALLY_* environment variables; see `tally serve --help`.
     """
@@ -217,7 +218,7 @@ def apikey_create(ctx: click.Context, tenant_name: str, scopes: tuple[str, ...])
 
 @main.group()
 def meter() -> None:
-    """Create and list meters (what events a tenant accepts)."""
+    """Create, list and rebuild meters (what events a tenant accepts and how they count)."""
 
 
 @meter.command("create")
