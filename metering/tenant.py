@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from metering.errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied, Unauthenticated
@@ -99,6 +99,33 @@ def create_api_key(engine: Engine, tenant_id: int, scopes: tuple[str, ...] = SCO
     except IntegrityError as exc:  # an unknown tenant id (foreign key)
         raise NotFound(f"no tenant with id {tenant_id}") from exc
     return key_id, key
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyInfo:
+    id: int
+    prefix: str
+    scopes: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+def list_api_keys(engine: Engine, tenant_id: int) -> list[ApiKeyInfo]:
+    with engine.connect() as conn:
+        rows = conn.execute(select(api_keys).where(api_keys.c.tenant_id == tenant_id).order_by(api_keys.c.id)).all()
+    return [ApiKeyInfo(r.id, r.prefix, r.scopes, r.created_at, r.revoked_at) for r in rows]
+
+
+def revoke_api_key(engine: Engine, tenant_id: int, key_id: int) -> None:
+    """Revoke a key of this tenant. Servers stop accepting it within KeyStore's cache TTL (5 s)."""
+    with engine.begin() as conn:
+        done = conn.execute(
+            update(api_keys)
+            .where(api_keys.c.id == key_id, api_keys.c.tenant_id == tenant_id, api_keys.c.revoked_at.is_(None))
+            .values(revoked_at=datetime.now(UTC))
+        ).rowcount
+    if not done:
+        raise NotFound(f"no active API key {key_id} for this tenant; see `tally apikey list TENANT`")
 
 
 class KeyStore:

@@ -116,6 +116,11 @@ def migrate(ctx: click.Context) -> None:
     "--database-url", "serve_database_url", default=None, help="Same as the global --database-url, for convenience."
 )
 @click.option("--no-store", is_flag=True, help="Validate but store nothing (benchmark ceiling only).")
+@click.option(
+    "--no-migrate",
+    is_flag=True,
+    help="Do not upgrade the schema on start (many servers on one PostgreSQL: run `tally migrate` once).",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log at INFO level.")
 @click.pass_context
 def serve(
@@ -124,6 +129,7 @@ def serve(
     port: int | None,
     serve_database_url: str | None,
     no_store: bool,
+    no_migrate: bool,
     verbose: bool,
 ) -> None:
     """Run the gRPC server (IngestService, health, reflection) until SIGTERM.
@@ -158,7 +164,7 @@ def serve(
         click.echo(f"tally listening on {settings.host}:{running.port} (database {db})", err=False)
         sys.stdout.flush()
 
-    asyncio.run(run_server(settings, on_ready=ready))
+    asyncio.run(run_server(settings, on_ready=ready, migrate=not no_migrate))
 
 
 @main.group()
@@ -189,7 +195,7 @@ def tenant_list(ctx: click.Context) -> None:
 
 @main.group()
 def apikey() -> None:
-    """Create API keys for a tenant."""
+    """Create, list and revoke a tenant's API keys."""
 
 
 @apikey.command("create")
@@ -214,6 +220,37 @@ def apikey_create(ctx: click.Context, tenant_name: str, scopes: tuple[str, ...])
         f"[dim]key {key_id} for tenant {t.name}, scopes {','.join(scopes or SCOPES)}; "
         "store it now: only its hash is kept[/dim]"
     )
+
+
+@apikey.command("list")
+@click.argument("tenant_name", metavar="TENANT")
+@click.pass_context
+def apikey_list(ctx: click.Context, tenant_name: str) -> None:
+    """List TENANT's API keys (prefix only: keys themselves are never stored)."""
+    from metering.tenant import get_tenant, list_api_keys
+
+    engine = _engine(ctx)
+    t = get_tenant(engine, tenant_name)
+    rows = [
+        [str(k.id), k.prefix + "…", k.scopes, k.created_at.isoformat(timespec="seconds"),
+         k.revoked_at.isoformat(timespec="seconds") if k.revoked_at else "active"]
+        for k in list_api_keys(engine, t.id)
+    ]  # fmt: skip
+    _table(f"API keys of {t.name}", ["id", "prefix", "scopes", "created", "status"], rows)
+
+
+@apikey.command("revoke")
+@click.argument("tenant_name", metavar="TENANT")
+@click.argument("key_id", type=int)
+@click.pass_context
+def apikey_revoke(ctx: click.Context, tenant_name: str, key_id: int) -> None:
+    """Revoke key KEY_ID of TENANT; running servers refuse it within 5 seconds."""
+    from metering.tenant import get_tenant, revoke_api_key
+
+    engine = _engine(ctx)
+    t = get_tenant(engine, tenant_name)
+    revoke_api_key(engine, t.id, key_id)
+    click.echo(f"revoked key {key_id} of tenant {t.name}")
 
 
 @main.group()

@@ -90,9 +90,11 @@ async def start(settings: Settings, migrate: bool = True) -> RunningServer:
     return RunningServer(server, port, ingest, committer, health_servicer, engine)
 
 
-async def serve(settings: Settings, on_ready: Callable[[RunningServer], None] | None = None) -> None:
+async def serve(
+    settings: Settings, on_ready: Callable[[RunningServer], None] | None = None, migrate: bool = True
+) -> None:
     """Run until SIGTERM or SIGINT, then drain and stop."""
-    running = await start(settings)
+    running = await start(settings, migrate=migrate)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

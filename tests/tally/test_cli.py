@@ -85,3 +85,21 @@ def test_meter_dimensions_usage_and_rebuild(run) -> None:  # type: ignore[no-unt
     assert code == 1 and "no offset" in err
     code, out, _ = run("usage", "acme", "c1", "gpu", "--from", "2026-11-01T00:00:00Z", "--to", "2026-11-02T00:00:00Z")
     assert code == 0 and "gpu used by c1" in out
+
+
+def test_api_key_lifecycle(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from metering.errors import Unauthenticated
+    from metering.tenant import KeyStore
+    from tally.db import make_engine
+
+    run("tenant", "create", "acme")
+    key = run("apikey", "create", "acme", "--scope", "ingest")[1].strip()
+    code, out, _ = run("apikey", "list", "acme")
+    assert code == 0 and key[:12] in out and "active" in out and key not in out
+    engine = make_engine(f"sqlite:///{tmp_path / 'cli.db'}")
+    assert KeyStore(engine).authenticate(f"Bearer {key}").scopes == frozenset({"ingest"})
+    assert run("apikey", "revoke", "acme", "1")[0] == 0
+    with pytest.raises(Unauthenticated):
+        KeyStore(engine).authenticate(f"Bearer {key}")
+    code, _, err = run("apikey", "revoke", "acme", "1")
+    assert code == 1 and "no active API key 1" in err
