@@ -159,12 +159,16 @@ def _vectorised(
     sums = np.add.reduceat(us, starts)
     mins = np.minimum.reduceat(us, starts)
     maxs = np.maximum.reduceat(us, starts)
-    latest = order[lasts]
+    latest = order[lasts].tolist()
+    # Plain lists once: indexing numpy scalars one at a time costs more than the whole fold.
+    n_buckets = len(buckets)
+    names, bucket_list = cust_names.tolist(), buckets.tolist()
     scale = batch.value_scale[positions[0]]
-    for j, gid in enumerate(g[starts].tolist()):
-        k = int(latest[j])
-        part = Partial(scale, int(counts[j]), int(sums[j]), int(mins[j]), int(maxs[j]), ts[k], ids[k], units[k])
-        key = (first, str(cust_names[gid // len(buckets)]), "", int(buckets[gid % len(buckets)]))
+    for gid, c, s_, lo, hi, k in zip(
+        g[starts].tolist(), counts.tolist(), sums.tolist(), mins.tolist(), maxs.tolist(), latest, strict=True
+    ):
+        part = Partial(scale, c, s_, lo, hi, ts[k], ids[k], units[k])
+        key = (first, names[gid // n_buckets], "", bucket_list[gid % n_buckets])
         existing = into.get(key)
         if existing is None:
             into[key] = part
