@@ -8,6 +8,7 @@ its name and unit may still change. That keeps every stored rollup and every pas
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -75,8 +76,6 @@ class MeterDefinition(BaseModel):
 
 
 def _check_property_name(key: str, where: str) -> None:
-    import re
-
     if not re.fullmatch(PROPERTY_KEY_PATTERN, key):
         raise ValueError(f"{where} property {key!r} must be 1 to 64 of A-Z a-z 0-9 _ . -")
 

@@ -10,6 +10,7 @@ period extract that feeds the rating kernels, int64 units with their scale.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -23,7 +24,7 @@ import numpy.typing as npt
 from sqlalchemy import Engine, func, select
 
 from metering.errors import FailedPrecondition, InvalidArgument
-from metering.meter import Aggregation, Meter, get_meter
+from metering.meter import Aggregation, Meter, get_meter, list_meters
 from metering.rollup import BUCKET_US, INT64_MAX, INT64_MIN
 from metering.tables import rollups
 
@@ -147,8 +148,6 @@ def usage(
 
 
 def _group(key: str) -> dict[str, str]:
-    import json
-
     return dict(json.loads(key)) if key else {}
 
 
@@ -178,8 +177,6 @@ def period_columns(engine: Engine, tenant_id: int, start: datetime, end: datetim
     """
     start_us, end_us = to_us(start), to_us(end)
     _check_range(start_us, end_us)
-    from metering.meter import list_meters
-
     aggregation = {m.code: m.aggregation for m in list_meters(engine, tenant_id)}
     r = rollups.c
     in_period = (r.tenant_id == tenant_id, r.bucket_us >= start_us, r.bucket_us < end_us)
