@@ -1,0 +1,1 @@
+"""Double-entry ledger of credits and points (issue 6)."""

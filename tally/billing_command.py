@@ -1,0 +1,7 @@
+"""CLI commands for the billing (registered by tally.cli)."""
+
+from __future__ import annotations
+
+import click
+
+COMMANDS: list[click.Command] = []
