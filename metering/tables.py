@@ -87,6 +87,10 @@ meters = Table(
     Column("filter", Text, nullable=False, server_default="{}"),
     # Canonical JSON list of property names whose values split usage into dimensions.
     Column("group_by", Text, nullable=False, server_default="[]"),
+    # unique_count: the property whose distinct values are counted ("" for other aggregations).
+    Column("unique_property", String(64), nullable=False, server_default=""),
+    # gauge: the time unit its integral is expressed in (seat-days: "day"); "" for other aggregations.
+    Column("time_unit", String(8), nullable=False, server_default=""),
     UniqueConstraint("tenant_id", "code"),
 )
 
@@ -128,4 +132,38 @@ rollups = Table(
     Column("latest_ts_us", BigInteger, nullable=False),
     Column("latest_event_id", EventIdType, nullable=False),
     Column("latest_units", BigInteger, nullable=False),
+    # gauge meters only (NULL otherwise): the bucket's first event time, and the integral of the value
+    # from that event to the bucket's end in units x microseconds. The stretch before the first event
+    # carries the previous bucket's latest value, which only a query knows; so these two columns plus
+    # `latest_units` make buckets chain exactly.
+    Column("gauge_first_ts_us", BigInteger, nullable=True),
+    Column("gauge_integral", BigInteger, nullable=True),
+)
+
+# unique_count meters: each distinct property value seen per bucket. A distinct count over any range
+# of buckets is COUNT(DISTINCT value) over these rows: exact across buckets, unlike summing per-bucket
+# counts (a value seen in two buckets would count twice) or a sketch (approximate; this is billed).
+rollup_values = Table(
+    "rollup_values",
+    metadata,
+    Column("tenant_id", Integer, primary_key=True, autoincrement=False),
+    Column("meter", String(64), primary_key=True),
+    Column("customer", String(256), primary_key=True),
+    Column("group_key", String(2048), primary_key=True),
+    Column("bucket_us", BigInteger, primary_key=True, autoincrement=False),
+    Column("value", String(256), primary_key=True),
+)
+
+# gauge meters: every reading, keyed for range scans, so a late or out-of-order reading can recompute
+# its bucket's integral exactly without scanning raw events (which are keyed by event id only).
+gauge_points = Table(
+    "gauge_points",
+    metadata,
+    Column("tenant_id", Integer, primary_key=True, autoincrement=False),
+    Column("meter", String(64), primary_key=True),
+    Column("customer", String(256), primary_key=True),
+    Column("group_key", String(2048), primary_key=True),
+    Column("ts_us", BigInteger, primary_key=True, autoincrement=False),
+    Column("event_id", EventIdType, primary_key=True),
+    Column("units", BigInteger, nullable=False),
 )

@@ -6,15 +6,57 @@ Revises: 0002
 
 from __future__ import annotations
 
+import sqlalchemy as sa
+from alembic import op
+
 revision = "0003"
 down_revision = "0002"
 branch_labels = None
 depends_on = None
 
+EVENT_ID = sa.String(length=128).with_variant(sa.String(length=128, collation="C"), "postgresql")
+
 
 def upgrade() -> None:
-    pass
+    with op.batch_alter_table("meters", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("unique_property", sa.String(length=64), server_default="", nullable=False))
+        batch_op.add_column(sa.Column("time_unit", sa.String(length=8), server_default="", nullable=False))
+    with op.batch_alter_table("rollups", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("gauge_first_ts_us", sa.BigInteger(), nullable=True))
+        batch_op.add_column(sa.Column("gauge_integral", sa.BigInteger(), nullable=True))
+    op.create_table(
+        "rollup_values",
+        sa.Column("tenant_id", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("meter", sa.String(length=64), nullable=False),
+        sa.Column("customer", sa.String(length=256), nullable=False),
+        sa.Column("group_key", sa.String(length=2048), nullable=False),
+        sa.Column("bucket_us", sa.BigInteger(), autoincrement=False, nullable=False),
+        sa.Column("value", sa.String(length=256), nullable=False),
+        sa.PrimaryKeyConstraint(
+            "tenant_id", "meter", "customer", "group_key", "bucket_us", "value", name=op.f("pk_rollup_values")
+        ),
+    )
+    op.create_table(
+        "gauge_points",
+        sa.Column("tenant_id", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("meter", sa.String(length=64), nullable=False),
+        sa.Column("customer", sa.String(length=256), nullable=False),
+        sa.Column("group_key", sa.String(length=2048), nullable=False),
+        sa.Column("ts_us", sa.BigInteger(), autoincrement=False, nullable=False),
+        sa.Column("event_id", EVENT_ID, nullable=False),
+        sa.Column("units", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint(
+            "tenant_id", "meter", "customer", "group_key", "ts_us", "event_id", name=op.f("pk_gauge_points")
+        ),
+    )
 
 
 def downgrade() -> None:
-    pass
+    op.drop_table("gauge_points")
+    op.drop_table("rollup_values")
+    with op.batch_alter_table("rollups", schema=None) as batch_op:
+        batch_op.drop_column("gauge_integral")
+        batch_op.drop_column("gauge_first_ts_us")
+    with op.batch_alter_table("meters", schema=None) as batch_op:
+        batch_op.drop_column("time_unit")
+        batch_op.drop_column("unique_property")
