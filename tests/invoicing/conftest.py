@@ -1,0 +1,42 @@
+"""Billing catalog fixtures: a tenant's customer and published plans, built through the public API."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine
+
+from invoicing.customer import CustomerDefinition, create_customer
+from invoicing.plan import create_plan, publish_plan
+from tests.conftest import TenantKey
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def flat(amount: str = "30", billing: str = "in_advance", currency: str = "USD") -> dict[str, Any]:
+    return {"model": "flat", "amount_per_period": amount, "billing": billing, "currency": currency}
+
+
+def plan_json(code: str, *, interval: str = "monthly", trial_days: int = 0, charges: list[Any] | None = None,
+              currency: str = "USD") -> dict[str, Any]:  # fmt: skip
+    if charges is None:
+        charges = [
+            {"code": "base", "kind": "flat", "price": flat(currency=currency)},
+            {"code": "calls", "kind": "usage", "meter": "api_calls",
+             "price": {"model": "per_unit", "unit_amount": "0.01", "currency": currency}},
+        ]  # fmt: skip
+    return {"code": code, "name": code.title(), "currency": currency, "interval": interval,
+            "trial_days": trial_days, "charges": charges}  # fmt: skip
+
+
+def published(engine: Engine, tenant_id: int, code: str, **kwargs: Any) -> int:
+    create_plan(engine, tenant_id, plan_json(code, **kwargs), T0)
+    return publish_plan(engine, tenant_id, code, T0).id
+
+
+@pytest.fixture
+def customer(engine: Engine, tenant: TenantKey) -> str:
+    create_customer(engine, tenant.tenant_id, CustomerDefinition(external_id="cus_1", name="Ada", timezone="UTC"), T0)
+    return "cus_1"
