@@ -1,0 +1,229 @@
+"""Units the ledger counts in, and the conversion rates between a currency and a points unit.
+
+Currencies come from `rating.unit` (ISO minor units, never guessed); points units are defined per
+tenant with their own scale. Codes cannot collide: currencies are upper-case, points lower-case.
+
+A rate says how many points one whole currency unit buys, exactly (a decimal, stored as a scaled
+integer), over a half-open validity period [valid_from, valid_to). Periods of one pair never
+overlap, so "the rate in force at t" is exactly one row or none — refused, never interpolated.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+
+from sqlalchemy import Connection, and_, or_, select
+
+from invoicing.ledger.errors import RateNotFound
+from invoicing.ledger.tables import ledger_points_units, ledger_rates
+from metering.errors import AlreadyExists, InvalidArgument, NotFound
+from rating.errors import RatingError
+from rating.fixedpoint import INT64_MAX, decimal_places, from_scaled
+from rating.rounding import RoundingMode
+from rating.unit import CURRENCY_MINOR_UNITS, Unit, currency, points
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+def to_us(moment: datetime) -> int:
+    """µs since the epoch; naive datetimes are refused because a ledger time must be unambiguous."""
+    if moment.tzinfo is None:
+        raise InvalidArgument(f"time {moment.isoformat()} has no UTC offset; add one (e.g. +00:00)")
+    delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def from_us(us: int) -> datetime:
+    return datetime.fromtimestamp(us // 1_000_000, tz=UTC).replace(microsecond=us % 1_000_000)
+
+
+def is_currency(code: str) -> bool:
+    return code in CURRENCY_MINOR_UNITS
+
+
+def define_points_unit(conn: Connection, tenant_id: int, code: str, scale: int, name: str = "") -> Unit:
+    try:
+        unit = points(code, scale)
+    except RatingError as exc:
+        raise InvalidArgument(f"points unit {code!r}: {exc}") from None
+    row = conn.execute(
+        select(ledger_points_units.c.scale).where(
+            ledger_points_units.c.tenant_id == tenant_id, ledger_points_units.c.code == code
+        )
+    ).first()
+    if row is not None:
+        if row.scale != scale:
+            raise AlreadyExists(f"points unit {code!r} already exists with scale {row.scale}; scales never change")
+        return unit
+    conn.execute(
+        ledger_points_units.insert().values(
+            tenant_id=tenant_id, code=code, scale=scale, name=name or code, created_at_us=now_us()
+        )
+    )
+    return unit
+
+
+def resolve_unit(conn: Connection, tenant_id: int, code: str) -> Unit:
+    if is_currency(code):
+        return currency(code)
+    row = conn.execute(
+        select(ledger_points_units.c.scale).where(
+            ledger_points_units.c.tenant_id == tenant_id, ledger_points_units.c.code == code
+        )
+    ).first()
+    if row is None:
+        raise NotFound(f"unknown unit {code!r}: use an ISO currency code or define the points unit first")
+    return Unit(code, int(row.scale), "points")
+
+
+def list_points_units(conn: Connection, tenant_id: int) -> list[Unit]:
+    rows = conn.execute(
+        select(ledger_points_units.c.code, ledger_points_units.c.scale)
+        .where(ledger_points_units.c.tenant_id == tenant_id)
+        .order_by(ledger_points_units.c.code)
+    )
+    return [Unit(r.code, int(r.scale), "points") for r in rows]
+
+
+def parse_amount(text: str | Decimal | int, unit: Unit) -> int:
+    """A decimal amount as an exact count of the unit's smallest step; floats and extra places refused."""
+    if isinstance(text, bool | float):
+        raise InvalidArgument("amounts are decimal strings such as '12.50', never floats")
+    try:
+        value = Decimal(text) if not isinstance(text, Decimal) else text
+    except InvalidOperation:
+        raise InvalidArgument(f"{text!r} is not a decimal amount; write e.g. 12.50") from None
+    if not value.is_finite():
+        raise InvalidArgument(f"{text!r} is not a finite amount")
+    if decimal_places(value) > unit.scale:
+        raise InvalidArgument(f"{value} {unit} has more than {unit.scale} decimal places")
+    scaled = int(value.scaleb(unit.scale))
+    if not 0 < scaled <= INT64_MAX:
+        raise InvalidArgument(
+            f"amount {value} {unit} must be positive and at most {from_scaled(INT64_MAX, unit.scale)}"
+        )
+    return scaled
+
+
+def format_amount(scaled: int, unit: Unit) -> str:
+    return f"{from_scaled(scaled, unit.scale):f} {unit.code}"
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    currency: str
+    points_unit: str
+    #: Points per one whole currency unit.
+    rate: Decimal
+    rounding: RoundingMode
+    valid_from_us: int
+    valid_to_us: int | None
+
+
+def set_rate(
+    conn: Connection,
+    tenant_id: int,
+    currency_code: str,
+    points_unit: str,
+    rate: Decimal | str,
+    valid_from_us: int,
+    valid_to_us: int | None = None,
+    rounding: RoundingMode = RoundingMode.DOWN,
+) -> Rate:
+    if not is_currency(currency_code):
+        raise InvalidArgument(f"{currency_code!r} is not a known currency")
+    resolve_unit(conn, tenant_id, points_unit)
+    if is_currency(points_unit):
+        raise InvalidArgument(f"{points_unit!r} is a currency; rates are between a currency and a points unit")
+    value = Decimal(rate) if isinstance(rate, str) else rate
+    if not isinstance(value, Decimal) or not value.is_finite() or value <= 0:
+        raise InvalidArgument(f"rate {rate!r} must be a positive decimal string")
+    places = decimal_places(value)
+    if places > 12:
+        raise InvalidArgument(f"rate {value} has more than 12 decimal places")
+    units = int(value.scaleb(places))
+    if units > INT64_MAX:
+        raise InvalidArgument(f"rate {value} is too large")
+    if valid_to_us is not None and valid_to_us <= valid_from_us:
+        raise InvalidArgument("valid_to must be after valid_from")
+    r = ledger_rates.c
+    end = valid_to_us if valid_to_us is not None else 2**62
+    overlap = conn.execute(
+        select(r.valid_from_us, r.valid_to_us).where(
+            r.tenant_id == tenant_id,
+            r.currency == currency_code,
+            r.points_unit == points_unit,
+            r.valid_from_us < end,
+            or_(r.valid_to_us.is_(None), r.valid_to_us > valid_from_us),
+        )
+    ).first()
+    if overlap is not None:
+        raise AlreadyExists(
+            f"a {currency_code}->{points_unit} rate is already valid from "
+            f"{from_us(overlap.valid_from_us).isoformat()}; "
+            "periods must not overlap (end the old one first)"
+        )
+    conn.execute(
+        ledger_rates.insert().values(
+            tenant_id=tenant_id,
+            currency=currency_code,
+            points_unit=points_unit,
+            rate_units=units,
+            rate_scale=places,
+            rounding=rounding.value,
+            valid_from_us=valid_from_us,
+            valid_to_us=valid_to_us,
+        )
+    )
+    return Rate(currency_code, points_unit, value, rounding, valid_from_us, valid_to_us)
+
+
+def rate_at(conn: Connection, tenant_id: int, currency_code: str, points_unit: str, at_us: int) -> Rate:
+    r = ledger_rates.c
+    row = conn.execute(
+        select(r.rate_units, r.rate_scale, r.rounding, r.valid_from_us, r.valid_to_us).where(
+            r.tenant_id == tenant_id,
+            r.currency == currency_code,
+            r.points_unit == points_unit,
+            r.valid_from_us <= at_us,
+            or_(r.valid_to_us.is_(None), and_(r.valid_to_us > at_us)),
+        )
+    ).first()
+    if row is None:
+        raise RateNotFound(
+            f"no {currency_code}->{points_unit} rate in force at {from_us(at_us).isoformat()}; set one with a "
+            "validity period covering that time"
+        )
+    return Rate(
+        currency_code,
+        points_unit,
+        from_scaled(int(row.rate_units), int(row.rate_scale)),
+        RoundingMode(row.rounding),
+        int(row.valid_from_us),
+        None if row.valid_to_us is None else int(row.valid_to_us),
+    )
+
+
+def list_rates(conn: Connection, tenant_id: int) -> list[Rate]:
+    r = ledger_rates.c
+    rows = conn.execute(
+        select(r.currency, r.points_unit, r.rate_units, r.rate_scale, r.rounding, r.valid_from_us, r.valid_to_us)
+        .where(r.tenant_id == tenant_id)
+        .order_by(r.currency, r.points_unit, r.valid_from_us)
+    )
+    return [
+        Rate(
+            row.currency,
+            row.points_unit,
+            from_scaled(int(row.rate_units), int(row.rate_scale)),
+            RoundingMode(row.rounding),
+            int(row.valid_from_us),
+            None if row.valid_to_us is None else int(row.valid_to_us),
+        )
+        for row in rows
+    ]
