@@ -1,0 +1,179 @@
+"""What is due: the bridge from subscriptions to the invoice run.
+
+`due_periods(engine, tenant_id, as_of)` turns every subscription's history into billable spans and
+lays them on its plan's period grid:
+
+* Only *active* time is billable. Trial and paused time bill nothing (no fee, no usage); cancelled
+  time does not exist.
+* An **in-advance** item is one billable span inside one period: it is due when the span starts (the
+  period start, or mid-period on a first start, trial end, resume or plan change). If a later
+  change cuts the span short (pause, cancel, upgrade), the same item (same `key`) comes back with a
+  shorter span: the invoice run credits the difference between what it billed and the new fraction.
+* An **in-arrears** item gathers every billable span of one plan version inside one period: it is
+  due when the period ends, or when the subscription ends inside it (a cancellation bills at once).
+* Items exist only for plan versions that have charges of that timing.
+
+Every span boundary is on the 15-minute UTC grid, so usage for a span is one exact rollup query.
+Nothing is written: scheduled changes (trial end, change or cancellation at period end) up to
+`as_of` are applied virtually, so the answer never depends on a background job having run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from fractions import Fraction
+
+from sqlalchemy import Engine
+
+from invoicing.period import BillingCycle, Period, ProrationBasis, proration, utc, zone
+from invoicing.plan import PlanVersion, Timing, get_plan_version_by_id
+from invoicing.subscription import (
+    HistoryEntry,
+    State,
+    Subscription,
+    histories,
+    scheduled_transitions,
+    select_subscriptions,
+    subscription_from_row,
+)
+from invoicing.tables import subscriptions
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """A half-open [start, end) in UTC on the 15-minute grid."""
+
+    start: datetime
+    end: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """A stretch of a subscription's life in one state on one plan version; `end` None = still running."""
+
+    start: datetime
+    end: datetime | None
+    state: State
+    plan_version_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class DueItem:
+    subscription_id: int
+    customer_id: int
+    customer_external_id: str
+    timezone: str
+    plan_version_id: int
+    timing: Timing
+    period: Period
+    spans: tuple[Span, ...]
+    due_at: datetime
+
+    @property
+    def key(self) -> str:
+        """Stable identity for idempotent invoicing: the same charge always has the same key, even
+        after a later change shortened its span."""
+        base = f"{self.subscription_id}:{self.plan_version_id}:{self.timing}:{self.period.start.isoformat()}"
+        return f"{base}:{self.spans[0].start.isoformat()}" if self.timing == "in_advance" else base
+
+    def fraction(self, by: ProrationBasis) -> Fraction:
+        """Share of the period these spans cover, in local days or seconds (sums to 1 over a tiled period)."""
+        tz = zone(self.timezone)
+        if by == "none":
+            return Fraction(1)
+        return sum((proration(self.period, s.start, s.end, by, tz) for s in self.spans), Fraction(0))
+
+
+def segments(sub: Subscription, history: list[HistoryEntry], as_of: datetime) -> list[Segment]:
+    """The subscription's life as known at `as_of`: recorded changes up to then, plus scheduled ones."""
+    points: list[tuple[datetime, State, int]] = [
+        (h.effective_at, h.state, h.plan_version_id) for h in history if h.effective_at <= as_of
+    ]
+    # Scheduled changes always lie after the last recorded one, so they apply only if all history does.
+    if len(points) == len(history):
+        points += [(t.at, t.state, t.plan_version_id) for t in scheduled_transitions(sub, as_of)]
+    # Keep the last point of each instant, then drop points that change nothing (a scheduling note).
+    kept: list[tuple[datetime, State, int]] = []
+    for i, point in enumerate(points):
+        if i + 1 < len(points) and points[i + 1][0] <= point[0]:
+            continue
+        if kept and kept[-1][1:] == point[1:]:
+            continue
+        kept.append(point)
+    out: list[Segment] = []
+    for i, (at, state, version) in enumerate(kept):
+        if state is State.CANCELLED:
+            break
+        out.append(Segment(at, kept[i + 1][0] if i + 1 < len(kept) else None, state, version))
+    return out
+
+
+def due_items(
+    sub: Subscription, history: list[HistoryEntry], plans: dict[int, PlanVersion], as_of: datetime
+) -> list[DueItem]:
+    """The pure core of `due_periods` for one subscription."""
+    segs = segments(sub, history, as_of)
+    ended_at = segs[-1].end if segs else None  # the last segment only has an end if a cancellation follows it
+    arrears: dict[tuple[int, int], tuple[Period, list[Span]]] = {}
+    items: list[DueItem] = []
+
+    def item(version: int, timing: Timing, period: Period, spans: list[Span], due: datetime) -> DueItem:
+        return DueItem(
+            sub.id, sub.customer_id, sub.customer_external_id, sub.timezone, version, timing, period, tuple(spans), due
+        )
+
+    for seg in segs:
+        if seg.state is not State.ACTIVE:
+            continue
+        plan = plans[seg.plan_version_id]
+        cycle = BillingCycle.from_instant(sub.billing_anchor, plan.interval, sub.timezone)
+        period = cycle.period_at(seg.start)
+        while period.start <= as_of and (seg.end is None or period.start < seg.end):
+            span = Span(max(seg.start, period.start), period.end if seg.end is None else min(seg.end, period.end))
+            if plan.has_timing("in_advance") and span.start <= as_of:
+                items.append(item(plan.id, "in_advance", period, [span], span.start))
+            if plan.has_timing("in_arrears"):
+                arrears.setdefault((plan.id, period.index), (period, []))[1].append(span)
+            period = cycle.next(period)
+    for (version, _), (period, spans) in arrears.items():
+        due = period.end if ended_at is None or not period.start < ended_at < period.end else ended_at
+        if due <= as_of:
+            items.append(item(version, "in_arrears", period, spans, due))
+    return items
+
+
+def due_periods(
+    engine: Engine,
+    tenant_id: int,
+    as_of: datetime,
+    *,
+    since: datetime | None = None,
+    subscription_id: int | None = None,
+) -> list[DueItem]:
+    """Everything due for the tenant as of `as_of`, ordered by (due_at, subscription, timing).
+
+    With `since`, only items whose period ends after `since`: every item that became due, or whose
+    span was cut, after `since` is among them, so an invoice run can pass its previous `as_of`.
+    """
+    at = utc(as_of)
+    query = select_subscriptions(tenant_id).where(subscriptions.c.started_at <= at)
+    if subscription_id is not None:
+        query = query.where(subscriptions.c.id == subscription_id)
+    with engine.connect() as conn:
+        subs = [subscription_from_row(r) for r in conn.execute(query.order_by(subscriptions.c.id)).all()]
+        history = histories(conn, [s.id for s in subs])
+        version_ids = {h.plan_version_id for hs in history.values() for h in hs}
+        version_ids |= {s.pending_plan_version_id for s in subs if s.pending_plan_version_id is not None}
+    plans = {v: get_plan_version_by_id(engine, tenant_id, v) for v in sorted(version_ids)}
+    out: list[DueItem] = []
+    for sub in subs:
+        out += due_items(sub, history[sub.id], plans, at)
+    if since is not None:
+        floor = utc(since)
+        out = [i for i in out if i.period.end > floor]
+    out.sort(key=lambda i: (i.due_at, i.subscription_id, i.timing, i.period.start, i.spans[0].start))
+    return out
+
+
+__all__ = ["DueItem", "Segment", "Span", "due_items", "due_periods", "segments"]
