@@ -1,7 +1,555 @@
-"""CLI commands for the billing (registered by tally.cli)."""
+"""CLI commands for the billing catalog: customers, plans, subscriptions (registered by tally.cli).
+
+`tally.cli` is imported inside the commands, never at module top: cli.py imports this module to
+register COMMANDS, so a top-level import would be circular. Instants default to the current time
+here, at the edge; the domain functions always receive them explicitly.
+"""
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
 import click
 
-COMMANDS: list[click.Command] = []
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from invoicing.plan import PlanVersion
+    from invoicing.subscription import Subscription
+
+
+def _at(text: str | None, flag: str = "--at") -> datetime:
+    if text is None:
+        return datetime.now(UTC)
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise click.ClickException(f"{flag} {text!r} is not an ISO 8601 instant; e.g. 2026-02-01T00:00Z") from None
+    if value.tzinfo is None:
+        raise click.ClickException(f"{flag} {text!r} has no time zone; add Z or an offset, e.g. 2026-02-01T00:00Z")
+    return value
+
+
+def _tenant(ctx: click.Context, name: str) -> tuple[Engine, int]:
+    from metering.tenant import get_tenant
+    from tally.cli import _engine
+
+    engine = _engine(ctx)
+    return engine, get_tenant(engine, name).id
+
+
+def _when(value: datetime | None) -> str:
+    return "" if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%MZ")
+
+
+def _grid(title: str, columns: list[str], rows: list[list[str]]) -> None:
+    """Like tally.cli._table, but long values fold onto more lines instead of being cut with an ellipsis:
+    an id or an instant shown half is worse than a taller row."""
+    from rich.table import Table
+
+    from tally.cli import console
+
+    table = Table(title=title)
+    for col in columns:
+        table.add_column(col, overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+
+
+# --- customers -----------------------------------------------------------------------------------------------
+
+
+@click.group()
+def customer() -> None:
+    """Create, list and show the customers a tenant bills."""
+
+
+@customer.command("create")
+@click.argument("tenant_name", metavar="TENANT")
+@click.argument("external_id")
+@click.option("--name", default="", help="Display name [default: the external id].")
+@click.option("--currency", default="USD", show_default=True, help="ISO 4217 code invoices are issued in.")
+@click.option("--timezone", "tz", default="UTC", show_default=True, help="IANA zone periods turn over in.")
+@click.option("--email", default="", help="Billing e-mail address.")
+@click.option("--tax-region", default="", help="Tax region code, e.g. FR or US-CA.")
+@click.option(
+    "--address", default=None, help='Address as JSON: {"line1":..,"city":..,"postal_code":..,"country":"FR"}.'
+)
+@click.option("--meta", multiple=True, metavar="KEY=VALUE", help="Metadata entry (repeatable).")
+@click.pass_context
+def customer_create(
+    ctx: click.Context,
+    tenant_name: str,
+    external_id: str,
+    name: str,
+    currency: str,
+    tz: str,
+    email: str,
+    tax_region: str,
+    address: str | None,
+    meta: tuple[str, ...],
+) -> None:
+    """Create customer EXTERNAL_ID (your own id for them; events name it) for TENANT.
+
+    \b
+    Example:
+      tally customer create acme cus_42 --name "Ada Ltd" --currency EUR \\
+          --timezone Europe/Paris --email billing@ada.example --meta crm=991
+    """
+    from invoicing.customer import Address, CustomerDefinition, create_customer
+
+    metadata: dict[str, str] = {}
+    for item in meta:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise click.ClickException(f"--meta {item!r} must be KEY=VALUE, e.g. --meta crm=991")
+        metadata[key] = value
+    parsed_address = None
+    if address is not None:
+        try:
+            parsed_address = Address.model_validate(json.loads(address))
+        except json.JSONDecodeError as exc:
+            raise click.ClickException(f'--address is not JSON ({exc.msg}); e.g. \'{{"city":"Paris"}}\'') from None
+    engine, tenant_id = _tenant(ctx, tenant_name)
+    definition = CustomerDefinition(
+        external_id=external_id,
+        name=name,
+        currency=currency,
+        timezone=tz,
+        email=email,
+        tax_region=tax_region,
+        address=parsed_address,
+        metadata=metadata,
+    )
+    c = create_customer(engine, tenant_id, definition, datetime.now(UTC))
+    click.echo(f"created customer {c.external_id} ({c.currency}, {c.timezone}); next: tally subscription create "
+               f"{tenant_name} {c.external_id} PLAN")  # fmt: skip
+
+
+@customer.command("list")
+@click.argument("tenant_name", metavar="TENANT")
+@click.option("--after", default=None, help="Start after this external id (the cursor printed below a page).")
+@click.option("--limit", default=100, show_default=True, help="Customers per page (1-500).")
+@click.pass_context
+def customer_list(ctx: click.Context, tenant_name: str, after: str | None, limit: int) -> None:
+    """List TENANT's customers by external id, a page at a time.
+
+    \b
+    Example:
+      tally customer list acme --limit 50
+      tally customer list acme --limit 50 --after cus_42
+    """
+    from invoicing.customer import list_customers
+    from tally.cli import _table
+
+    engine, tenant_id = _tenant(ctx, tenant_name)
+    page = list_customers(engine, tenant_id, after=after, limit=limit)
+    rows = [[c.external_id, c.name, c.currency, c.timezone, c.email] for c in page.customers]
+    _table("customers", ["external id", "name", "currency", "time zone", "email"], rows)
+    if page.next_after is not None:
+        click.echo(f"more: tally customer list {tenant_name} --after {page.next_after} --limit {limit}")
+
+
+@customer.command("show")
+@click.argument("tenant_name", metavar="TENANT")
+@click.argument("external_id")
+@click.pass_context
+def customer_show(ctx: click.Context, tenant_name: str, external_id: str) -> None:
+    """Show one customer and their subscriptions.
+
+    \b
+    Example:
+      tally customer show acme cus_42
+    """
+    from invoicing.customer import get_customer
+    from invoicing.subscription import list_subscriptions
+    from tally.cli import _table
+
+    engine, tenant_id = _tenant(ctx, tenant_name)
+    c = get_customer(engine, tenant_id, external_id)
+    address = "" if c.address is None else ", ".join(v for v in c.address.model_dump().values() if v)
+    fields = [
+        ["external id", c.external_id], ["name", c.name], ["currency", c.currency], ["time zone", c.timezone],
+        ["email", c.email], ["tax region", c.tax_region], ["address", address],
+        ["metadata", ", ".join(f"{k}={v}" for k, v in c.metadata.items())], ["created", _when(c.created_at)],
+    ]  # fmt: skip
+    _table(f"customer {c.external_id}", ["field", "value"], fields)
+    subs = list_subscriptions(engine, tenant_id, external_id)
+    _subscription_table(engine, tenant_id, subs)
+
+
+# --- plans ---------------------------------------------------------------------------------------------------
+
+
+def _load(file: Path) -> Any:
+    try:
+        return json.loads(file.read_text())
+    except json.JSONDecodeError as exc:
+        raise click.ClickException(
+            f"{file}: not valid JSON ({exc.msg} at line {exc.lineno}); see docs/billing.md for the plan format"
+        ) from None
+
+
+@click.group()
+def plan() -> None:
+    """Create, version, publish and inspect plans (JSON files; see docs/billing.md)."""
+
+
+@plan.command("create")
+@click.argument("tenant_name", metavar="TENANT")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.pass_context
+def plan_create(ctx: click.Context, tenant_name: str, file: Path) -> None:
+    """Create a plan from FILE as draft v1; publish it with `tally plan publish TENANT CODE`.
+
+    \b
+    Example:
+      tally plan create acme pro.json
+    where pro.json holds (prices are rating JSON, see docs/rating.md):
+      {"code": "pro", "name": "Pro", "currency": "USD", "interval": "monthly",
+       "trial_days": 14,
+       "charges": [
+         {"code": "base", "kind": "flat",
+          "price": {"model": "flat", "amount_per_period": "49", "billing": "in_advance"}},
+         {"code": "calls", "kind": "usage", "meter": "api_calls",
+          "price": {"model": "per_unit", "unit_amount": "0.001"}}]}
+    """
+    from invoicing.plan import create_plan
+
+    engine, tenant_id = _tenant(ctx, tenant_name)
+    v = create_plan(engine, tenant_id, _load(file), datetime.now(UTC))
+    click.echo(f"created {v.label} (draft, {len(v.charges)} charges); next: tally plan publish {tenant_name} {v.code}")
+
+
+@plan.command("edit")
+@click.argument("tenant_name", metavar="TENANT")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.pass_context
+def plan_edit(ctx: click.Context, tenant_name: str, file: Path) -> None:
+    """Save FILE as the plan's draft: rewrites the latest draft, or creates draft N+1 after a published vN.
+
+    \b
+    Example:
+      tally plan edit acme pro.json && tally plan publish acme pro
+    """
+    from invoicing.plan import edit_plan
+
+    engine, tenant_id = _tenant(ctx, tenant_name)
+    v = edit_plan(engine, tenant_id, _load(file), datetime.now(UTC))
+    click.echo(f"saved {v.label} (draft); next: tally plan publish {tenant_name} {v.code}")
+
+
+@plan.command("publish")
+@click.argument("tenant_name", metavar="TENANT")
+@click.argument("code")
+@click.pass_context
+def plan_publish(ctx: click.Context, tenant_name: str, code: str) -> None:
+    """Publish the latest draft of plan CODE (its meters must exist); published versions never change.
+
+    \b
+    Example:
+      tally plan publish acme pro
+    """
+    from invoicing.plan import publish_plan
+
+    engine, tenant_id = _tenant(ctx, tenant_name)
+    v = publish_plan(engine, tenant_id, code, datetime.now(UTC))
+    click.echo(f"published {v.label}; subscribe with: tally subscription create {tenant_name} CUSTOMER {v.code}")
+
+
+@plan.command("list")
+@click.argument("tenant_name", metavar="TENANT")
+@click.pass_context
+def plan_list(ctx: click.Context, tenant_name: str) -> None:
+    """List TENANT's plans with their latest and published versions.
+
+    \b
+    Example:
+      tally plan list acme
+    """
+    from invoicing.plan import list_plans
+    from tally.cli import _table
+
+    engine, tenant_id = _tenant(ctx, tenant_name)
+    rows = [
+        [p.code, p.name, f"v{p.latest_version} ({p.latest_status.value})",
+         "-" if p.published_version is None else f"v{p.published_version}"]
+        for p in list_plans(engine, tenant_id)
+    ]  # fmt: skip
+    _table("plans", ["code", "name", "latest", "published"], rows)
+
+
+@plan.command("show")
+@click.argument("tenant_name", metavar="TENANT")
+@click.argument("code")
+@click.option("--version", type=int, default=None, help="Version number [default: the latest].")
+@click.pass_context
+def plan_show(ctx: click.Context, tenant_name: str, code: str, version: int | None) -> None:
+    """Show a plan version and its charges.
+
+    \b
+    Example:
+      tally plan show acme pro --version 2
+    """
+    from invoicing.plan import get_plan_version
+
+    engine, tenant_id = _tenant(ctx, tenant_name)
+    _plan_table(get_plan_version(engine, tenant_id, code, version))
+
+
+def _plan_table(v: PlanVersion) -> None:
+    from tally.cli import _table
+
+    title = f"{v.label} ({v.status.value}) · {v.name} · {v.currency} · {v.interval.value} · trial {v.trial_days} days"
+    rows = [
+        [c.code, c.kind, c.meter or "", c.group_by or "", c.billing, json.dumps(c.price_definition, sort_keys=True)]
+        for c in v.charges
+    ]
+    _table(title, ["charge", "kind", "meter", "group by", "billing", "price"], rows)
+
+
+# --- subscriptions -------------------------------------------------------------------------------------------
+
+
+@click.group()
+def subscription() -> None:
+    """Subscribe customers to published plans and move them through trial, active, paused, cancelled."""
+
+
+_AT = click.option("--at", "at_text", default=None, help="Effective instant, ISO 8601 with zone [default: now].")
+_ACTOR = click.option("--actor", default="cli", show_default=True, help="Who asks (kept in the history).")
+_REASON = click.option("--reason", default="", help="Why (kept in the history).")
+
+
+@subscription.command("create")
+@click.argument("tenant_name", metavar="TENANT")
+@click.argument("customer_id", metavar="CUSTOMER")
+@click.argument("plan_code", metavar="PLAN")
+@click.option("--version", type=int, default=None, help="Plan version [default: the latest published].")
+@click.option("--anchor", default=None, help="Billing anchor instant; its local date sets the period day.")
+@click.option("--end", default=None, help="Scheduled end instant.")
+@_AT
+@_ACTOR
+@_REASON
+@click.pass_context
+def subscription_create(
+    ctx: click.Context,
+    tenant_name: str,
+    customer_id: str,
+    plan_code: str,
+    version: int | None,
+    anchor: str | None,
+    end: str | None,
+    at_text: str | None,
+    actor: str,
+    reason: str,
+) -> None:
+    """Subscribe CUSTOMER to PLAN (starts in trial if the plan has one, else active).
+
+    \b
+    Example:
+      tally subscription create acme cus_42 pro --at 2026-02-01T00:00Z
+    """
+    from invoicing.subscription import create_subscription
+
+    engine, tenant_id = _tenant(ctx, tenant_name)
+    sub = create_subscription(
+        engine,
+        tenant_id,
+        customer_id,
+        plan_code,
+        _at(at_text),
+        version=version,
+        anchor=None if anchor is None else _at(anchor, "--anchor"),
+        end=None if end is None else _at(end, "--end"),
+        actor=actor,
+        reason=reason,
+    )
+    click.echo(f"created subscription {sub.id} ({sub.state.value}) for {customer_id} on {plan_code}")
+
+
+@subscription.command("list")
+@click.argument("tenant_name", metavar="TENANT")
+@click.option("--customer", "customer_id", default=None, help="Only this customer's subscriptions.")
+@click.pass_context
+def subscription_list(ctx: click.Context, tenant_name: str, customer_id: str | None) -> None:
+    """List TENANT's subscriptions.
+
+    \b
+    Example:
+      tally subscription list acme --customer cus_42
+    """
+    from invoicing.subscription import list_subscriptions
+
+    engine, tenant_id = _tenant(ctx, tenant_name)
+    _subscription_table(engine, tenant_id, list_subscriptions(engine, tenant_id, customer_id))
+
+
+def _subscription_table(engine: Engine, tenant_id: int, subs: list[Subscription]) -> None:
+    from invoicing.plan import get_plan_version_by_id
+
+    labels: dict[int, str] = {}
+
+    def label(version_id: int | None) -> str:
+        if version_id is None:
+            return ""
+        if version_id not in labels:
+            labels[version_id] = get_plan_version_by_id(engine, tenant_id, version_id).label
+        return labels[version_id]
+
+    rows = [
+        [str(s.id), s.customer_external_id, label(s.plan_version_id), s.state.value, _when(s.started_at),
+         _when(s.ends_at), f"{label(s.pending_plan_version_id)} {_when(s.pending_change_at)}".strip()]
+        for s in subs
+    ]  # fmt: skip
+    _grid("subscriptions", ["id", "customer", "plan", "state", "started", "ends", "scheduled change"], rows)
+
+
+@subscription.command("show")
+@click.argument("tenant_name", metavar="TENANT")
+@click.argument("subscription_id", metavar="ID", type=int)
+@click.pass_context
+def subscription_show(ctx: click.Context, tenant_name: str, subscription_id: int) -> None:
+    """Show a subscription and its full history (who changed what, when and why).
+
+    \b
+    Example:
+      tally subscription show acme 7
+    """
+    from invoicing.plan import get_plan_version_by_id
+    from invoicing.subscription import get_history, get_subscription
+
+    engine, tenant_id = _tenant(ctx, tenant_name)
+    sub = get_subscription(engine, tenant_id, subscription_id)
+    _subscription_table(engine, tenant_id, [sub])
+    rows = [
+        [_when(h.effective_at), h.kind + (f" for {_when(h.scheduled_for)}" if h.scheduled_for else ""),
+         h.state.value, get_plan_version_by_id(engine, tenant_id, h.plan_version_id).label, h.actor, h.reason]
+        for h in get_history(engine, tenant_id, subscription_id)
+    ]  # fmt: skip
+    _grid(f"history of subscription {sub.id}", ["effective", "change", "state", "plan", "actor", "reason"], rows)
+
+
+@subscription.command("change")
+@click.argument("tenant_name", metavar="TENANT")
+@click.argument("subscription_id", metavar="ID", type=int)
+@click.argument("plan_code", metavar="PLAN")
+@click.option("--version", type=int, default=None, help="Plan version [default: the latest published].")
+@click.option("--at-period-end", is_flag=True, help="Switch when the current period ends instead of now.")
+@_AT
+@_ACTOR
+@_REASON
+@click.pass_context
+def subscription_change(
+    ctx: click.Context,
+    tenant_name: str,
+    subscription_id: int,
+    plan_code: str,
+    version: int | None,
+    at_period_end: bool,
+    at_text: str | None,
+    actor: str,
+    reason: str,
+) -> None:
+    """Move subscription ID to PLAN now (prints the proration split) or at period end.
+
+    \b
+    Example:
+      tally subscription change acme 7 enterprise --reason upgrade
+      tally subscription change acme 7 basic --at-period-end
+    """
+    from invoicing.subscription import change_plan
+
+    engine, tenant_id = _tenant(ctx, tenant_name)
+    result = change_plan(
+        engine, tenant_id, subscription_id, plan_code, _at(at_text), version=version,
+        timing="period_end" if at_period_end else "now", actor=actor, reason=reason,
+    )  # fmt: skip
+    sub = result.subscription
+    if result.proration is None:
+        click.echo(f"subscription {sub.id} moves to {plan_code} at {_when(sub.pending_change_at)}")
+        return
+    old_d, new_d = result.proration.fractions("day")
+    old_s, new_s = result.proration.fractions("second")
+    click.echo(
+        f"subscription {sub.id} moved to {plan_code} at {_when(result.effective_at)}; "
+        f"old plan share {old_d} by day ({old_s} by second), new plan share {new_d} by day ({new_s} by second)"
+    )
+
+
+def _lifecycle(name: str, verb: str, example: str) -> click.Command:
+    @click.command(name)
+    @click.argument("tenant_name", metavar="TENANT")
+    @click.argument("subscription_id", metavar="ID", type=int)
+    @_AT
+    @_ACTOR
+    @_REASON
+    @click.pass_context
+    def command(
+        ctx: click.Context, tenant_name: str, subscription_id: int, at_text: str | None, actor: str, reason: str
+    ) -> None:
+        from invoicing import subscription as subs
+
+        engine, tenant_id = _tenant(ctx, tenant_name)
+        operation = subs.pause_subscription if name == "pause" else subs.resume_subscription
+        sub = operation(engine, tenant_id, subscription_id, _at(at_text), actor=actor, reason=reason)
+        click.echo(f"subscription {sub.id} is {sub.state.value}")
+
+    command.help = f"{verb}\n\n    \b\n    Example:\n      {example}\n"
+    return command
+
+
+subscription.add_command(
+    _lifecycle(
+        "pause",
+        "Pause subscription ID: no fees and no usage are billed until it is resumed (only from active).",
+        "tally subscription pause acme 7 --reason 'card expired'",
+    )
+)
+subscription.add_command(
+    _lifecycle(
+        "resume",
+        "Resume paused subscription ID; the rest of the current period is billed from the resume instant.",
+        "tally subscription resume acme 7",
+    )
+)
+
+
+@subscription.command("cancel")
+@click.argument("tenant_name", metavar="TENANT")
+@click.argument("subscription_id", metavar="ID", type=int)
+@click.option("--at-period-end", is_flag=True, help="End when the current period (or trial) ends instead of now.")
+@_AT
+@_ACTOR
+@_REASON
+@click.pass_context
+def subscription_cancel(
+    ctx: click.Context,
+    tenant_name: str,
+    subscription_id: int,
+    at_period_end: bool,
+    at_text: str | None,
+    actor: str,
+    reason: str,
+) -> None:
+    """Cancel subscription ID now (usage is billed at once, the unused fee credited) or at period end.
+
+    \b
+    Example:
+      tally subscription cancel acme 7 --at-period-end --reason "moving to annual"
+    """
+    from invoicing.subscription import cancel_subscription
+
+    engine, tenant_id = _tenant(ctx, tenant_name)
+    sub = cancel_subscription(
+        engine, tenant_id, subscription_id, _at(at_text),
+        timing="period_end" if at_period_end else "now", actor=actor, reason=reason,
+    )  # fmt: skip
+    click.echo(f"subscription {sub.id} is {sub.state.value}, ends {_when(sub.ends_at)}")
+
+
+COMMANDS: list[click.Command] = [customer, plan, subscription]
