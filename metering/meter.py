@@ -14,18 +14,20 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy import Engine, exists, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from metering.errors import AlreadyExists, FailedPrecondition, NotFound
 from metering.tables import events, meters
 
+_T = TypeVar("_T")
+
 
 class Aggregation(StrEnum):
-    """How a meter turns events into a quantity (computed by rollups in a later issue)."""
+    """How a meter turns events into a quantity; every one is answered exactly from rollups."""
 
     COUNT = "count"
     SUM = "sum"
@@ -36,7 +38,23 @@ class Aggregation(StrEnum):
     GAUGE = "gauge"
 
 
+class TimeUnit(StrEnum):
+    """The unit of time a gauge's integral is expressed in: seats held for a day are 1 seat-day."""
+
+    SECOND = "second"
+    MINUTE = "minute"
+    HOUR = "hour"
+    DAY = "day"
+
+    @property
+    def microseconds(self) -> int:
+        return {"second": 1, "minute": 60, "hour": 3_600, "day": 86_400}[self.value] * 1_000_000
+
+
 VALUE_SCALE_MAX = 18  # 10**18 < 2**63: any scale up to this keeps one unit representable in int64
+# A gauge's integral divided by its time unit rarely terminates (1 seat for 1 hour = 1/24 seat-day), so
+# its quantity is rounded once, half-even, to the value scale plus these digits (1e-6 day = 86 ms).
+GAUGE_EXTRA_SCALE = 6
 GROUP_BY_MAX = 8
 PROPERTY_KEY_PATTERN = r"^[A-Za-z0-9_.\-]{1,64}$"
 
@@ -55,6 +73,25 @@ class MeterDefinition(BaseModel):
         default_factory=dict, description="count only events whose property is one of these values"
     )
     group_by: list[str] = Field(default_factory=list, max_length=GROUP_BY_MAX, description="dimension properties")
+    unique_property: str | None = Field(
+        None, description="unique_count only: the property whose distinct values are counted"
+    )
+    time_unit: TimeUnit | None = Field(None, description="gauge only: integral unit (default day: seat-days)")
+
+    @model_validator(mode="after")
+    def _aggregation_options(self) -> MeterDefinition:
+        if self.aggregation is Aggregation.UNIQUE_COUNT:
+            if not self.unique_property:
+                raise ValueError("unique_count needs unique_property: the property whose distinct values count")
+            _check_property_name(self.unique_property, "unique_property")
+        elif self.unique_property:
+            raise ValueError(f"unique_property only applies to unique_count, not {self.aggregation.value}")
+        if self.aggregation is Aggregation.GAUGE:
+            if self.time_unit is None:
+                object.__setattr__(self, "time_unit", TimeUnit.DAY)
+        elif self.time_unit is not None:
+            raise ValueError(f"time_unit only applies to gauge, not {self.aggregation.value}")
+        return self
 
     @field_validator("filter")
     @classmethod
@@ -92,6 +129,8 @@ class Meter:
     unit: str = ""
     filter: dict[str, list[str]] | None = None
     group_by: tuple[str, ...] = ()
+    unique_property: str | None = None
+    time_unit: TimeUnit | None = None
 
     @property
     def spec(self) -> MeterSpec:
@@ -100,7 +139,17 @@ class Meter:
             self.value_scale,
             tuple((k, frozenset(v)) for k, v in sorted((self.filter or {}).items())),
             self.group_by,
+            self.unique_property,
         )
+
+    @property
+    def quantity_scale(self) -> int:
+        """Fractional digits of this meter's quantities (counts are whole; gauges add GAUGE_EXTRA_SCALE)."""
+        if self.aggregation in (Aggregation.COUNT, Aggregation.UNIQUE_COUNT):
+            return 0
+        if self.aggregation is Aggregation.GAUGE:
+            return self.value_scale + GAUGE_EXTRA_SCALE
+        return self.value_scale
 
 
 def create_meter(engine: Engine, tenant_id: int, definition: MeterDefinition) -> Meter:
@@ -115,6 +164,8 @@ def create_meter(engine: Engine, tenant_id: int, definition: MeterDefinition) ->
         "unit": definition.unit,
         "filter": json.dumps(definition.filter, sort_keys=True, separators=(",", ":")),
         "group_by": json.dumps(definition.group_by, separators=(",", ":")),
+        "unique_property": definition.unique_property or "",
+        "time_unit": definition.time_unit.value if definition.time_unit else "",
     }
     try:
         with engine.begin() as conn:
@@ -132,6 +183,8 @@ def create_meter(engine: Engine, tenant_id: int, definition: MeterDefinition) ->
         unit=definition.unit,
         filter=definition.filter,
         group_by=tuple(definition.group_by),
+        unique_property=definition.unique_property,
+        time_unit=definition.time_unit,
     )
 
 
@@ -153,6 +206,8 @@ def _meter(r: Any) -> Meter:
         unit=r.unit,
         filter=json.loads(r.filter),
         group_by=tuple(json.loads(r.group_by)),
+        unique_property=r.unique_property or None,
+        time_unit=TimeUnit(r.time_unit) if r.time_unit else None,
     )
 
 
@@ -175,6 +230,8 @@ class MeterUpdate(BaseModel):
     value_scale: int | None = Field(None, ge=0, le=VALUE_SCALE_MAX)
     filter: dict[str, list[str]] | None = None
     group_by: list[str] | None = None
+    unique_property: str | None = None
+    time_unit: TimeUnit | None = None
 
 
 def update_meter(engine: Engine, tenant_id: int, code: str, change: MeterUpdate) -> Meter:
@@ -187,6 +244,10 @@ def update_meter(engine: Engine, tenant_id: int, code: str, change: MeterUpdate)
         value_scale=change.value_scale if change.value_scale is not None else current.value_scale,
         filter=change.filter if change.filter is not None else (current.filter or {}),
         group_by=change.group_by if change.group_by is not None else list(current.group_by),
+        unique_property=change.unique_property if change.unique_property is not None else _kept(
+            current.unique_property, change.aggregation
+        ),
+        time_unit=change.time_unit if change.time_unit is not None else _kept(current.time_unit, change.aggregation),
     )
     meaning_changed = [
         name
@@ -195,6 +256,8 @@ def update_meter(engine: Engine, tenant_id: int, code: str, change: MeterUpdate)
             ("value_scale", current.value_scale, merged.value_scale),
             ("filter", current.filter or {}, merged.filter),
             ("group_by", list(current.group_by), merged.group_by),
+            ("unique_property", current.unique_property, merged.unique_property),
+            ("time_unit", current.time_unit, merged.time_unit),
         )
         if old != new
     ]
@@ -218,9 +281,16 @@ def update_meter(engine: Engine, tenant_id: int, code: str, change: MeterUpdate)
                 value_scale=merged.value_scale,
                 filter=json.dumps(merged.filter, sort_keys=True, separators=(",", ":")),
                 group_by=json.dumps(merged.group_by, separators=(",", ":")),
+                unique_property=merged.unique_property or "",
+                time_unit=merged.time_unit.value if merged.time_unit else "",
             )
         )
     return get_meter(engine, tenant_id, code)
+
+
+def _kept(value: _T, new_aggregation: Aggregation | None) -> _T | None:
+    """An aggregation-specific option survives an update unless the aggregation itself changes."""
+    return value if new_aggregation is None else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,6 +301,7 @@ class MeterSpec:
     value_scale: int
     filter: tuple[tuple[str, frozenset[str]], ...] = ()
     group_by: tuple[str, ...] = ()
+    unique_property: str | None = None
 
 
 class MeterCatalog:
@@ -239,11 +310,15 @@ class MeterCatalog:
     A miss (an event naming an unknown meter) reloads the tenant's meters, at
     most once per `refresh_s`, so a meter created a moment ago is accepted at
     once while a stream of bad meter codes cannot turn into a query per event.
+    Specs older than `max_age_s` are reloaded on use even without a miss, so an
+    update to a meter that has no events yet (the only meaning change allowed)
+    reaches a running server within that time.
     """
 
-    def __init__(self, engine: Engine, refresh_s: float = 1.0) -> None:
+    def __init__(self, engine: Engine, refresh_s: float = 1.0, max_age_s: float = 5.0) -> None:
         self._engine = engine
         self._refresh_s = refresh_s
+        self._max_age_s = max_age_s
         self._lock = threading.Lock()
         self._specs: dict[int, dict[str, MeterSpec]] = {}
         self._loaded_at: dict[int, float] = {}
@@ -253,9 +328,9 @@ class MeterCatalog:
         with self._lock:
             cached = self._specs.get(tenant_id)
             loaded_at = self._loaded_at.get(tenant_id, 0.0)
-        stale = time.monotonic() - loaded_at >= self._refresh_s
+        age = time.monotonic() - loaded_at
         missing = cached is None or (codes is not None and not codes.issubset(cached))
-        if cached is not None and not (missing and stale):
+        if cached is not None and not (missing and age >= self._refresh_s) and age < self._max_age_s:
             return cached
         fresh = {m.code: m.spec for m in list_meters(self._engine, tenant_id)}
         with self._lock:

@@ -5,10 +5,15 @@ them in the same transaction, so a committed event is already in every usage que
 consumer to fall behind. A late event simply lands in its own (older) bucket.
 
 Each bucket keeps what lets buckets combine exactly: count, sum, min, max and the latest event by
-(timestamp, event_id). Sums are Python integers until they reach the database; there, PostgreSQL's
-bigint raises on overflow, and SQLite (which would silently turn an overflowing integer into a float)
-adds through `tally_add`, a function that raises instead. Overflow fails the commit; it never
-corrupts a total.
+(timestamp, event_id). unique_count meters also keep each distinct property value per bucket
+(`rollup_values`), so a distinct count over any range is exact. gauge meters keep every reading
+(`gauge_points`) and, per bucket, the first reading's time and the integral from it to the bucket's
+end; a bucket touched by a batch (late readings included) is recomputed from its points in the same
+transaction, and a query chains buckets, carrying each bucket's latest value across the gaps.
+
+Sums are Python integers until they reach the database; there, PostgreSQL's bigint raises on
+overflow, and SQLite (which would silently turn an overflowing integer into a float) adds through
+`tally_add`, a function that raises instead. Overflow fails the commit; it never corrupts a total.
 """
 
 from __future__ import annotations
@@ -22,14 +27,17 @@ import numpy as np
 from sqlalchemy import Connection, Engine, delete, func, select
 
 from metering.event import PreparedBatch
-from metering.meter import MeterSpec
-from metering.tables import events, rollups
+from metering.meter import Aggregation, MeterSpec
+from metering.tables import events, gauge_points, rollup_values, rollups
 
 BUCKET_US = 15 * 60 * 1_000_000
 INT64_MAX = 2**63 - 1
 INT64_MIN = -(2**63)
 
 Key = tuple[str, str, str, int]  # meter, customer, group_key, bucket_us
+
+
+Point = tuple[int, str, int]  # ts_us, event_id, units: one gauge reading
 
 
 @dataclass(slots=True)
@@ -42,6 +50,12 @@ class Partial:
     latest_ts_us: int
     latest_event_id: str
     latest_units: int
+    # unique_count meters: the distinct values seen in this bucket (None for other aggregations).
+    distinct: set[str] | None = None
+    # gauge meters: readings in this bucket, and what they integrate to once the bucket is complete.
+    points: set[Point] | None = None
+    gauge_first_ts_us: int | None = None
+    gauge_integral: int | None = None
 
     def add(self, units: int, ts_us: int, event_id: str) -> None:
         self.events += 1
@@ -61,6 +75,26 @@ class Partial:
         if (other.latest_ts_us, other.latest_event_id) > (self.latest_ts_us, self.latest_event_id):
             self.latest_ts_us, self.latest_event_id = other.latest_ts_us, other.latest_event_id
             self.latest_units = other.latest_units
+        if other.distinct is not None:
+            self.distinct = (self.distinct or set()) | other.distinct
+        if other.points is not None:
+            self.points = (self.points or set()) | other.points
+
+
+def gauge_bucket(bucket_us: int, points: Iterable[Point]) -> tuple[int, int]:
+    """(first reading's time, integral from it to the bucket's end in units x us) of one complete bucket.
+
+    Readings apply from their timestamp on; at equal timestamps the larger event id is the later one,
+    so the earlier reading holds for zero time. Raises OverflowError rather than store a wrapped value.
+    """
+    ordered = sorted(points)
+    end = bucket_us + BUCKET_US
+    integral = 0
+    for (t, _, units), nxt in zip(ordered, [*ordered[1:], (end, "", 0)], strict=True):
+        integral += units * (nxt[0] - t)
+    if not INT64_MIN <= integral <= INT64_MAX:
+        raise OverflowError(f"gauge integral {integral} of one bucket leaves 64 bits")
+    return ordered[0][0], integral
 
 
 def counted(spec: MeterSpec, properties: str | None) -> tuple[bool, str]:
@@ -74,6 +108,14 @@ def counted(spec: MeterSpec, properties: str | None) -> tuple[bool, str]:
     if not spec.group_by:
         return True, ""
     return True, json.dumps({k: props.get(k, "") for k in spec.group_by}, sort_keys=True, separators=(",", ":"))
+
+
+def unique_value(spec: MeterSpec, properties: str | None) -> str | None:
+    """The value a unique_count meter counts, or None when the event does not carry the property."""
+    if not properties or spec.unique_property is None:
+        return None
+    value = json.loads(properties).get(spec.unique_property)
+    return value if isinstance(value, str) else None
 
 
 def partials(
@@ -105,12 +147,23 @@ def partials(
         p = into.get(key)
         u = units[k]
         if p is None:
-            into[key] = Partial(batch.value_scale[k], 1, u, u, u, t, ids[k], u)
+            p = into[key] = Partial(batch.value_scale[k], 1, u, u, u, t, ids[k], u)
         else:
             p.add(u, t, ids[k])
+        if spec.aggregation is Aggregation.UNIQUE_COUNT:
+            if p.distinct is None:
+                p.distinct = set()
+            value = unique_value(spec, props[k])
+            if value is not None:
+                p.distinct.add(value)
+        elif spec.aggregation is Aggregation.GAUGE:
+            if p.points is None:
+                p.points = set()
+            p.points.add((t, ids[k], u))
 
 
 _VECTOR_MIN = 64  # below this the numpy set-up costs more than the plain loop
+_KEEPS_DETAIL = (Aggregation.UNIQUE_COUNT, Aggregation.GAUGE)  # need per-event detail: the plain loop
 
 
 def _vectorised(
@@ -124,7 +177,7 @@ def _vectorised(
     """
     first = batch.meters[positions[0]]
     spec = specs[first]
-    if spec.filter or spec.group_by:
+    if spec.filter or spec.group_by or spec.aggregation in _KEEPS_DETAIL:
         return False
     if isinstance(positions, range) and len(positions) == len(batch):
         meters, customers, ts, units, ids = (
@@ -221,15 +274,88 @@ def upsert_rows(tenant_id: int, into: Mapping[Key, Partial]) -> list[tuple[Any, 
     ]  # fmt: skip
 
 
+def _values_sql(dialect: str) -> str:
+    ph = ", ".join(["?" if dialect == "sqlite" else "%s"] * 6)
+    return (
+        f"INSERT INTO rollup_values (tenant_id, meter, customer, group_key, bucket_us, value) VALUES ({ph})"
+        " ON CONFLICT DO NOTHING"
+    )
+
+
+def _points_sql(dialect: str) -> str:
+    ph = ", ".join(["?" if dialect == "sqlite" else "%s"] * 7)
+    return (
+        "INSERT INTO gauge_points (tenant_id, meter, customer, group_key, ts_us, event_id, units)"
+        f" VALUES ({ph}) ON CONFLICT DO NOTHING"
+    )
+
+
+def _bucket_points_sql(dialect: str) -> str:
+    ph = "?" if dialect == "sqlite" else "%s"
+    return (
+        f"SELECT ts_us, event_id, units FROM gauge_points WHERE tenant_id = {ph} AND meter = {ph} AND customer = {ph}"
+        f" AND group_key = {ph} AND ts_us >= {ph} AND ts_us < {ph}"
+    )
+
+
+def _gauge_update_sql(dialect: str) -> str:
+    ph = "?" if dialect == "sqlite" else "%s"
+    return (
+        f"UPDATE rollups SET gauge_first_ts_us = {ph}, gauge_integral = {ph} WHERE tenant_id = {ph} AND meter = {ph}"
+        f" AND customer = {ph} AND group_key = {ph} AND bucket_us = {ph}"
+    )
+
+
+class _Exec:
+    """The few statements an upsert needs, over a SQLAlchemy connection or a raw DB-API cursor."""
+
+    def __init__(self, dialect: str, many: Any, query: Any) -> None:
+        self.dialect, self.many, self.query = dialect, many, query
+
+
+def _write(ex: _Exec, tenant_id: int, into: Mapping[Key, Partial]) -> None:
+    ex.many(_upsert_sql(ex.dialect), upsert_rows(tenant_id, into))
+    values = [
+        (tenant_id, *key, v) for key, p in sorted(into.items()) if p.distinct for v in sorted(p.distinct)
+    ]
+    if values:
+        ex.many(_values_sql(ex.dialect), values)
+    gauges = [(key, p) for key, p in sorted(into.items()) if p.points is not None]
+    if not gauges:
+        return
+    ex.many(_points_sql(ex.dialect), [(tenant_id, *key[:3], *pt) for key, p in gauges for pt in sorted(p.points or ())])
+    updates = []
+    for key in (k for k, _ in gauges):
+        bucket = key[3]
+        rows = ex.query(_bucket_points_sql(ex.dialect), (tenant_id, *key[:3], bucket, bucket + BUCKET_US))
+        first, integral = gauge_bucket(bucket, [(int(t), str(e), int(u)) for t, e, u in rows])
+        updates.append((first, integral, tenant_id, *key))
+    ex.many(_gauge_update_sql(ex.dialect), updates)
+
+
 def upsert(conn: Connection, tenant_id: int, into: Mapping[Key, Partial]) -> None:
     if not into:
         return
-    conn.exec_driver_sql(_upsert_sql(conn.dialect.name), upsert_rows(tenant_id, into))
+    _write(
+        _Exec(
+            conn.dialect.name,
+            lambda sql, rows: conn.exec_driver_sql(sql, rows),
+            lambda sql, params: conn.exec_driver_sql(sql, params).all(),
+        ),
+        tenant_id,
+        into,
+    )
 
 
 def upsert_dbapi(cursor: Any, dialect: str, tenant_id: int, into: Mapping[Key, Partial]) -> None:
-    if into:
-        cursor.executemany(_upsert_sql(dialect), upsert_rows(tenant_id, into))
+    if not into:
+        return
+
+    def query(sql: str, params: tuple[Any, ...]) -> list[Any]:
+        cursor.execute(sql, params)
+        return list(cursor.fetchall())
+
+    _write(_Exec(dialect, cursor.executemany, query), tenant_id, into)
 
 
 # --- rebuild and verification ----------------------------------------------------------------------
@@ -256,6 +382,9 @@ def compute_from_events(
     for chunk in conn.execute(query).partitions():
         batch = _as_batch(tenant_id, chunk)
         partials(batch, range(len(batch)), {meter: spec}, out)
+    for key, part in out.items():
+        if part.points:
+            part.gauge_first_ts_us, part.gauge_integral = gauge_bucket(key[3], part.points)
     return out
 
 
@@ -268,15 +397,30 @@ def _as_batch(tenant_id: int, rows: Sequence[Any]) -> PreparedBatch:
     )  # fmt: skip
 
 
-def stored(conn: Connection, tenant_id: int, meter: str) -> dict[Key, Partial]:
+def stored(conn: Connection, tenant_id: int, meter: str, spec: MeterSpec) -> dict[Key, Partial]:
+    """A meter's rollups as stored, with their distinct values and gauge points, for comparison."""
     rows = conn.execute(select(rollups).where(rollups.c.tenant_id == tenant_id, rollups.c.meter == meter)).all()
-    return {
+    out = {
         (r.meter, r.customer, r.group_key, r.bucket_us): Partial(
             r.value_scale, r.events, r.sum_units, r.min_units, r.max_units, r.latest_ts_us, r.latest_event_id,
-            r.latest_units,
+            r.latest_units, gauge_first_ts_us=r.gauge_first_ts_us, gauge_integral=r.gauge_integral,
         )
         for r in rows
     }  # fmt: skip
+    if spec.aggregation is Aggregation.UNIQUE_COUNT:
+        for part in out.values():
+            part.distinct = set()
+        v = rollup_values.c
+        for r in conn.execute(select(rollup_values).where(v.tenant_id == tenant_id, v.meter == meter)):
+            out[(r.meter, r.customer, r.group_key, r.bucket_us)].distinct.add(r.value)  # type: ignore[union-attr]
+    if spec.aggregation is Aggregation.GAUGE:
+        for part in out.values():
+            part.points = set()
+        g = gauge_points.c
+        for r in conn.execute(select(gauge_points).where(g.tenant_id == tenant_id, g.meter == meter)):
+            key = (r.meter, r.customer, r.group_key, r.ts_us - r.ts_us % BUCKET_US)
+            out[key].points.add((r.ts_us, r.event_id, r.units))  # type: ignore[union-attr]
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,9 +442,10 @@ def rebuild(engine: Engine, tenant_id: int, meter: str, spec: MeterSpec) -> Rebu
         if conn.dialect.name == "postgresql":
             conn.exec_driver_sql("LOCK TABLE events IN SHARE MODE")
         fresh = compute_from_events(conn, tenant_id, meter, spec)
-        before = stored(conn, tenant_id, meter)
+        before = stored(conn, tenant_id, meter, spec)
         mismatched = sum(1 for k in fresh.keys() | before.keys() if fresh.get(k) != before.get(k))
-        conn.execute(delete(rollups).where(rollups.c.tenant_id == tenant_id, rollups.c.meter == meter))
+        for table in (rollups, rollup_values, gauge_points):
+            conn.execute(delete(table).where(table.c.tenant_id == tenant_id, table.c.meter == meter))
         upsert(conn, tenant_id, fresh)
     return RebuildReport(meter, len(fresh), sum(p.events for p in fresh.values()), mismatched)
 

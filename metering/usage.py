@@ -6,12 +6,17 @@ answerable exactly; a range that would split a bucket is refused rather than est
 
 Quantities are exact `Decimal`s (fixed-point units scaled by the meter's scale), or, for the bulk
 period extract that feeds the rating kernels, int64 units with their scale.
+
+unique_count counts distinct values over the whole window (not a sum of per-bucket counts). gauge
+integrates the value over time: a reading holds from its timestamp until the next one, the value at
+the start of a range is the latest reading before it (carried over, however old), and the integral is
+expressed in the meter's time unit, rounded once, half-even, to `Meter.quantity_scale` digits.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -21,12 +26,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Connection, Engine, func, select
 
 from metering.errors import FailedPrecondition, InvalidArgument
-from metering.meter import Aggregation, Meter, get_meter, list_meters
+from metering.meter import GAUGE_EXTRA_SCALE, Aggregation, Meter, get_meter, list_meters
 from metering.rollup import BUCKET_US, INT64_MAX, INT64_MIN
-from metering.tables import rollups
+from metering.tables import rollup_values, rollups
+from rating.rounding import RoundingMode, round_scaled
 
 
 class Window(StrEnum):
@@ -44,7 +50,6 @@ class Window(StrEnum):
         return local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
 
-ROLLUP_AGGREGATIONS = {Aggregation.COUNT, Aggregation.SUM, Aggregation.MAX, Aggregation.MIN, Aggregation.LATEST}
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,13 +79,6 @@ def _check_range(start_us: int, end_us: int) -> None:
         raise InvalidArgument("end must be after start")
     if start_us % BUCKET_US or end_us % BUCKET_US:
         raise InvalidArgument("start and end must fall on 15-minute boundaries (the rollup bucket)")
-
-
-def _check_aggregation(meter: Meter) -> None:
-    if meter.aggregation not in ROLLUP_AGGREGATIONS:
-        raise FailedPrecondition(
-            f"meter {meter.code!r} aggregates by {meter.aggregation.value}, which rollups do not answer yet"
-        )
 
 
 def _quantity(meter: Meter, rows: Sequence[Any]) -> tuple[Decimal, int]:
@@ -117,34 +115,136 @@ def usage(
     Windows and groups with no events are left out; an empty list means no usage.
     """
     meter = get_meter(engine, tenant_id, meter_code)
-    _check_aggregation(meter)
     start_us, end_us = to_us(start), to_us(end)
     _check_range(start_us, end_us)
     zone = _zone(tz)
+    r = rollups.c
+    mine = (r.tenant_id == tenant_id, r.meter == meter_code, r.customer == customer)
     with engine.connect() as conn:
-        rows = conn.execute(
-            select(rollups).where(
-                rollups.c.tenant_id == tenant_id,
-                rollups.c.meter == meter_code,
-                rollups.c.customer == customer,
-                rollups.c.bucket_us >= start_us,
-                rollups.c.bucket_us < end_us,
-            )
-        ).all()
+        rows = conn.execute(select(rollups).where(*mine, r.bucket_us >= start_us, r.bucket_us < end_us)).all()
+        distinct: Sequence[Any] = []
+        carry: dict[str, int] = {}
+        if meter.aggregation is Aggregation.UNIQUE_COUNT:
+            v = rollup_values.c
+            distinct = conn.execute(
+                select(v.bucket_us, v.group_key, v.value).where(
+                    v.tenant_id == tenant_id,
+                    v.meter == meter_code,
+                    v.customer == customer,
+                    v.bucket_us >= start_us,
+                    v.bucket_us < end_us,
+                )
+            ).all()
+        elif meter.aggregation is Aggregation.GAUGE:
+            carry = _carried(conn, mine, start_us)
+
+    def window_of(bucket_us: int) -> datetime | None:
+        if window is None:
+            return None
+        return window.truncate((EPOCH + timedelta(microseconds=bucket_us)).astimezone(zone))
+
+    if meter.aggregation is Aggregation.GAUGE:
+        return _gauge_usage(meter, rows, carry, start_us, end_us, window_of, group_by)
     groups: dict[tuple[datetime | None, str], list[Any]] = {}
-    for r in rows:
-        w = None
-        if window is not None:
-            local = (datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=r.bucket_us)).astimezone(zone)
-            w = window.truncate(local)
-        groups.setdefault((w, r.group_key if group_by else ""), []).append(r)
+    for row in rows:
+        groups.setdefault((window_of(row.bucket_us), row.group_key if group_by else ""), []).append(row)
+    values: dict[tuple[datetime | None, str], set[str]] = {}
+    for row in distinct:
+        values.setdefault((window_of(row.bucket_us), row.group_key if group_by else ""), set()).add(row.value)
     out = []
     for (w, key), members in sorted(
         groups.items(), key=lambda kv: (kv[0][0] or datetime.min.replace(tzinfo=UTC), kv[0][1])
     ):
-        quantity, n = _quantity(meter, members)
+        if meter.aggregation is Aggregation.UNIQUE_COUNT:
+            quantity, n = Decimal(len(values.get((w, key), ()))), sum(m.events for m in members)
+        else:
+            quantity, n = _quantity(meter, members)
         out.append(UsageRow(w, _group(key), quantity, n))
     return out
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _carried(conn: Connection, where: tuple[Any, ...], before_us: int) -> dict[str, int]:
+    """The latest gauge reading before `before_us`, per group key: the value a range starts with."""
+    r = rollups.c
+    last = (
+        select(r.group_key, func.max(r.bucket_us).label("bucket_us"))
+        .where(*where, r.bucket_us < before_us)
+        .group_by(r.group_key)
+        .subquery()
+    )
+    rows = conn.execute(
+        select(r.group_key, r.latest_units).where(
+            *where, r.group_key == last.c.group_key, r.bucket_us == last.c.bucket_us
+        )
+    ).all()
+    return {row.group_key: int(row.latest_units) for row in rows}
+
+
+def gauge_integral(
+    buckets: Sequence[tuple[int, int, int, int]], carry: int, start_us: int, end_us: int
+) -> int:
+    """Integral over [start, end) in units x us from bucket summaries (bucket_us, first_ts, integral, latest).
+
+    Buckets must be sorted and inside the range. Before each bucket's first reading the value is the
+    previous bucket's latest (or `carry`, the reading in force at `start`); Python integers, so exact.
+    """
+    total, value, cursor = 0, carry, start_us
+    for bucket_us, first_ts, integral, latest in buckets:
+        total += value * (first_ts - cursor) + integral
+        value, cursor = latest, bucket_us + BUCKET_US
+    return total + value * (end_us - cursor)
+
+
+def gauge_quantity(meter: Meter, integral: int) -> Decimal:
+    """units x us → the meter's time unit, rounded once (half-even) to its quantity scale."""
+    assert meter.time_unit is not None
+    scaled = round_scaled(integral * 10**GAUGE_EXTRA_SCALE, meter.time_unit.microseconds, RoundingMode.HALF_EVEN)
+    return Decimal(scaled).scaleb(-meter.quantity_scale)
+
+
+def _gauge_usage(
+    meter: Meter,
+    rows: Sequence[Any],
+    carry: dict[str, int],
+    start_us: int,
+    end_us: int,
+    window_of: Callable[[int], datetime | None],
+    group_by: bool,
+) -> list[UsageRow]:
+    """Per group key, chain buckets across windows; ungrouped, the groups' integrals add up."""
+    by_group: dict[str, list[Any]] = {}
+    for row in sorted(rows, key=lambda x: x.bucket_us):
+        by_group.setdefault(row.group_key, []).append(row)
+    windows: list[tuple[datetime | None, int, int]] = []  # (window, start_us, end_us)
+    for b in range(start_us, end_us, BUCKET_US):
+        w = window_of(b)
+        if windows and windows[-1][0] == w:
+            windows[-1] = (w, windows[-1][1], b + BUCKET_US)
+        else:
+            windows.append((w, b, b + BUCKET_US))
+    totals: dict[tuple[datetime | None, str], list[int]] = {}  # -> [integral, events]
+    for key in sorted(by_group.keys() | carry.keys()):
+        members, value, i = by_group.get(key, []), carry.get(key, 0), 0
+        for w, w_start, w_end in windows:
+            inside = []
+            while i < len(members) and members[i].bucket_us < w_end:
+                inside.append(members[i])
+                i += 1
+            summary = [(m.bucket_us, m.gauge_first_ts_us, m.gauge_integral, m.latest_units) for m in inside]
+            integral = gauge_integral(summary, value, w_start, w_end)
+            if inside:
+                value = inside[-1].latest_units
+            if integral or inside:
+                acc = totals.setdefault((w, key if group_by else ""), [0, 0])
+                acc[0] += integral
+                acc[1] += sum(m.events for m in inside)
+    return [
+        UsageRow(w, _group(key), gauge_quantity(meter, acc[0]), acc[1])
+        for (w, key), acc in sorted(totals.items(), key=lambda kv: (kv[0][0] or EPOCH, kv[0][1]))
+    ]
 
 
 def _group(key: str) -> dict[str, str]:
@@ -170,14 +270,16 @@ class PeriodColumns:
 
 
 def period_columns(engine: Engine, tenant_id: int, start: datetime, end: datetime) -> PeriodColumns:
-    """Every (customer, meter, dimension) quantity of [start, end) in one grouped query per kind.
+    """Every (customer, meter, dimension) quantity of [start, end) in a few grouped queries.
 
     Sums are exact or fail: SQLite's sum() raises on integer overflow, PostgreSQL widens to numeric;
-    a quantity that does not fit int64 units is refused rather than wrapped.
+    a quantity that does not fit int64 units is refused rather than wrapped. Rows come sorted by
+    (meter, customer, group key); a gauge held all period without a new reading still has its row.
     """
     start_us, end_us = to_us(start), to_us(end)
     _check_range(start_us, end_us)
-    aggregation = {m.code: m.aggregation for m in list_meters(engine, tenant_id)}
+    by_code = {m.code: m for m in list_meters(engine, tenant_id)}
+    gauges = [code for code, m in by_code.items() if m.aggregation is Aggregation.GAUGE]
     r = rollups.c
     in_period = (r.tenant_id == tenant_id, r.bucket_us >= start_us, r.bucket_us < end_us)
     keys = (r.meter, r.customer, r.group_key)
@@ -185,15 +287,13 @@ def period_columns(engine: Engine, tenant_id: int, start: datetime, end: datetim
         grouped = conn.execute(
             select(
                 *keys,
-                func.max(r.value_scale).label("scale"),
                 func.sum(r.events).label("events"),
                 func.sum(r.sum_units).label("sum_units"),
                 func.min(r.min_units).label("min_units"),
                 func.max(r.max_units).label("max_units"),
             )
-            .where(*in_period)
+            .where(*in_period, r.meter.not_in(gauges))
             .group_by(*keys)
-            .order_by(*keys)
         ).all()
         ranked = (
             select(
@@ -210,9 +310,21 @@ def period_columns(engine: Engine, tenant_id: int, start: datetime, end: datetim
             (row.meter, row.customer, row.group_key): row.latest_units
             for row in conn.execute(select(ranked).where(ranked.c.rank == 1))
         }
-    units: list[int] = []
+        v = rollup_values.c
+        distinct = {
+            (row.meter, row.customer, row.group_key): int(row.n)
+            for row in conn.execute(
+                select(v.meter, v.customer, v.group_key, func.count(v.value.distinct()).label("n"))
+                .where(v.tenant_id == tenant_id, v.bucket_us >= start_us, v.bucket_us < end_us)
+                .group_by(v.meter, v.customer, v.group_key)
+            )
+        }
+        gauge_rows = _gauge_period(conn, tenant_id, gauges, start_us, end_us) if gauges else {}
+    out: list[tuple[str, str, str, int, int, int]] = []  # meter, customer, group, units, scale, events
     for row in grouped:
-        agg = aggregation.get(row.meter)
+        key = (row.meter, row.customer, row.group_key)
+        meter = by_code.get(row.meter)
+        agg = meter.aggregation if meter else None
         if agg is Aggregation.COUNT:
             value = int(row.events)
         elif agg is Aggregation.SUM:
@@ -222,20 +334,99 @@ def period_columns(engine: Engine, tenant_id: int, start: datetime, end: datetim
         elif agg is Aggregation.MIN:
             value = int(row.min_units)
         elif agg is Aggregation.LATEST:
-            value = int(latest[(row.meter, row.customer, row.group_key)])
+            value = int(latest[key])
+        elif agg is Aggregation.UNIQUE_COUNT:
+            value = distinct.get(key, 0)
         else:
-            raise FailedPrecondition(f"meter {row.meter!r} aggregation is not answered by rollups yet")
-        if not INT64_MIN <= value <= INT64_MAX:
-            raise FailedPrecondition(f"usage of {row.meter!r} by {row.customer!r} does not fit 64-bit units")
-        units.append(value)
-    n = len(grouped)
+            raise FailedPrecondition(f"rollups hold usage of {row.meter!r}, which is no longer a meter")
+        assert meter is not None
+        out.append((*key, _fits(value, key), meter.quantity_scale, int(row.events)))
+    for key, (integral, n_events) in gauge_rows.items():
+        meter = by_code[key[0]]
+        units = int(gauge_quantity(meter, integral).scaleb(meter.quantity_scale))
+        out.append((*key, _fits(units, key), meter.quantity_scale, n_events))
+    out.sort()
+    n = len(out)
     return PeriodColumns(
-        customers=np.array([g.customer for g in grouped], dtype=object),
-        meters=np.array([g.meter for g in grouped], dtype=object),
-        group_keys=np.array([g.group_key for g in grouped], dtype=object),
-        units=np.array(units, dtype=np.int64).reshape(n),
-        scales=np.array(
-            [0 if aggregation.get(g.meter) is Aggregation.COUNT else int(g.scale) for g in grouped], dtype=np.int64
-        ).reshape(n),
-        events=np.array([int(g.events) for g in grouped], dtype=np.int64).reshape(n),
+        customers=np.array([o[1] for o in out], dtype=object),
+        meters=np.array([o[0] for o in out], dtype=object),
+        group_keys=np.array([o[2] for o in out], dtype=object),
+        units=np.array([o[3] for o in out], dtype=np.int64).reshape(n),
+        scales=np.array([o[4] for o in out], dtype=np.int64).reshape(n),
+        events=np.array([o[5] for o in out], dtype=np.int64).reshape(n),
     )
+
+
+def _fits(value: int, key: tuple[str, str, str]) -> int:
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise FailedPrecondition(f"usage of {key[0]!r} by {key[1]!r} does not fit 64-bit units")
+    return value
+
+
+def _gauge_period(
+    conn: Connection, tenant_id: int, gauges: list[str], start_us: int, end_us: int
+) -> dict[tuple[str, str, str], tuple[int, int]]:
+    """(integral in units x us, events) per gauge series with a reading in, or carried into, the period."""
+    r = rollups.c
+    series = (r.meter, r.customer, r.group_key)
+    last = (
+        select(*series, func.max(r.bucket_us).label("bucket_us"))
+        .where(r.tenant_id == tenant_id, r.meter.in_(gauges), r.bucket_us < start_us)
+        .group_by(*series)
+        .subquery()
+    )
+    carry = {
+        (row.meter, row.customer, row.group_key): int(row.latest_units)
+        for row in conn.execute(
+            select(*series, r.latest_units).where(
+                r.tenant_id == tenant_id,
+                r.meter == last.c.meter,
+                r.customer == last.c.customer,
+                r.group_key == last.c.group_key,
+                r.bucket_us == last.c.bucket_us,
+            )
+        )
+    }
+    buckets: dict[tuple[str, str, str], list[tuple[int, int, int, int]]] = {}
+    events: dict[tuple[str, str, str], int] = {}
+    for row in conn.execute(
+        select(*series, r.bucket_us, r.gauge_first_ts_us, r.gauge_integral, r.latest_units, r.events)
+        .where(r.tenant_id == tenant_id, r.meter.in_(gauges), r.bucket_us >= start_us, r.bucket_us < end_us)
+        .order_by(*series, r.bucket_us)
+    ):
+        key = (row.meter, row.customer, row.group_key)
+        buckets.setdefault(key, []).append((row.bucket_us, row.gauge_first_ts_us, row.gauge_integral, row.latest_units))
+        events[key] = events.get(key, 0) + int(row.events)
+    out = {}
+    for key in buckets.keys() | carry.keys():
+        integral = gauge_integral(buckets.get(key, []), carry.get(key, 0), start_us, end_us)
+        if integral or key in buckets:
+            out[key] = (integral, events.get(key, 0))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class MeterSummary:
+    events: int  # events the meter counted (its filter passed)
+    customers: int
+    buckets: int
+    first: datetime | None  # start of the earliest bucket with events
+    last: datetime | None  # the latest counted event's timestamp
+
+
+def meter_summary(engine: Engine, tenant_id: int, meter_code: str) -> MeterSummary:
+    """What a meter's rollups hold, in one aggregate query (cheap: rollups, not events)."""
+    r = rollups.c
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(
+                func.coalesce(func.sum(r.events), 0),
+                func.count(r.customer.distinct()),
+                func.count(),
+                func.min(r.bucket_us),
+                func.max(r.latest_ts_us),
+            ).where(r.tenant_id == tenant_id, r.meter == meter_code)
+        ).one()
+    first = EPOCH + timedelta(microseconds=row[3]) if row[3] is not None else None
+    last = EPOCH + timedelta(microseconds=row[4]) if row[4] is not None else None
+    return MeterSummary(int(row[0]), int(row[1]), int(row[2]), first, last)

@@ -278,6 +278,15 @@ def meter() -> None:
     help="Repeatable. Count only events whose property KEY is one of the values.",
 )
 @click.option("--group-by", "group_by", multiple=True, metavar="KEY", help="Repeatable. A dimension property.")
+@click.option(
+    "--unique-property", default=None, metavar="KEY", help="unique_count: the property whose distinct values count."
+)
+@click.option(
+    "--time-unit",
+    type=click.Choice(["second", "minute", "hour", "day"]),
+    default=None,
+    help="gauge: the unit of its time integral [default: day, so seats held a day = 1 seat-day].",
+)
 @click.pass_context
 def meter_create(
     ctx: click.Context,
@@ -289,12 +298,19 @@ def meter_create(
     unit: str,
     filters: tuple[str, ...],
     group_by: tuple[str, ...],
+    unique_property: str | None,
+    time_unit: str | None,
 ) -> None:
     """Create meter CODE for TENANT.
 
     \b
-    Example: tokens by model, paid tiers only, 2 decimals:
-      tally meter create acme tokens --scale 2 --group-by model --filter tier=paid,trial
+    Examples:
+      tokens by model, paid tiers only, 2 decimals:
+        tally meter create acme tokens --scale 2 --group-by model --filter tier=paid,trial
+      monthly active users (distinct values of the `user` property):
+        tally meter create acme mau --aggregation unique_count --unique-property user
+      seats held over time, billed in seat-days (each event sets the seat count):
+        tally meter create acme seats --aggregation gauge --time-unit day
     """
     from metering.meter import MeterDefinition, create_meter
     from metering.tenant import get_tenant
@@ -318,6 +334,8 @@ def meter_create(
             unit=unit,
             filter=parsed,
             group_by=list(group_by),
+            unique_property=unique_property,
+            time_unit=time_unit,
         ),
     )
     click.echo(f"created meter {m.code} ({m.aggregation.value}, scale {m.value_scale}) for tenant {t.name}")
@@ -342,6 +360,49 @@ def meter_list(ctx: click.Context, tenant_name: str) -> None:
 
 def _filter_text(f: dict[str, list[str]] | None) -> str:
     return " ".join(f"{k}={','.join(v)}" for k, v in (f or {}).items())
+
+
+@meter.command("show")
+@click.argument("tenant_name", metavar="TENANT")
+@click.argument("code")
+@click.pass_context
+def meter_show(ctx: click.Context, tenant_name: str, code: str) -> None:
+    """Show meter CODE of TENANT: its definition and what its rollups hold."""
+    from metering.meter import get_meter
+    from metering.tenant import get_tenant
+    from metering.usage import meter_summary
+
+    engine = _engine(ctx)
+    t = get_tenant(engine, tenant_name)
+    m = get_meter(engine, t.id, code)
+    summary = meter_summary(engine, t.id, code)
+    how = m.aggregation.value
+    if m.unique_property:
+        how += f" of property {m.unique_property!r}"
+    if m.time_unit:
+        how += f", integrated per {m.time_unit.value}"
+
+    def when(moment: object) -> str:
+        return moment.isoformat(timespec="seconds") if hasattr(moment, "isoformat") else "-"
+
+    rows = [
+        ["code", m.code],
+        ["name", m.name],
+        ["aggregation", how],
+        ["value scale", str(m.value_scale)],
+        ["quantity scale", str(m.quantity_scale)],
+        ["unit", m.unit or "-"],
+        ["group by", ", ".join(m.group_by) or "-"],
+        ["filter", _filter_text(m.filter) or "-"],
+        ["created", when(m.created_at)],
+        ["counted events", f"{summary.events:,}"],
+        ["customers", f"{summary.customers:,}"],
+        ["rollup buckets", f"{summary.buckets:,}"],
+        ["first event", when(summary.first)],
+        ["last event", when(summary.last)],
+        ["meaning", "frozen (has events): create a new code to change it" if summary.events else "editable"],
+    ]
+    _table(f"meter {m.code} of {t.name}", ["field", "value"], rows)
 
 
 @meter.command("rebuild")

@@ -6,6 +6,7 @@ import itertools
 import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from fractions import Fraction
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -14,10 +15,19 @@ from sqlalchemy import Engine, delete, select
 
 from metering.errors import FailedPrecondition, InvalidArgument
 from metering.event import PreparedBatch
-from metering.meter import Aggregation, MeterDefinition, MeterUpdate, create_meter, get_meter, update_meter
+from metering.meter import (
+    GAUGE_EXTRA_SCALE,
+    Aggregation,
+    MeterDefinition,
+    MeterUpdate,
+    TimeUnit,
+    create_meter,
+    get_meter,
+    update_meter,
+)
 from metering.rollup import BUCKET_US, rebuild
 from metering.store import open_store
-from metering.tables import events, rollups
+from metering.tables import events, gauge_points, rollup_values, rollups
 from metering.usage import Window, period_columns, usage
 from tests.conftest import TenantKey
 
@@ -32,6 +42,10 @@ METERS = {
     "seats": MeterDefinition(code="seats", aggregation=Aggregation.LATEST),
     "gpu": MeterDefinition(
         code="gpu", aggregation=Aggregation.SUM, group_by=["region"], filter={"tier": ["paid", "trial"]}
+    ),
+    "users": MeterDefinition(code="users", aggregation=Aggregation.UNIQUE_COUNT, unique_property="user"),
+    "storage": MeterDefinition(
+        code="storage", aggregation=Aggregation.GAUGE, value_scale=2, time_unit=TimeUnit.HOUR, group_by=["region"]
     ),
 }
 
@@ -51,6 +65,12 @@ def event_sets(draw: st.DrawFn) -> list[tuple[str, str, str, int, int, str | Non
     for i in range(n):
         meter = draw(st.sampled_from(sorted(METERS)))
         props = None
+        units = draw(st.one_of(st.integers(-(10**6), 10**6), st.integers(-(2**50), 2**50)))
+        if meter == "users" and draw(st.booleans()):
+            props = json.dumps({"user": draw(st.sampled_from(["u1", "u2", "u3", "ü"]))})
+        if meter == "storage":
+            units = draw(st.integers(-(10**6), 10**6))  # a reading times 15 minutes of us must fit 64 bits
+            props = json.dumps({"region": draw(st.sampled_from(["eu", "us"]))})
         if meter == "gpu":
             p = {
                 "region": draw(st.sampled_from(["eu", "us"])),
@@ -62,7 +82,7 @@ def event_sets(draw: st.DrawFn) -> list[tuple[str, str, str, int, int, str | Non
             draw(st.sampled_from(["c1", "c2"])),
             meter,
             T0_US + draw(st.integers(0, SPAN_US - 1)),
-            draw(st.one_of(st.integers(-(10**6), 10**6), st.integers(-(2**50), 2**50))),
+            units,
             props,
         )
         out.append(ev)
@@ -91,10 +111,13 @@ def raw_quantity(engine: Engine, tenant_id: int, meter: str, customer: str, star
     """The specification: the meter's aggregation computed straight from stored raw events."""
     d = METERS[meter]
     with engine.connect() as conn:
-        rows = conn.execute(
+        every = conn.execute(
             select(events).where(events.c.tenant_id == tenant_id, events.c.meter == meter,
-                                 events.c.customer == customer, events.c.ts_us >= start_us, events.c.ts_us < end_us)
+                                 events.c.customer == customer)
         ).all()  # fmt: skip
+    if d.aggregation is Aggregation.GAUGE:
+        return raw_gauge(d, every, start_us, end_us, group)
+    rows = [r for r in every if start_us <= r.ts_us < end_us]
     chosen = []
     for r in rows:
         props = json.loads(r.properties) if r.properties else {}
@@ -114,8 +137,36 @@ def raw_quantity(engine: Engine, tenant_id: int, meter: str, customer: str, star
         return max(values)
     if d.aggregation is Aggregation.MIN:
         return min(values)
+    if d.aggregation is Aggregation.UNIQUE_COUNT:
+        return Decimal(len({json.loads(r.properties)["user"] for r in chosen if r.properties}))
     last = max(chosen, key=lambda r: (r.ts_us, r.event_id))
     return Decimal(last.value_units).scaleb(-last.value_scale)
+
+
+def raw_gauge(d: MeterDefinition, every: list, start_us: int, end_us: int,
+              group: dict[str, str] | None) -> Decimal | None:  # fmt: skip
+    """Each group's readings as a step function, integrated straight over [start, end), then summed."""
+    series: dict[str, list[tuple[int, str, int]]] = {}
+    for r in every:
+        region = json.loads(r.properties)["region"]
+        if group is None or group == {"region": region}:
+            series.setdefault(region, []).append((r.ts_us, r.event_id, r.value_units))
+    total, seen = 0, False
+    for points in series.values():
+        value, cursor = 0, start_us
+        for t, _, units in sorted(points):
+            if t >= end_us:
+                break
+            if t >= start_us:
+                total += value * (t - cursor)
+                cursor, seen = t, True
+            value = units
+        total += value * (end_us - cursor)
+    if not total and not seen:
+        return None
+    assert d.time_unit is not None
+    units = round(Fraction(total * 10**GAUGE_EXTRA_SCALE, d.time_unit.microseconds))  # Fraction rounds half-even
+    return Decimal(units).scaleb(-(d.value_scale + GAUGE_EXTRA_SCALE))
 
 
 def at(us: int) -> datetime:
@@ -129,8 +180,8 @@ def test_rollups_equal_raw_events(engine: Engine, metered: TenantKey, evs: list,
                                   window: tuple[int, int]) -> None:  # fmt: skip
     tid = metered.tenant_id
     with engine.begin() as conn:  # hypothesis reuses the database between examples
-        conn.execute(delete(events))
-        conn.execute(delete(rollups))
+        for table in (events, rollups, rollup_values, gauge_points):
+            conn.execute(delete(table))
     specs = {code: get_meter(engine, tid, code).spec for code in METERS}
     store = open_store(engine)
     for batch in as_batches(tid, evs, cuts, specs):
@@ -144,7 +195,7 @@ def test_rollups_equal_raw_events(engine: Engine, metered: TenantKey, evs: list,
             got = usage(engine, tid, customer, meter, at(start_us), at(end_us))
             expected = raw_quantity(engine, tid, meter, customer, start_us, end_us)
             assert (got[0].quantity if got else None) == expected, (meter, customer)
-            if meter == "gpu":
+            if meter in ("gpu", "storage"):
                 for row in usage(engine, tid, customer, meter, at(start_us), at(end_us), group_by=True):
                     assert row.quantity == raw_quantity(engine, tid, meter, customer, start_us, end_us, row.group)
     cols = period_columns(engine, tid, at(T0_US), at(T0_US + SPAN_US))
@@ -223,3 +274,93 @@ def test_vectorised_partials_equal_the_plain_loop(rows: list[tuple[str, int, int
     slow: dict = {}
     partials(batch, iter(list(positions)), specs, slow)  # an iterator never takes the numpy path
     assert fast == slow
+
+
+def _write(engine: Engine, tid: int, rows: list[tuple[str, str, str, int, int, str | None]]) -> None:
+    """Write (event_id, customer, meter, ts_us, units, properties) rows, one batch per row (arrival order)."""
+    codes = {r[2] for r in rows}
+    specs = {code: get_meter(engine, tid, code).spec for code in codes}
+    store = open_store(engine)
+    for e in rows:
+        store.write([PreparedBatch(tid, "b", 1, False, [0], [e[0]], [e[1]], [e[2]], [e[3]], [e[4]],
+                                   [specs[e[2]].value_scale], [e[5]], specs=specs)])  # fmt: skip
+    store.close()
+
+
+def _us(text: str) -> int:
+    return int(datetime.fromisoformat(text).timestamp()) * 1_000_000
+
+
+def test_gauge_carries_over_and_integrates_local_days_across_dst(engine: Engine, tenant: TenantKey) -> None:
+    """Seat-hours per Paris day around spring-forward, with the value carried in from before the range."""
+    tid = tenant.tenant_id
+    create_meter(engine, tid, MeterDefinition(code="seats", aggregation=Aggregation.GAUGE, time_unit=TimeUnit.HOUR))
+    _write(engine, tid, [
+        ("s2", "c1", "seats", _us("2026-03-29T12:00:00+00:00"), 5, None),  # 14:00 local, summer time
+        ("s1", "c1", "seats", _us("2026-03-27T00:00:00+00:00"), 3, None),  # before the range: carried in
+    ])  # fmt: skip
+    start = datetime.fromisoformat("2026-03-28T00:00:00+01:00")
+    end = datetime.fromisoformat("2026-03-31T00:00:00+02:00")
+    rows = usage(engine, tid, "c1", "seats", start, end, window=Window.DAY, tz="Europe/Paris")
+    by_day = {r.window_start.date().isoformat(): (r.quantity, r.events) for r in rows if r.window_start}
+    # 28th: 24 h x 3. 29th has 23 hours: 13 h x 3 until 14:00 local, then 10 h x 5. 30th: 24 h x 5.
+    assert by_day == {"2026-03-28": (72, 0), "2026-03-29": (89, 1), "2026-03-30": (120, 0)}
+    (whole,) = usage(engine, tid, "c1", "seats", start, end)
+    assert whole.quantity == 281
+    # A later reading in the same bucket as s2 but earlier in time (late, out of order) re-integrates it.
+    _write(engine, tid, [("s3", "c1", "seats", _us("2026-03-29T12:00:00+00:00") - 600_000_000, 7, None)])
+    (whole,) = usage(engine, tid, "c1", "seats", start, end)
+    assert whole.quantity == Decimal("281.666667")  # + 10 min x (7 - 3) seats = 0.6666666.. seat-hours
+    assert rebuild(engine, tid, "seats", get_meter(engine, tid, "seats").spec).mismatched_before == 0
+
+
+def test_gauge_held_all_period_without_readings_is_billed(engine: Engine, tenant: TenantKey) -> None:
+    tid = tenant.tenant_id
+    create_meter(engine, tid, MeterDefinition(code="seats", aggregation=Aggregation.GAUGE, value_scale=1))
+    _write(engine, tid, [("s1", "c1", "seats", _us("2026-10-15T00:00:00+00:00"), 25, None)])  # 2.5 seats
+    nov, dec = datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC)
+    (row,) = usage(engine, tid, "c1", "seats", nov, dec)
+    assert (row.quantity, row.events) == (Decimal("75.0000000"), 0)  # 2.5 seats x 30 days, scale 1 + 6
+    cols = period_columns(engine, tid, nov, dec)
+    assert list(cols.customers) == ["c1"] and list(cols.meters) == ["seats"]
+    assert (int(cols.units[0]), int(cols.scales[0]), int(cols.events[0])) == (75 * 10**7, 7, 0)
+    # Half an hour in a day unit: 1/48 day x 2.5 seats = 0.0520833.. seat-days, rounded half-even once.
+    (part,) = usage(engine, tid, "c1", "seats", nov, nov + timedelta(minutes=30))
+    assert part.quantity == Decimal("0.0520833")
+
+
+def test_unique_count_is_exact_across_buckets_and_windows(engine: Engine, tenant: TenantKey) -> None:
+    tid = tenant.tenant_id
+    create_meter(engine, tid, MeterDefinition(code="mau", aggregation=Aggregation.UNIQUE_COUNT,
+                                              unique_property="user"))  # fmt: skip
+    day = _us("2026-11-02T00:00:00+00:00")
+    _write(engine, tid, [
+        ("a", "c1", "mau", day, 1, '{"user":"ann"}'),
+        ("b", "c1", "mau", day + 3 * 3_600_000_000, 1, '{"user":"ann"}'),  # same user, another bucket
+        ("c", "c1", "mau", day + 86_400_000_000, 1, '{"user":"bob"}'),  # next day
+        ("d", "c1", "mau", day + 86_400_000_000, 1, None),  # no user: an event, not a user
+    ])  # fmt: skip
+    nov, dec = datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC)
+    (month,) = usage(engine, tid, "c1", "mau", nov, dec)
+    assert (month.quantity, month.events) == (2, 4)
+    daily = usage(engine, tid, "c1", "mau", nov, dec, window=Window.DAY)
+    assert [(r.window_start.day if r.window_start else 0, r.quantity) for r in daily] == [(2, 1), (3, 1)]
+    cols = period_columns(engine, tid, nov, dec)
+    assert (int(cols.units[0]), int(cols.scales[0]), int(cols.events[0])) == (2, 0, 4)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"aggregation": "unique_count"}, "needs unique_property"),
+        ({"aggregation": "sum", "unique_property": "user"}, "only applies to unique_count"),
+        ({"aggregation": "count", "time_unit": "day"}, "only applies to gauge"),
+        ({"aggregation": "unique_count", "unique_property": "bad name"}, "unique_property property"),
+    ],
+)
+def test_aggregation_options_are_checked(fields: dict, message: str) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=message):
+        MeterDefinition(code="m", **fields)
+    assert MeterDefinition(code="g", aggregation=Aggregation.GAUGE).time_unit is TimeUnit.DAY

@@ -87,6 +87,35 @@ def test_meter_dimensions_usage_and_rebuild(run) -> None:  # type: ignore[no-unt
     assert code == 0 and "gpu used by c1" in out
 
 
+def test_gauge_and_unique_meters_and_meter_show(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from metering.event import PreparedBatch
+    from metering.meter import get_meter
+    from metering.store import open_store
+    from metering.tenant import get_tenant
+    from tally.db import make_engine
+
+    run("tenant", "create", "acme")
+    code, _, err = run("meter", "create", "acme", "mau", "--aggregation", "unique_count")
+    assert code == 1 and "needs unique_property" in err and err.count("\n") == 1
+    assert run("meter", "create", "acme", "mau", "--aggregation", "unique_count", "--unique-property", "user")[0] == 0
+    assert run("meter", "create", "acme", "seats", "--aggregation", "gauge", "--time-unit", "hour")[0] == 0
+    code, out, _ = run("meter", "show", "acme", "seats")
+    assert code == 0 and "gauge, integrated per hour" in out and "editable" in out
+    engine = make_engine(f"sqlite:///{tmp_path / 'cli.db'}")
+    tid = get_tenant(engine, "acme").id
+    specs = {"seats": get_meter(engine, tid, "seats").spec}
+    t0 = 1_793_491_200_000_000  # 2026-11-01T00:00:00Z
+    store = open_store(engine)
+    store.write([PreparedBatch(tid, "b", 2, False, [0, 1], ["s1", "s2"], ["c1", "c1"], ["seats", "seats"],
+                               [t0, t0 + 3_600_000_000], [4, 6], [0, 0], [None, None], specs=specs)])  # fmt: skip
+    store.close()
+    engine.dispose()
+    code, out, _ = run("meter", "show", "acme", "seats")
+    assert code == 0 and "frozen" in out and "2026-11-01T01:00:00" in out
+    code, out, _ = run("usage", "acme", "c1", "seats", "--from", "2026-11-01T00:00:00Z", "--to", "2026-11-01T03:00:00Z")
+    assert code == 0 and "16.000000" in out  # 4 seats x 1 h + 6 seats x 2 h
+
+
 def test_api_key_lifecycle(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from metering.errors import Unauthenticated
     from metering.tenant import KeyStore
