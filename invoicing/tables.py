@@ -14,6 +14,8 @@ Why they look the way they do:
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
+    Boolean,
     Column,
     DateTime,
     ForeignKey,
@@ -115,4 +117,130 @@ subscription_history = Table(
     Column("reason", Text, nullable=False),
 )
 
-__all__ = ["customers", "metadata", "plan_versions", "plans", "subscription_history", "subscriptions"]
+# --- invoices (issue 7, second half) -----------------------------------------------------------------
+# Money columns are BigInteger counts of the currency's minor unit (cents for USD, yen for JPY).
+# Re-running a cycle creates nothing new because every invoice carries the stable key of what it bills
+# (`idempotency_key`, unique per tenant) and every unit of work a unique (run, key) row.
+
+invoice_runs = Table(
+    "invoice_runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tenant_id", Integer, ForeignKey("tenants.id"), nullable=False),
+    # Workers started for the same tenant and as_of share one run.
+    Column("as_of", DateTime(timezone=True), nullable=False),
+    Column("status", String(16), nullable=False),  # running | completed
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    UniqueConstraint("tenant_id", "as_of"),
+)
+
+invoice_run_items = Table(
+    "invoice_run_items",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", Integer, ForeignKey("invoice_runs.id"), nullable=False),
+    # The due item's key plus the end of its billed span (a cut span is new work: an adjustment).
+    Column("item_key", String(255), nullable=False),
+    Column("subscription_id", Integer, ForeignKey("subscriptions.id"), nullable=False),
+    Column("status", String(16), nullable=False, index=True),  # pending | done | failed
+    Column("invoice_id", Integer, nullable=True),
+    Column("error", Text, nullable=True),
+    UniqueConstraint("run_id", "item_key"),
+)
+
+invoice_counters = Table(
+    "invoice_counters",
+    metadata,
+    # One row per tenant, updated in the finalize transaction: numbers are gapless.
+    Column("tenant_id", Integer, ForeignKey("tenants.id"), primary_key=True, autoincrement=False),
+    Column("last_number", Integer, nullable=False),
+)
+
+tax_rates = Table(
+    "tax_rates",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tenant_id", Integer, ForeignKey("tenants.id"), nullable=False),
+    Column("region", String(32), nullable=False),  # matches customers.tax_region
+    Column("rate", String(24), nullable=False),  # percent as a decimal string, e.g. "20" or "8.875"
+    Column("inclusive", Boolean, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("tenant_id", "region"),
+)
+
+invoices = Table(
+    "invoices",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tenant_id", Integer, ForeignKey("tenants.id"), nullable=False),
+    Column("customer_id", Integer, ForeignKey("customers.id"), nullable=False, index=True),
+    Column("subscription_id", Integer, ForeignKey("subscriptions.id"), nullable=True),
+    Column("plan_version_id", Integer, ForeignKey("plan_versions.id"), nullable=True),
+    Column("run_id", Integer, ForeignKey("invoice_runs.id"), nullable=True),
+    Column("idempotency_key", String(255), nullable=False),
+    Column("kind", String(16), nullable=False),  # invoice | adjustment | credit_note
+    Column("corrects_invoice_id", Integer, ForeignKey("invoices.id"), nullable=True, index=True),
+    Column("currency", String(3), nullable=False),
+    Column("timing", String(16), nullable=True),  # in_advance | in_arrears
+    Column("period_start", DateTime(timezone=True), nullable=False),
+    Column("period_end", DateTime(timezone=True), nullable=False),
+    Column("span_start", DateTime(timezone=True), nullable=False),
+    Column("span_end", DateTime(timezone=True), nullable=False),
+    Column("due_at", DateTime(timezone=True), nullable=False),
+    Column("status", String(16), nullable=False),  # draft | finalized | paid | void
+    Column("number", Integer, nullable=True),  # NULL until finalized; gapless per tenant
+    Column("subtotal", BigInteger, nullable=False),
+    Column("tax", BigInteger, nullable=False),
+    Column("credits_applied", BigInteger, nullable=False),
+    Column("total", BigInteger, nullable=False),
+    Column("tax_region", String(32), nullable=False),
+    Column("tax_rate", String(24), nullable=False),
+    Column("tax_inclusive", Boolean, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("finalized_at", DateTime(timezone=True), nullable=True),
+    Column("paid_at", DateTime(timezone=True), nullable=True),
+    Column("voided_at", DateTime(timezone=True), nullable=True),
+    Column("void_reason", Text, nullable=True),
+    UniqueConstraint("tenant_id", "idempotency_key"),
+    UniqueConstraint("tenant_id", "number"),
+)
+
+invoice_lines = Table(
+    "invoice_lines",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("invoice_id", Integer, ForeignKey("invoices.id"), nullable=False),
+    Column("position", Integer, nullable=False),
+    # charge | minimum_true_up | cap_adjustment | credit | sla_credit | tax | proration_adjustment
+    Column("kind", String(32), nullable=False),
+    Column("charge_code", String(64), nullable=False),
+    Column("meter", String(64), nullable=True),
+    Column("group_key", Text, nullable=False),  # canonical JSON of the dimension values, "" if none
+    Column("plan_version_id", Integer, ForeignKey("plan_versions.id"), nullable=True),
+    Column("period_start", DateTime(timezone=True), nullable=False),
+    Column("period_end", DateTime(timezone=True), nullable=False),
+    Column("quantity_units", BigInteger, nullable=False),
+    Column("quantity_scale", Integer, nullable=False),
+    Column("unit_price", String(48), nullable=True),
+    Column("amount", BigInteger, nullable=False),  # minor units, rounded once
+    Column("amount_exact", String(80), nullable=False),  # the unrounded amount it was rounded from
+    Column("detail", Text, nullable=False),  # JSON: model, tier breakdown, proration fraction
+    Column("lineage", Text, nullable=False),  # JSON: due item key, usage windows, source, corrected line
+    UniqueConstraint("invoice_id", "position"),
+)
+
+__all__ = [
+    "customers",
+    "invoice_counters",
+    "invoice_lines",
+    "invoice_run_items",
+    "invoice_runs",
+    "invoices",
+    "metadata",
+    "plan_versions",
+    "plans",
+    "subscription_history",
+    "subscriptions",
+    "tax_rates",
+]
