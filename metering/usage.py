@@ -295,30 +295,35 @@ def period_columns(engine: Engine, tenant_id: int, start: datetime, end: datetim
             .where(*in_period, r.meter.not_in(gauges))
             .group_by(*keys)
         ).all()
-        ranked = (
-            select(
-                *keys,
-                r.latest_units,
-                func.row_number()
-                .over(partition_by=keys, order_by=(r.latest_ts_us.desc(), r.latest_event_id.desc()))
-                .label("rank"),
+        latest: dict[tuple[str, str, str], int] = {}
+        if lasts := [code for code, m in by_code.items() if m.aggregation is Aggregation.LATEST]:
+            # A window function over every bucket is the extract's costliest step: only for latest meters.
+            ranked = (
+                select(
+                    *keys,
+                    r.latest_units,
+                    func.row_number()
+                    .over(partition_by=keys, order_by=(r.latest_ts_us.desc(), r.latest_event_id.desc()))
+                    .label("rank"),
+                )
+                .where(*in_period, r.meter.in_(lasts))
+                .subquery()
             )
-            .where(*in_period)
-            .subquery()
-        )
-        latest = {
-            (row.meter, row.customer, row.group_key): row.latest_units
-            for row in conn.execute(select(ranked).where(ranked.c.rank == 1))
-        }
-        v = rollup_values.c
-        distinct = {
-            (row.meter, row.customer, row.group_key): int(row.n)
-            for row in conn.execute(
-                select(v.meter, v.customer, v.group_key, func.count(v.value.distinct()).label("n"))
-                .where(v.tenant_id == tenant_id, v.bucket_us >= start_us, v.bucket_us < end_us)
-                .group_by(v.meter, v.customer, v.group_key)
-            )
-        }
+            latest = {
+                (row.meter, row.customer, row.group_key): row.latest_units
+                for row in conn.execute(select(ranked).where(ranked.c.rank == 1))
+            }
+        distinct: dict[tuple[str, str, str], int] = {}
+        if any(m.aggregation is Aggregation.UNIQUE_COUNT for m in by_code.values()):
+            v = rollup_values.c
+            distinct = {
+                (row.meter, row.customer, row.group_key): int(row.n)
+                for row in conn.execute(
+                    select(v.meter, v.customer, v.group_key, func.count(v.value.distinct()).label("n"))
+                    .where(v.tenant_id == tenant_id, v.bucket_us >= start_us, v.bucket_us < end_us)
+                    .group_by(v.meter, v.customer, v.group_key)
+                )
+            }
         gauge_rows = _gauge_period(conn, tenant_id, gauges, start_us, end_us) if gauges else {}
     out: list[tuple[str, str, str, int, int, int]] = []  # meter, customer, group, units, scale, events
     for row in grouped:

@@ -6,6 +6,8 @@ Revises: 0002
 
 from __future__ import annotations
 
+from typing import Literal
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -17,11 +19,20 @@ depends_on = None
 EVENT_ID = sa.String(length=128).with_variant(sa.String(length=128, collation="C"), "postgresql")
 
 
+def _on_sqlite() -> Literal["always", "auto"]:
+    """Rebuild the table on SQLite (to change WITHOUT ROWID); plain ALTERs elsewhere."""
+    return "always" if op.get_bind().dialect.name == "sqlite" else "auto"
+
+
 def upgrade() -> None:
     with op.batch_alter_table("meters", schema=None) as batch_op:
         batch_op.add_column(sa.Column("unique_property", sa.String(length=64), server_default="", nullable=False))
         batch_op.add_column(sa.Column("time_unit", sa.String(length=8), server_default="", nullable=False))
-    with op.batch_alter_table("rollups", schema=None) as batch_op:
+    # On SQLite the table is rebuilt WITHOUT ROWID (the primary key becomes the table); elsewhere the
+    # recreate flag is ignored and the columns are simply added.
+    with op.batch_alter_table(
+        "rollups", schema=None, recreate=_on_sqlite(), table_kwargs={"sqlite_with_rowid": False}
+    ) as batch_op:
         batch_op.add_column(sa.Column("gauge_first_ts_us", sa.BigInteger(), nullable=True))
         batch_op.add_column(sa.Column("gauge_integral", sa.BigInteger(), nullable=True))
     op.create_table(
@@ -35,6 +46,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint(
             "tenant_id", "meter", "customer", "group_key", "bucket_us", "value", name=op.f("pk_rollup_values")
         ),
+        sqlite_with_rowid=False,
     )
     op.create_table(
         "gauge_points",
@@ -48,13 +60,16 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint(
             "tenant_id", "meter", "customer", "group_key", "ts_us", "event_id", name=op.f("pk_gauge_points")
         ),
+        sqlite_with_rowid=False,
     )
 
 
 def downgrade() -> None:
     op.drop_table("gauge_points")
     op.drop_table("rollup_values")
-    with op.batch_alter_table("rollups", schema=None) as batch_op:
+    with op.batch_alter_table(
+        "rollups", schema=None, recreate="auto", table_kwargs={"sqlite_with_rowid": True}
+    ) as batch_op:
         batch_op.drop_column("gauge_integral")
         batch_op.drop_column("gauge_first_ts_us")
     with op.batch_alter_table("meters", schema=None) as batch_op:
