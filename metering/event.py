@@ -22,7 +22,7 @@ import numpy.typing as npt
 
 from metering.errors import BatchTooLarge, InvalidArgument
 from metering.limits import IngestLimits
-from metering.meter import Aggregation, MeterSpec
+from metering.meter import Aggregation, MeterSpec, dimension_problem
 from tally.v1 import ingest_pb2 as pb
 
 INT64_MAX = 2**63 - 1
@@ -321,6 +321,11 @@ def _prepare_rows(
             if err is not None:
                 errors.append(err)
                 continue
+        if spec.group_by or spec.unique_property:
+            problem = dimension_problem(spec, props)
+            if problem is not None:
+                errors.append(EventError(i, problem[0], pb.INVALID_PROPERTIES, problem[1]))
+                continue
         index.append(i)
         out.event_ids.append(event_id)
         out.customers.append(ev.customer)
@@ -384,6 +389,14 @@ def _prepare_columns(
     units, scales = _column_values(c, meter_codes, known, specs, n, bad)
 
     props: list[str | None] = _column_properties(c, n, limits, bad) if len(c.properties) else [None] * n
+    dimensional = {code for code in known if specs[code].group_by or specs[code].unique_property}
+    if dimensional:
+        for i, code in enumerate(meter_codes):
+            if code in dimensional and i not in bad:
+                text = props[i]
+                problem = dimension_problem(specs[code], json.loads(text) if text else {})
+                if problem is not None:
+                    bad[i] = EventError(i, problem[0], pb.INVALID_PROPERTIES, problem[1])
 
     ts_list: list[int] = ts.tolist()
     if not bad:

@@ -28,7 +28,7 @@ class IngestLimits(BaseModel):
     event_age_max_days: int = Field(35, ge=0, description="oldest accepted event timestamp, days ago")
     event_future_max_s: int = Field(300, ge=0, description="newest accepted event timestamp, seconds ahead")
     event_id_bytes_max: int = Field(128, ge=1, le=1024)
-    customer_bytes_max: int = Field(256, ge=1, le=1024)
+    customer_bytes_max: int = Field(256, ge=1, le=256)  # the width of every customer column
     property_key_bytes_max: int = Field(64, ge=1, le=256)
     property_value_bytes_max: int = Field(256, ge=1, le=4096)
     properties_max: int = Field(32, ge=0, le=256, description="properties on one event")

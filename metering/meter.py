@@ -11,6 +11,7 @@ import json
 import re
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -302,6 +303,42 @@ class MeterSpec:
     filter: tuple[tuple[str, frozenset[str]], ...] = ()
     group_by: tuple[str, ...] = ()
     unique_property: str | None = None
+
+
+# Rollup key columns: group_key is String(2048) but sits in a composite B-tree key with the customer and,
+# for unique_count, the value; PostgreSQL caps an index entry near 2.7 kB, so dimensions get 1 kB.
+GROUP_KEY_BYTES_MAX = 1024
+UNIQUE_VALUE_BYTES_MAX = 256  # rollup_values.value
+
+
+def group_key(spec: MeterSpec, props: Mapping[str, str]) -> str | None:
+    """The canonical dimension key of an event's properties, or None when the meter's filter drops it."""
+    for key, allowed in spec.filter:
+        if props.get(key) not in allowed:
+            return None
+    if not spec.group_by:
+        return ""
+    return json.dumps({k: props.get(k, "") for k in spec.group_by}, sort_keys=True, separators=(",", ":"))
+
+
+def dimension_problem(spec: MeterSpec, props: Mapping[str, str]) -> tuple[str, str] | None:
+    """(field, reason) when an event's dimension values cannot be rolled up; checked before storing."""
+    if spec.group_by:
+        key = group_key(spec, props)
+        if key is not None and len(key.encode()) > GROUP_KEY_BYTES_MAX:
+            return (
+                "properties",
+                f"the values of this meter's group_by properties ({', '.join(spec.group_by)}) take "
+                f"{len(key.encode())} bytes as a dimension key; at most {GROUP_KEY_BYTES_MAX}",
+            )
+    if spec.unique_property:
+        value = props.get(spec.unique_property)
+        if value is not None and len(value.encode()) > UNIQUE_VALUE_BYTES_MAX:
+            return (
+                f"properties.{spec.unique_property}",
+                f"a unique_count value must be at most {UNIQUE_VALUE_BYTES_MAX} bytes",
+            )
+    return None
 
 
 class MeterCatalog:

@@ -27,7 +27,7 @@ import numpy as np
 from sqlalchemy import Connection, Engine, delete, func, select
 
 from metering.event import PreparedBatch
-from metering.meter import Aggregation, MeterSpec
+from metering.meter import Aggregation, MeterSpec, group_key
 from metering.tables import events, gauge_points, rollup_values, rollups
 
 BUCKET_US = 15 * 60 * 1_000_000
@@ -101,13 +101,8 @@ def counted(spec: MeterSpec, properties: str | None) -> tuple[bool, str]:
     """(whether the meter counts this event, its group key), from the event's canonical properties."""
     if not spec.filter and not spec.group_by:
         return True, ""
-    props: dict[str, str] = json.loads(properties) if properties else {}
-    for key, allowed in spec.filter:
-        if props.get(key) not in allowed:
-            return False, ""
-    if not spec.group_by:
-        return True, ""
-    return True, json.dumps({k: props.get(k, "") for k in spec.group_by}, sort_keys=True, separators=(",", ":"))
+    key = group_key(spec, json.loads(properties) if properties else {})
+    return (False, "") if key is None else (True, key)
 
 
 def unique_value(spec: MeterSpec, properties: str | None) -> str | None:

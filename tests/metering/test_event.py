@@ -19,6 +19,8 @@ SPECS = {
     "api_calls": MeterSpec(Aggregation.COUNT, 0),
     "tokens": MeterSpec(Aggregation.SUM, 2),
     "gb": MeterSpec(Aggregation.SUM, 6),
+    "gpu": MeterSpec(Aggregation.SUM, 0, group_by=("a", "b")),
+    "mau": MeterSpec(Aggregation.UNIQUE_COUNT, 0, unique_property="a"),
 }
 
 
@@ -172,3 +174,21 @@ def test_rows_and_columns_get_identical_verdicts(case: tuple[list[pb.Event], int
 
 def test_format_fixed() -> None:
     assert [format_fixed(u, s) for u, s in [(1, 3), (-1250, 2), (7, 0), (-5, 1)]] == ["0.001", "-12.50", "7", "-0.5"]
+
+
+def test_dimension_values_that_cannot_be_rolled_up_are_rejected_in_both_forms() -> None:
+    """Long dimension keys and unique values are refused per event, with the field and the limit."""
+    limits = IngestLimits(property_value_bytes_max=4096)
+    events = [
+        row("ok", meter="gpu", value="1", properties={"a": "eu", "b": "x"}),
+        row("wide", meter="gpu", value="1", properties={"a": "é" * 200, "b": "y" * 700}),
+        row("long", meter="mau", value="1", properties={"a": "u" * 257}),
+        row("fine", meter="mau", value="1", properties={"a": "u" * 256, "b": "z" * 3000}),
+    ]
+    for batch in (rows_batch(*events), to_columns(events, 0)):
+        check_batch_shape(batch, limits)
+        out = prepare(7, batch, SPECS, limits, CLOCK)
+        assert codes(out) == [(1, "properties", pb.INVALID_PROPERTIES), (2, "properties.a", pb.INVALID_PROPERTIES)]
+        assert "at most 1024" in out.errors[0].reason and "(a, b)" in out.errors[0].reason
+        assert "at most 256 bytes" in out.errors[1].reason
+        assert list(out.event_ids) == ["ok", "fine"]
