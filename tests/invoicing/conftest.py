@@ -40,3 +40,26 @@ def published(engine: Engine, tenant_id: int, code: str, **kwargs: Any) -> int:
 def customer(engine: Engine, tenant: TenantKey) -> str:
     create_customer(engine, tenant.tenant_id, CustomerDefinition(external_id="cus_1", name="Ada", timezone="UTC"), T0)
     return "cus_1"
+
+
+# --- invoice fixtures (issue 7, invoices) ---------------------------------------------------------------------
+def write_events(engine: Engine, tenant_id: int, rows: list[tuple[str, str, str, datetime, int, str | None]]) -> None:
+    """Write (event_id, customer, meter, ts, units, properties JSON) rows as one batch, in the given order."""
+    from metering.event import PreparedBatch
+    from metering.meter import get_meter
+    from metering.store import open_store
+
+    specs = {code: get_meter(engine, tenant_id, code).spec for code in {r[2] for r in rows}}
+    store = open_store(engine)
+    n = len(rows)
+    store.write([PreparedBatch(
+        tenant_id, "b", n, False, list(range(n)), [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows],
+        [int(r[3].timestamp()) * 1_000_000 for r in rows], [r[4] for r in rows],
+        [specs[r[2]].value_scale for r in rows], [r[5] for r in rows], specs=specs,
+    )])  # fmt: skip
+    store.close()
+
+
+def publish(engine: Engine, tenant_id: int, code: str, charges: list[Any], **kwargs: Any) -> int:
+    create_plan(engine, tenant_id, {**plan_json(code, charges=charges), **kwargs}, T0)
+    return publish_plan(engine, tenant_id, code, T0).id

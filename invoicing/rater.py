@@ -1,0 +1,512 @@
+"""Rating due items into draft invoices: usage in bulk, kernels where they exist, exact references otherwise.
+
+`Rater` holds the caches one invoice run needs (plan versions, meters, compiled price tables, customers,
+tax rates, usage per window) and turns `DueItem`s into `DraftInvoice`s. Nothing here writes.
+
+* Usage comes from `metering.usage.period_columns`, one bulk extract per distinct span window, shared by
+  every item billed over that window. An item with several spans (a pause inside the period) combines
+  its spans' quantities by the meter's aggregation: sum for sum / count / gauge / unique_count (so
+  unique_count may count a value twice across a pause), max for max, min for min, the last span's value
+  for latest.
+* Usage charges whose price is per_unit, package, graduated or volume (or dimensional of those) are
+  rated by the int64 kernels in one `rate_pairs` call per plan version and batch, and rounded by
+  `to_minor` (half even). Every other model (outcome, sla_credit, percentage, minimum_commitment,
+  points, ...) is rated by `rating.quote`, the exact Decimal reference.
+* Each line's exact amount is rounded once, half even (flat fees: the price's own `rounding`), to the
+  currency's minor unit. Per-charge minimum_commitment: the charge total is rounded once and the
+  true-up / cap lines are the differences, so the lines always add up to the rounded total.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Engine, select
+
+from invoicing.billing import DueItem, Span
+from invoicing.period import utc
+from invoicing.plan import Charge, PlanVersion, get_plan_version_by_id
+from invoicing.tables import customers, tax_rates
+from metering.meter import Aggregation, Meter, list_meters
+from metering.usage import period_columns
+from rating.commitment import InvoiceLimits, MinimumCommitmentPrice, apply_invoice_limits
+from rating.dimensional import DimensionalPrice
+from rating.errors import RatingError
+from rating.flat import FlatPrice
+from rating.package import PackagePrice
+from rating.per_unit import PerUnitPrice
+from rating.price import Price
+from rating.quoting import quote
+from rating.rounding import EXACT, RoundingMode, round_decimal, round_scaled
+from rating.sla import SlaCreditPrice
+from rating.table import KernelPrice, PriceTable
+from rating.tiers import GraduatedPrice, VolumePrice
+from rating.unit import currency as currency_unit
+
+KERNEL_LEAVES = (PerUnitPrice, PackagePrice, GraduatedPrice, VolumePrice)
+#: Prices that say nothing without a measurement: no usage row, no line.
+NEEDS_MEASUREMENT = ("sla_credit",)
+HUNDRED = Decimal(100)
+
+
+@dataclass(slots=True)
+class DraftLine:
+    kind: str  # charge | minimum_true_up | cap_adjustment | credit | sla_credit | tax | proration_adjustment
+    charge_code: str
+    meter: str | None
+    group_key: str
+    plan_version_id: int | None
+    period_start: datetime
+    period_end: datetime
+    quantity_units: int
+    quantity_scale: int
+    unit_price: str | None
+    amount: int  # minor units
+    amount_exact: str  # the exact, unrounded amount (a fraction for some prorations)
+    detail: dict[str, Any]
+    lineage: dict[str, Any]
+
+    @property
+    def identity(self) -> tuple[str, str, str]:
+        """What a correction diffs by: the same charge and dimension across recomputations."""
+        kind = "charge" if self.kind == "proration_adjustment" else self.kind
+        return (kind, self.charge_code, self.group_key)
+
+
+@dataclass(slots=True)
+class DraftInvoice:
+    key: str
+    subscription_id: int | None
+    customer_id: int
+    customer_external_id: str
+    plan_version_id: int | None
+    currency: str
+    timing: str | None
+    period_start: datetime
+    period_end: datetime
+    span_start: datetime
+    span_end: datetime
+    due_at: datetime
+    tax_region: str
+    tax_rate: Decimal
+    tax_inclusive: bool
+    lines: list[DraftLine] = field(default_factory=list)
+
+    @property
+    def subtotal(self) -> int:
+        return sum(line.amount for line in self.lines if line.kind not in ("tax", "credit"))
+
+
+@dataclass(frozen=True, slots=True)
+class TaxRate:
+    region: str
+    rate: Decimal  # percent
+    inclusive: bool
+
+
+def tax_amount(subtotal: int, rate: TaxRate) -> int:
+    """Tax on a subtotal in minor units, rounded once half even: exclusive adds rate%, inclusive is the
+    part of the subtotal that was tax (subtotal × rate / (100 + rate))."""
+    if not rate.rate:
+        return 0
+    r = Fraction(rate.rate)
+    share = Fraction(subtotal) * r / (100 + r if rate.inclusive else 100)
+    return round_scaled(share.numerator, share.denominator, RoundingMode.HALF_EVEN)
+
+
+def _minor(amount: Decimal, scale: int, mode: RoundingMode = RoundingMode.HALF_EVEN) -> int:
+    return int(round_decimal(amount, scale, mode).scaleb(scale))
+
+
+def _iso(t: datetime) -> str:
+    return utc(t).isoformat()
+
+
+@dataclass(slots=True)
+class _Usage:
+    units: int
+    scale: int
+    events: int
+
+
+@dataclass(slots=True)
+class _KernelJob:
+    line: DraftLine
+    version_id: int
+    charge_index: int
+    value: str | None
+    units: int
+    scale: int
+    leaf: KernelPrice
+
+
+class Rater:
+    """Caches for one run (or one preview); `draft(items)` rates a batch of due items."""
+
+    def __init__(self, engine: Engine, tenant_id: int, *, explain: bool = True) -> None:
+        self.engine = engine
+        self.tenant_id = tenant_id
+        self.explain = explain
+        self._plans: dict[int, PlanVersion] = {}
+        self._prices: dict[tuple[int, int], Price] = {}
+        self._tables: dict[int, tuple[PriceTable, dict[int, int]] | None] = {}
+        self._meters: dict[str, Meter] = {m.code: m for m in list_meters(engine, tenant_id)}
+        self._usage: dict[tuple[datetime, datetime], dict[tuple[str, str], list[tuple[str, _Usage]]]] = {}
+        self._customers: dict[int, tuple[str, str]] = {}
+        with engine.connect() as conn:
+            self._tax = {
+                r.region: TaxRate(r.region, Decimal(r.rate), bool(r.inclusive))
+                for r in conn.execute(select(tax_rates).where(tax_rates.c.tenant_id == tenant_id))
+            }
+
+    # -- caches -------------------------------------------------------------------------------------------
+    def plan(self, version_id: int) -> PlanVersion:
+        found = self._plans.get(version_id)
+        if found is None:
+            found = self._plans[version_id] = get_plan_version_by_id(self.engine, self.tenant_id, version_id)
+        return found
+
+    def price(self, version_id: int, index: int) -> Price:
+        key = (version_id, index)
+        found = self._prices.get(key)
+        if found is None:
+            found = self._prices[key] = self.plan(version_id).charges[index].price
+        return found
+
+    def tax_rate(self, customer_id: int) -> TaxRate:
+        region = self._customer(customer_id)[1]
+        return self._tax.get(region, TaxRate(region, Decimal(0), False))
+
+    def _customer(self, customer_id: int) -> tuple[str, str]:
+        found = self._customers.get(customer_id)
+        if found is None:
+            self.load_customers([customer_id])
+            found = self._customers[customer_id]
+        return found
+
+    def load_customers(self, ids: Iterable[int]) -> None:
+        missing = sorted({i for i in ids if i not in self._customers})
+        if not missing:
+            return
+        c = customers.c
+        with self.engine.connect() as conn:
+            for chunk in range(0, len(missing), 900):
+                part = missing[chunk : chunk + 900]
+                for r in conn.execute(select(c.id, c.currency, c.tax_region).where(c.id.in_(part))):
+                    self._customers[int(r.id)] = (r.currency, r.tax_region)
+
+    def _table(self, version_id: int) -> tuple[PriceTable, dict[int, int]] | None:
+        """The kernel table of a version's columnar usage charges (charge index → table input index)."""
+        if version_id in self._tables:
+            return self._tables[version_id]
+        plan = self.plan(version_id)
+        chosen: list[int] = []
+        scales = [0]
+        for i, charge in enumerate(plan.charges):
+            if charge.kind != "usage" or not _columnar(self.price(version_id, i)):
+                continue
+            chosen.append(i)
+            meter = self._meters.get(charge.meter or "")
+            scales.append(meter.quantity_scale if meter else 0)
+        result: tuple[PriceTable, dict[int, int]] | None = None
+        if chosen:
+            defs = [plan.charges[i].price_definition for i in chosen]
+            try:
+                probe = PriceTable.compile(defs)
+                table = PriceTable.compile(defs, quantity_scale=max(probe.quantity_scale, *scales))
+                result = (table, {c: k for k, c in enumerate(chosen)})
+            except RatingError:
+                result = None  # scales too large for int64: the reference path prices these charges
+        self._tables[version_id] = result
+        return result
+
+    # -- usage ------------------------------------------------------------------------------------------
+    def prefetch(self, items: Sequence[DueItem], clip: datetime | None = None) -> None:
+        """Load the bulk usage of every span window the items need (one extract per window)."""
+        for item in items:
+            for window in self._windows(item, clip):
+                self._window(window)
+
+    @staticmethod
+    def _windows(item: DueItem, clip: datetime | None) -> list[tuple[datetime, datetime]]:
+        out = []
+        for s in item.spans:
+            end = s.end if clip is None else min(s.end, clip)
+            if s.start < end:
+                out.append((s.start, end))
+        return out
+
+    def _window(self, window: tuple[datetime, datetime]) -> dict[tuple[str, str], list[tuple[str, _Usage]]]:
+        found = self._usage.get(window)
+        if found is None:
+            cols = period_columns(self.engine, self.tenant_id, window[0], window[1])
+            found = {}
+            units, scales, events = cols.units.tolist(), cols.scales.tolist(), cols.events.tolist()
+            for i, (cust, meter, gk) in enumerate(zip(cols.customers, cols.meters, cols.group_keys, strict=True)):
+                found.setdefault((cust, meter), []).append((gk, _Usage(units[i], scales[i], events[i])))
+            self._usage[window] = found
+        return found
+
+    def _item_usage(
+        self, item: DueItem, meter: str, clip: datetime | None
+    ) -> tuple[dict[str, _Usage], list[tuple[datetime, datetime]]]:
+        """Usage of one meter over the item's spans, per group key, spans combined by aggregation."""
+        windows = self._windows(item, clip)
+        m = self._meters.get(meter)
+        agg = m.aggregation if m else Aggregation.SUM
+        combined: dict[str, _Usage] = {}
+        for window in windows:
+            for gk, u in self._window(window).get((item.customer_external_id, meter), []):
+                prev = combined.get(gk)
+                combined[gk] = u if prev is None else _combine(agg, prev, u)
+        return combined, windows
+
+    # -- rating -------------------------------------------------------------------------------------------
+    def draft(self, items: Sequence[DueItem], clip: datetime | None = None) -> list[DraftInvoice]:
+        """One draft per item, lines rated and rounded (no tax or credit lines yet)."""
+        self.load_customers(i.customer_id for i in items)
+        self.prefetch(items, clip)
+        drafts: list[DraftInvoice] = []
+        jobs: list[_KernelJob] = []
+        for item in items:
+            plan = self.plan(item.plan_version_id)
+            tax = self.tax_rate(item.customer_id)
+            draft = DraftInvoice(
+                key=item.key, subscription_id=item.subscription_id, customer_id=item.customer_id,
+                customer_external_id=item.customer_external_id, plan_version_id=plan.id, currency=plan.currency,
+                timing=item.timing, period_start=item.period.start, period_end=item.period.end,
+                span_start=item.spans[0].start, span_end=item.spans[-1].end, due_at=item.due_at,
+                tax_region=tax.region, tax_rate=tax.rate, tax_inclusive=tax.inclusive,
+            )  # fmt: skip
+            for i, charge in enumerate(plan.charges):
+                if charge.billing != item.timing:
+                    continue
+                if charge.kind == "flat":
+                    draft.lines.append(self._flat_line(item, plan, i, charge))
+                else:
+                    self._usage_lines(item, plan, i, charge, clip, draft.lines, jobs)
+            drafts.append(draft)
+        self._run_kernels(jobs)
+        for item, draft in zip(items, drafts, strict=True):
+            self._invoice_limits(item, draft)
+        return drafts
+
+    def _flat_line(self, item: DueItem, plan: PlanVersion, index: int, charge: Charge) -> DraftLine:
+        price = self.price(plan.id, index)
+        assert isinstance(price, FlatPrice)
+        fraction = item.fraction(price.proration)
+        scale = currency_unit(plan.currency).scale
+        exact = Fraction(price.amount_per_period) * fraction
+        share = exact * 10**scale
+        amount = round_scaled(share.numerator, share.denominator, price.rounding)
+        return DraftLine(
+            kind="charge", charge_code=charge.code, meter=None, group_key="", plan_version_id=plan.id,
+            period_start=item.period.start, period_end=item.period.end, quantity_units=1, quantity_scale=0,
+            unit_price=str(price.amount_per_period), amount=amount, amount_exact=fraction_text(exact),
+            detail={"model": "flat", "proration": price.proration, "fraction": str(fraction),
+                    "rounding": price.rounding.value, "billing": price.billing},
+            lineage={"item": item.key, "spans": [[_iso(s.start), _iso(s.end)] for s in item.spans]},
+        )  # fmt: skip
+
+    def _usage_lines(
+        self,
+        item: DueItem,
+        plan: PlanVersion,
+        index: int,
+        charge: Charge,
+        clip: datetime | None,
+        out: list[DraftLine],
+        jobs: list[_KernelJob],
+    ) -> None:
+        price = self.price(plan.id, index)
+        meter = charge.meter or ""
+        rows, windows = self._item_usage(item, meter, clip)
+        m = self._meters.get(meter)
+        agg = m.aggregation if m else Aggregation.SUM
+        scale = m.quantity_scale if m else 0
+        lineage = {"item": item.key, "source": "rollups", "windows": [[_iso(a), _iso(b)] for a, b in windows]}
+        groups: dict[str | None, _Usage] = {}
+        if isinstance(price, DimensionalPrice):
+            dim = charge.group_by or price.dimension
+            for gk, u in rows.items():
+                value = json.loads(gk).get(dim) if gk else None
+                prev = groups.get(value)
+                groups[value] = u if prev is None else _combine(agg, prev, u)
+        elif rows:
+            for u in rows.values():
+                prev = groups.get(None)
+                groups[None] = u if prev is None else _combine(agg, prev, u)
+        elif price.model not in NEEDS_MEASUREMENT:
+            groups[None] = _Usage(0, scale, 0)
+        table = self._table(plan.id) if _columnar(price) else None
+        for value, u in sorted(groups.items(), key=lambda kv: (kv[0] is not None, kv[0] or "")):
+            group_key = "" if value is None else json.dumps({charge.group_by or "": value}, separators=(",", ":"))
+            leaf = price.price_for(value) if isinstance(price, DimensionalPrice) else price
+            line = DraftLine(
+                kind="sla_credit" if isinstance(price, SlaCreditPrice) else "charge",
+                charge_code=charge.code, meter=meter, group_key=group_key, plan_version_id=plan.id,
+                period_start=item.period.start, period_end=item.period.end, quantity_units=u.units,
+                quantity_scale=u.scale, unit_price=_unit_price(leaf), amount=0, amount_exact="0",
+                detail={"model": leaf.model}, lineage={**lineage, "events": u.events},
+            )  # fmt: skip
+            out.append(line)
+            if table is not None and isinstance(leaf, KERNEL_LEAVES):
+                jobs.append(_KernelJob(line, plan.id, index, value, u.units, u.scale, leaf))
+                continue
+            q = Decimal(u.units).scaleb(-u.scale)
+            ccy = currency_unit(plan.currency).scale
+            if isinstance(leaf, MinimumCommitmentPrice):
+                out.extend(_commitment_lines(line, leaf, q, ccy))
+                continue
+            result = quote(price, q, dimension=value) if isinstance(price, DimensionalPrice) else quote(leaf, q)
+            line.amount_exact = str(result.amount)
+            line.amount = _minor(result.amount, ccy)
+            line.detail["rated_by"] = "reference"
+            if self.explain:
+                line.detail["lines"] = [x.to_json() for x in result.lines]
+
+    def _run_kernels(self, jobs: list[_KernelJob]) -> None:
+        by_version: dict[int, list[_KernelJob]] = {}
+        for job in jobs:
+            by_version.setdefault(job.version_id, []).append(job)
+        for version_id, group in by_version.items():
+            compiled = self._table(version_id)
+            assert compiled is not None
+            table, index = compiled
+            qs = table.quantity_scale
+            charge = np.array([table.row(index[j.charge_index], j.value) for j in group], np.int64)
+            quantity = np.array([j.units * 10 ** (qs - j.scale) for j in group], np.int64)
+            amounts = table.rate_pairs(charge, quantity)
+            minor = table.to_minor(amounts)
+            a_scale = table.amount_scale
+            for j, exact, rounded in zip(group, amounts.tolist(), minor.tolist(), strict=True):
+                j.line.amount = int(rounded)
+                j.line.amount_exact = str(Decimal(int(exact)).scaleb(-a_scale))
+                j.line.detail["rated_by"] = "kernel"
+                if self.explain:
+                    q = Decimal(j.units).scaleb(-j.scale)
+                    j.line.detail["lines"] = [x.to_json() for x in j.leaf.breakdown(q)]
+
+    def _invoice_limits(self, item: DueItem, draft: DraftInvoice) -> None:
+        """The version's per-invoice minimum and cap, over the period's charges (see docs/invoicing.md)."""
+        plan = self.plan(item.plan_version_id)
+        limits: InvoiceLimits = plan.invoice_limits
+        if limits.minimum_commitment is None and limits.cap_amount is None:
+            return
+        if item.timing == "in_advance" and plan.has_timing("in_arrears"):
+            return  # the in-arrears invoice of the period applies them, counting these fees
+        scale = currency_unit(plan.currency).scale
+        amounts = [line.amount for line in draft.lines]
+        if item.timing == "in_arrears":
+            amounts += self._advance_amounts(item, plan)
+        totals = apply_invoice_limits([Decimal(a).scaleb(-scale) for a in amounts], limits)
+        for kind, code, exact in (
+            ("minimum_true_up", "invoice_minimum", totals.true_up),
+            ("cap_adjustment", "invoice_cap", totals.cap_adjustment),
+        ):
+            if exact:
+                draft.lines.append(
+                    DraftLine(
+                        kind=kind, charge_code=code, meter=None, group_key="", plan_version_id=plan.id,
+                        period_start=item.period.start, period_end=item.period.end, quantity_units=1,
+                        quantity_scale=0, unit_price=None, amount=_minor(exact, scale), amount_exact=str(exact),
+                        detail={"minimum_commitment": _s(limits.minimum_commitment),
+                                "cap_amount": _s(limits.cap_amount), "period_subtotal": str(totals.subtotal)},
+                        lineage={"item": item.key, "rule": "invoice_limits"},
+                    )
+                )  # fmt: skip
+
+    def _advance_amounts(self, item: DueItem, plan: PlanVersion) -> list[int]:
+        """The in-advance fees of the same version and period, recomputed exactly as their invoices
+        rounded them (one in-advance item per span)."""
+        out = []
+        for span in item.spans:
+            one = DueItem(
+                item.subscription_id, item.customer_id, item.customer_external_id, item.timezone,
+                item.plan_version_id, "in_advance", item.period, (Span(span.start, span.end),), span.start,
+            )  # fmt: skip
+            for i, charge in enumerate(plan.charges):
+                if charge.billing == "in_advance" and charge.kind == "flat":
+                    out.append(self._flat_line(one, plan, i, charge).amount)
+        return out
+
+
+def _s(value: Decimal | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def fraction_text(value: Fraction) -> str:
+    """An exact amount as text: a decimal when it terminates, else "numerator/denominator"."""
+    den = value.denominator
+    for p in (2, 5):
+        while den % p == 0:
+            den //= p
+    if den == 1:
+        return str(EXACT.divide(Decimal(value.numerator), Decimal(value.denominator)))
+    return f"{value.numerator}/{value.denominator}"
+
+
+def _columnar(price: Price) -> bool:
+    if isinstance(price, DimensionalPrice):
+        inner = [*price.prices.values(), *([price.default] if price.default is not None else [])]
+        return all(isinstance(p, KERNEL_LEAVES) for p in inner)
+    return isinstance(price, KERNEL_LEAVES)
+
+
+def _unit_price(price: Price) -> str | None:
+    for name in ("unit_amount", "package_amount", "amount_per_period"):
+        value = getattr(price, name, None)
+        if isinstance(value, Decimal):
+            return str(value)
+    return None
+
+
+def _combine(agg: Aggregation, a: _Usage, b: _Usage) -> _Usage:
+    events = a.events + b.events
+    if agg is Aggregation.MAX:
+        return _Usage(max(a.units, b.units), a.scale, events)
+    if agg is Aggregation.MIN:
+        return _Usage(min(a.units, b.units), a.scale, events)
+    if agg is Aggregation.LATEST:
+        return _Usage(b.units, a.scale, events)
+    return _Usage(a.units + b.units, a.scale, events)
+
+
+def _commitment_lines(line: DraftLine, price: MinimumCommitmentPrice, q: Decimal, scale: int) -> list[DraftLine]:
+    """Per-charge minimum / cap: the charge line is the inner amount, the true-up and cap lines the rest,
+    each derived from once-rounded totals so the three always add up to the rounded charge total."""
+    inner = price.price.quote(q)
+    base = _minor(inner.amount, scale)
+    raised_exact = max(inner.amount, price.minimum_amount)
+    raised = _minor(raised_exact, scale)
+    final_exact = raised_exact if price.cap_amount is None else min(raised_exact, price.cap_amount)
+    final = _minor(final_exact, scale)
+    line.amount_exact, line.amount = str(inner.amount), base
+    line.detail.update({"model": "minimum_commitment", "inner_model": price.price.model, "rated_by": "reference",
+                        "lines": [x.to_json() for x in inner.lines]})  # fmt: skip
+    extra = []
+    for kind, amount, exact in (
+        ("minimum_true_up", raised - base, EXACT.subtract(raised_exact, inner.amount)),
+        ("cap_adjustment", final - raised, EXACT.subtract(final_exact, raised_exact)),
+    ):
+        if amount or exact:
+            extra.append(
+                DraftLine(
+                    kind=kind, charge_code=line.charge_code, meter=line.meter, group_key=line.group_key,
+                    plan_version_id=line.plan_version_id, period_start=line.period_start, period_end=line.period_end,
+                    quantity_units=1, quantity_scale=0, unit_price=None, amount=amount, amount_exact=str(exact),
+                    detail={"minimum_amount": str(price.minimum_amount), "cap_amount": _s(price.cap_amount)},
+                    lineage=dict(line.lineage),
+                )
+            )  # fmt: skip
+    return extra
+
+
+__all__ = ["DraftInvoice", "DraftLine", "Rater", "TaxRate", "fraction_text", "tax_amount"]

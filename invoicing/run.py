@@ -1,0 +1,286 @@
+"""The invoice run: everything due as of an instant becomes a draft invoice, exactly once.
+
+    summary = run_cycle(engine, tenant_id, as_of)
+
+1. `due_periods(as_of)` lists what is due. Each item is one unit of work, keyed by its stable `key`
+   plus the end of its billed span (a span cut short later is new work: an adjustment).
+2. Workers started for the same (tenant, as_of) share one `invoice_runs` row; the work items are
+   inserted once (unique (run, key)).
+3. Usage for every span window is extracted in bulk (`period_columns`, once per distinct window).
+4. Loop: claim up to `batch_size` pending items in a transaction (`SELECT ... FOR UPDATE SKIP LOCKED`
+   on PostgreSQL, so concurrent workers take disjoint batches; SQLite serialises writers with
+   `BEGIN IMMEDIATE`), rate them in columnar batches, write each invoice with its lines and its ledger
+   spends, mark the items done, commit. A worker killed mid-batch rolls back: its items are pending
+   again and nothing of them was written. Invoices are unique per (tenant, key), so even two runs with
+   different as_of never bill a period twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+
+from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from invoicing.billing import DueItem, due_periods
+from invoicing.invoice import correction_draft, write_drafts
+from invoicing.ledger.transfer import write_transaction
+from invoicing.period import stored_utc, utc
+from invoicing.rater import DraftInvoice, Rater
+from invoicing.tables import invoice_run_items, invoice_runs, invoices
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(slots=True)
+class RunSummary:
+    run_id: int
+    as_of: datetime
+    due: int = 0  # work items in the run
+    created: int = 0  # invoices this worker wrote (adjustments included)
+    adjustments: int = 0
+    already_invoiced: int = 0
+    failed: int = 0
+    totals: dict[str, int] = field(default_factory=dict)  # currency → sum of totals, minor units
+    credits: dict[str, int] = field(default_factory=dict)  # currency → credits applied, minor units
+    errors: list[str] = field(default_factory=list)
+    completed: bool = False
+
+
+class InjectedFailure(RuntimeError):
+    """Raised by the `fail_after` test hook to simulate a crash between two batches."""
+
+
+def work_key(item: DueItem) -> str:
+    return f"{item.key}@{utc(item.spans[-1].end).isoformat()}"
+
+
+def _run_row(engine: Engine, tenant_id: int, as_of: datetime) -> int:
+    r = invoice_runs.c
+    for _ in range(3):
+        with engine.connect() as conn:
+            found = conn.execute(select(r.id).where(r.tenant_id == tenant_id, r.as_of == as_of)).scalar_one_or_none()
+        if found is not None:
+            return int(found)
+        try:
+            with engine.begin() as conn:
+                return int(
+                    conn.execute(
+                        insert(invoice_runs)
+                        .values(tenant_id=tenant_id, as_of=as_of, status="running", created_at=datetime.now(UTC))
+                        .returning(r.id)
+                    ).scalar_one()
+                )
+        except IntegrityError:
+            continue  # another worker created it: read theirs
+    raise RuntimeError("could not create or find the invoice run row")
+
+
+def _add_items(engine: Engine, run_id: int, items: dict[str, DueItem]) -> None:
+    c = invoice_run_items.c
+
+    def run(conn: Connection) -> None:
+        have = set(conn.execute(select(c.item_key).where(c.run_id == run_id)).scalars())
+        rows = [
+            {"run_id": run_id, "item_key": k, "subscription_id": i.subscription_id, "status": "pending"}
+            for k, i in items.items()
+            if k not in have
+        ]
+        if rows:
+            conn.execute(insert(invoice_run_items), rows)
+        # Failed items are retried by every new invocation.
+        conn.execute(update(invoice_run_items).where(c.run_id == run_id, c.status == "failed").values(status="pending"))
+
+    write_transaction(engine, run)
+
+
+def _claim(conn: Connection, run_id: int, limit: int) -> list[Any]:
+    c = invoice_run_items.c
+    query = select(c.id, c.item_key).where(c.run_id == run_id, c.status == "pending").order_by(c.id).limit(limit)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    return list(conn.execute(query).all())
+
+
+def _originals(conn: Connection, tenant_id: int, keys: list[str]) -> dict[str, Any]:
+    i = invoices.c
+    out: dict[str, Any] = {}
+    for k in range(0, len(keys), 900):
+        for r in conn.execute(
+            select(i.id, i.idempotency_key, i.timing, i.span_end, i.status).where(
+                i.tenant_id == tenant_id, i.idempotency_key.in_(keys[k : k + 900])
+            )
+        ):
+            out[r.idempotency_key] = r
+    return out
+
+
+def run_cycle(
+    engine: Engine,
+    tenant_id: int,
+    as_of: datetime,
+    progress: Progress | None = None,
+    *,
+    batch_size: int = 200,
+    explain: bool = True,
+    fail_after: int | None = None,
+) -> RunSummary:
+    """Invoice everything due as of `as_of` (see the module docstring). Safe to run again, and to run
+    in several processes at once; returns what this worker did.
+
+    `fail_after` is a test hook: raise `InjectedFailure` once this worker has written that many invoices.
+    """
+    at = utc(as_of)
+    due = due_periods(engine, tenant_id, at)
+    items = {work_key(i): i for i in due}
+    run_id = _run_row(engine, tenant_id, at)
+    summary = RunSummary(run_id, at, due=len(items))
+    _add_items(engine, run_id, items)
+    rater = Rater(engine, tenant_id, explain=explain)
+    rater.load_customers(i.customer_id for i in due)
+    rater.prefetch(due)
+    handled = 0
+    if progress:
+        progress(0, len(items))
+    while True:
+        if fail_after is not None and summary.created >= fail_after:
+            raise InjectedFailure(f"injected failure after {summary.created} invoices")
+        limit = batch_size if fail_after is None else max(1, min(batch_size, fail_after - summary.created))
+        outcome = write_transaction(engine, partial(_batch, tenant_id=tenant_id, run_id=run_id, items=items,
+                                                    rater=rater, limit=limit, at=at))  # fmt: skip
+        if outcome is None:
+            break
+        n_claimed, written, adjustments, skipped, failures = outcome
+        handled += n_claimed
+        summary.created += len(written)
+        summary.adjustments += adjustments
+        summary.already_invoiced += skipped
+        summary.failed += len(failures)
+        summary.errors += failures
+        for d, total, credits in written:
+            summary.totals[d.currency] = summary.totals.get(d.currency, 0) + total
+            summary.credits[d.currency] = summary.credits.get(d.currency, 0) + credits
+        if progress:
+            progress(min(handled, len(items)), len(items))
+    summary.completed = _finish(engine, run_id)
+    return summary
+
+
+def _finish(engine: Engine, run_id: int) -> bool:
+    c = invoice_run_items.c
+    with engine.begin() as conn:
+        left = conn.execute(select(c.id).where(c.run_id == run_id, c.status != "done").limit(1)).first()
+        if left is None:
+            conn.execute(
+                update(invoice_runs)
+                .where(invoice_runs.c.id == run_id, invoice_runs.c.status == "running")
+                .values(status="completed", finished_at=datetime.now(UTC))
+            )
+    return left is None
+
+
+BatchOutcome = tuple[int, list[tuple[DraftInvoice, int, int]], int, int, list[str]]
+
+
+def _batch(
+    conn: Connection, tenant_id: int, run_id: int, items: dict[str, DueItem], rater: Rater, limit: int, at: datetime
+) -> BatchOutcome | None:
+    claimed = _claim(conn, run_id, limit)
+    if not claimed:
+        return None
+    c = invoice_run_items.c
+    failures: list[str] = []
+    status: dict[int, tuple[str, int | None, str | None]] = {}
+    mine = [(int(r.id), items.get(r.item_key), r.item_key) for r in claimed]
+    for row_id, item, key in mine:
+        if item is None:  # due in another worker's view only (its as_of differs): leave it to them
+            status[row_id] = ("failed", None, f"{key}: not due as of {at.isoformat()} in this worker")
+    present = [(row_id, item) for row_id, item, _ in mine if item is not None]
+    originals = _originals(conn, tenant_id, [item.key for _, item in present])
+    fresh: list[tuple[int, DueItem]] = []
+    cut: list[tuple[int, DueItem, Any]] = []
+    skipped = 0
+    for row_id, item in present:
+        orig = originals.get(item.key)
+        if orig is None:
+            fresh.append((row_id, item))
+        elif orig.timing == "in_advance" and orig.status != "void" and stored_utc(orig.span_end) != item.spans[-1].end:
+            cut.append((row_id, item, orig))
+        else:
+            status[row_id] = ("done", int(orig.id), None)
+            skipped += 1
+    drafts: list[tuple[int, DraftInvoice]] = []
+    for (row_id, _item), draft in _rate(rater, [i for _, i in fresh], failures, status, [r for r, _ in fresh]):
+        drafts.append((row_id, draft))
+    written: list[tuple[DraftInvoice, int, int]] = []
+    ids = write_drafts(conn, tenant_id, [d for _, d in drafts], at, run_id=run_id)
+    for row_id, d in drafts:
+        status[row_id] = ("done", ids.get(d.key), None)
+    adjustments = 0
+    for row_id, item, orig in cut:
+        key = f"{item.key}|cut|{utc(item.spans[-1].end).isoformat()}"
+        recomputed = _rate(rater, [item], failures, status, [row_id])
+        if not recomputed:
+            continue
+        delta = correction_draft(conn, tenant_id, int(orig.id), recomputed[0][1], key, "proration_adjustment")
+        new = (
+            {} if delta is None
+            else write_drafts(conn, tenant_id, [delta], at, run_id=run_id, kind="correction",
+                              corrects={key: int(orig.id)})
+        )  # fmt: skip
+        if delta is not None and new:
+            adjustments += 1
+            drafts.append((row_id, delta))
+            ids.update(new)
+        status[row_id] = ("done", new.get(key, int(orig.id)), None)
+    totals = _totals(conn, list(ids.values()))
+    for _, d in drafts:
+        if d.key in ids:
+            t, cr = totals[ids[d.key]]
+            written.append((d, t, cr))
+    for row_id, (st, invoice_id, error) in status.items():
+        conn.execute(
+            update(invoice_run_items).where(c.id == row_id).values(status=st, invoice_id=invoice_id, error=error)
+        )
+    return len(claimed), written, adjustments, skipped, failures
+
+
+def _rate(
+    rater: Rater,
+    batch: list[DueItem],
+    failures: list[str],
+    status: dict[int, tuple[str, int | None, str | None]],
+    row_ids: list[int],
+) -> list[tuple[tuple[int, DueItem], DraftInvoice]]:
+    """Rate the batch at once; if that fails, item by item so one bad item fails alone."""
+    if not batch:
+        return []
+    try:
+        return list(zip(zip(row_ids, batch, strict=True), rater.draft(batch), strict=True))
+    except Exception:  # narrowed below, per item
+        pass
+    out = []
+    for row_id, item in zip(row_ids, batch, strict=True):
+        try:
+            out.append(((row_id, item), rater.draft([item])[0]))
+        except Exception as exc:  # any rating error fails this item only
+            message = f"{item.key}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            failures.append(message)
+            status[row_id] = ("failed", None, message)
+    return out
+
+
+def _totals(conn: Connection, ids: list[int]) -> dict[int, tuple[int, int]]:
+    i = invoices.c
+    out: dict[int, tuple[int, int]] = {}
+    for k in range(0, len(ids), 900):
+        for r in conn.execute(select(i.id, i.total, i.credits_applied).where(i.id.in_(ids[k : k + 900]))):
+            out[int(r.id)] = (int(r.total), int(r.credits_applied))
+    return out
+
+
+__all__ = ["InjectedFailure", "RunSummary", "run_cycle", "work_key"]

@@ -1,0 +1,277 @@
+"""Invoice run golden cases, one per plan kind, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, func, select
+
+from invoicing.customer import CustomerDefinition, create_customer, get_customer_by_id
+from invoicing.invoice import Invoice, list_invoices, set_tax_rate
+from invoicing.ledger import Grant, Ledger
+from invoicing.ledger.tables import ledger_transfers
+from invoicing.run import InjectedFailure, run_cycle
+from invoicing.subscription import change_plan, create_subscription
+from invoicing.tables import invoice_lines, invoices
+from metering.meter import Aggregation, MeterDefinition, create_meter
+from tests.conftest import TenantKey
+from tests.invoicing.conftest import T0, flat, publish, write_events
+
+FEB = datetime(2026, 2, 1, tzinfo=UTC)
+GRADUATED = {"model": "graduated", "tiers": [{"up_to": "1000", "unit_amount": "0"},
+                                             {"up_to": None, "unit_amount": "0.002"}]}  # fmt: skip
+
+
+def calls(n: int, customer: str = "cus_1", start: datetime = T0, prefix: str = "e") -> list[Any]:
+    return [(f"{prefix}{customer}-{k}", customer, "api_calls", start + timedelta(minutes=k), 1, None) for k in range(n)]
+
+
+def shape(inv: Invoice) -> list[tuple[str, str, int]]:
+    return [(ln.kind, ln.charge_code, ln.amount) for ln in inv.lines]
+
+
+def by_key(engine: Engine, tid: int) -> dict[str, Invoice]:
+    return {i.key.split(":", 2)[2]: i for i in list_invoices(engine, tid)}
+
+
+def check_totals(inv: Invoice) -> None:
+    assert inv.total == sum(ln.amount for ln in inv.lines)
+    assert inv.subtotal == sum(ln.amount for ln in inv.lines if ln.kind not in ("tax", "credit"))
+    assert inv.credits_applied == -sum(ln.amount for ln in inv.lines if ln.kind == "credit")
+
+
+def test_usage_graduated_and_flat_in_advance(engine: Engine, tenant: TenantKey, customer: str) -> None:
+    tid = tenant.tenant_id
+    publish(engine, tid, "pro", [
+        {"code": "base", "kind": "flat", "price": flat("30")},
+        {"code": "calls", "kind": "usage", "meter": "api_calls", "price": GRADUATED},
+    ])  # fmt: skip
+    create_subscription(engine, tid, customer, "pro", T0)
+    write_events(engine, tid, calls(1500))
+    summary = run_cycle(engine, tid, FEB)
+    assert (summary.due, summary.created, summary.failed, summary.completed) == (3, 3, 0, True)
+    assert summary.totals == {"USD": 3000 + 100 + 3000}
+    got = by_key(engine, tid)
+    assert shape(got["in_advance:2026-01-01T00:00:00+00:00:2026-01-01T00:00:00+00:00"]) == [("charge", "base", 3000)]
+    assert shape(got["in_advance:2026-02-01T00:00:00+00:00:2026-02-01T00:00:00+00:00"]) == [("charge", "base", 3000)]
+    arrears = got["in_arrears:2026-01-01T00:00:00+00:00"]
+    assert shape(arrears) == [("charge", "calls", 100)]
+    (line,) = arrears.lines
+    assert line.quantity == 1500 and line.detail["rated_by"] == "kernel"
+    assert [t["amount"] for t in line.detail["lines"]] == ["0", "1.000"]
+    assert line.lineage["windows"] == [["2026-01-01T00:00:00+00:00", "2026-02-01T00:00:00+00:00"]]
+    for inv in got.values():
+        check_totals(inv)
+        assert (inv.status, inv.number, inv.kind) == ("draft", None, "invoice")
+    # A re-run adds nothing.
+    again = run_cycle(engine, tid, FEB)
+    assert (again.created, again.already_invoiced) == (0, 0)  # the run's items are all done already
+    later = run_cycle(engine, tid, FEB + timedelta(hours=1))  # a new run sees the same items, already invoiced
+    assert (later.created, later.already_invoiced) == (0, 3)
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(invoices)).scalar_one() == 3
+
+
+def test_flat_proration_on_upgrade_and_cut_span_adjustment(engine: Engine, tenant: TenantKey, customer: str) -> None:
+    """The billing.md golden case: $30 plan, upgraded Jan 15 12:00 to $62; the Jan fee already billed is
+    credited by a proration_adjustment for 17/31 of it."""
+    tid = tenant.tenant_id
+    publish(engine, tid, "pro", [{"code": "base", "kind": "flat", "price": flat("30")}])
+    publish(engine, tid, "max", [{"code": "base", "kind": "flat", "price": flat("62")}])
+    sub = create_subscription(engine, tid, customer, "pro", T0)
+    first = run_cycle(engine, tid, T0 + timedelta(days=1))
+    assert first.created == 1
+    change_plan(engine, tid, sub.id, "max", datetime(2026, 1, 15, 12, tzinfo=UTC))
+    second = run_cycle(engine, tid, FEB)
+    assert second.adjustments == 1
+    invs = list_invoices(engine, tid)
+    kinds = sorted((i.kind, i.timing, shape(i)) for i in invs)
+    # Feb: 62. Jan on max: 62 x 17/31 = 34.00. Jan on pro was billed 30 but is now 14/31 x 30 = 13.55: -16.45.
+    assert kinds == [
+        ("credit_note", "in_advance", [("proration_adjustment", "base", -1645)]),
+        ("invoice", "in_advance", [("charge", "base", 3000)]),
+        ("invoice", "in_advance", [("charge", "base", 3400)]),
+        ("invoice", "in_advance", [("charge", "base", 6200)]),
+    ]
+    note = next(i for i in invs if i.kind == "credit_note")
+    assert note.corrects_invoice_id == invs[0].id and note.total == -1645
+    assert run_cycle(engine, tid, FEB + timedelta(hours=2)).created == 0  # the adjustment is not repeated
+
+
+def test_minimum_commitment_true_up_and_tax(engine: Engine, tenant: TenantKey) -> None:
+    tid = tenant.tenant_id
+    create_customer(engine, tid, CustomerDefinition(external_id="cus_fr", timezone="UTC", tax_region="FR"), T0)
+    set_tax_rate(engine, tid, "FR", "20", False, T0)
+    publish(engine, tid, "commit", [
+        {"code": "calls", "kind": "usage", "meter": "api_calls",
+         "price": {"model": "minimum_commitment", "minimum_amount": "5",
+                   "price": {"model": "per_unit", "unit_amount": "0.01"}}},
+        {"code": "tokens", "kind": "usage", "meter": "tokens", "price": {"model": "per_unit", "unit_amount": "0.001"}},
+    ], invoice_limits={"minimum_commitment": "20"})  # fmt: skip
+    create_subscription(engine, tid, "cus_fr", "commit", T0)
+    write_events(engine, tid, [*calls(123, "cus_fr"), ("t1", "cus_fr", "tokens", T0, 123456, None)])  # 1234.56
+    run_cycle(engine, tid, FEB)
+    (inv,) = list_invoices(engine, tid)
+    # calls: 1.23 + true-up 3.77 = 5; tokens: 1.23456 -> 1.23; invoice minimum 20: true-up 13.77; tax 20% = 4.00
+    assert shape(inv) == [
+        ("charge", "calls", 123), ("minimum_true_up", "calls", 377), ("charge", "tokens", 123),
+        ("minimum_true_up", "invoice_minimum", 1377), ("tax", "tax", 400),
+    ]  # fmt: skip
+    assert (inv.subtotal, inv.tax, inv.total) == (2000, 400, 2400)
+    tokens = inv.lines[2]
+    assert tokens.amount_exact == "1.23456000" or Decimal(tokens.amount_exact) == Decimal("1.23456")
+    check_totals(inv)
+
+
+def test_inclusive_tax_keeps_total(engine: Engine, tenant: TenantKey) -> None:
+    tid = tenant.tenant_id
+    create_customer(engine, tid, CustomerDefinition(external_id="cus_de", timezone="UTC", tax_region="DE"), T0)
+    set_tax_rate(engine, tid, "DE", "19", True, T0)
+    publish(engine, tid, "pro", [{"code": "base", "kind": "flat", "price": flat("119")}])
+    create_subscription(engine, tid, "cus_de", "pro", T0)
+    run_cycle(engine, tid, T0)
+    (inv,) = list_invoices(engine, tid)
+    assert (inv.subtotal, inv.tax, inv.total) == (11900, 1900, 11900)
+    assert shape(inv) == [("charge", "base", 11900), ("tax", "tax", 0)]
+    check_totals(inv)
+
+
+def test_dimensional_usage_per_region(engine: Engine, tenant: TenantKey, customer: str) -> None:
+    tid = tenant.tenant_id
+    create_meter(engine, tid, MeterDefinition(code="gpu", aggregation=Aggregation.SUM, group_by=["region"]))
+    publish(engine, tid, "gpu", [{"code": "gpu", "kind": "usage", "meter": "gpu", "group_by": "region", "price": {
+        "model": "dimensional", "dimension": "region",
+        "prices": {"eu": {"model": "per_unit", "unit_amount": "0.0004"}},
+        "default": {"model": "graduated", "tiers": [{"up_to": "1000", "unit_amount": "0.001"},
+                                                    {"up_to": None, "unit_amount": "0.0005"}]}}}])  # fmt: skip
+    create_subscription(engine, tid, customer, "gpu", T0)
+    write_events(engine, tid, [
+        ("g1", customer, "gpu", T0 + timedelta(days=1), 30000, '{"region":"eu"}'),
+        ("g2", customer, "gpu", T0 + timedelta(days=2), 5000, '{"region":"us"}'),
+        ("g3", customer, "gpu", T0 + timedelta(days=3), 1000, '{"region":"us"}'),
+    ])  # fmt: skip
+    run_cycle(engine, tid, FEB)
+    (inv,) = list_invoices(engine, tid)
+    # eu: 30000 x 0.0004 = 12.00; us: 1000 x 0.001 + 5000 x 0.0005 = 3.50
+    assert [(ln.group_key, ln.amount) for ln in inv.lines] == [('{"region":"eu"}', 1200), ('{"region":"us"}', 350)]
+    assert all(ln.detail["rated_by"] == "kernel" for ln in inv.lines)
+    assert inv.total == 1550
+
+
+def test_outcome_and_sla_credit(engine: Engine, tenant: TenantKey, customer: str) -> None:
+    tid = tenant.tenant_id
+    create_meter(engine, tid, MeterDefinition(code="resolved", aggregation=Aggregation.COUNT))
+    create_meter(engine, tid, MeterDefinition(code="uptime", aggregation=Aggregation.MIN, value_scale=2))
+    publish(engine, tid, "ai", [
+        {"code": "platform", "kind": "flat", "price": flat("100", billing="in_arrears")},
+        {"code": "tickets", "kind": "usage", "meter": "resolved",
+         "price": {"model": "outcome", "kind": "per_outcome", "unit_amount": "0.99"}},
+        {"code": "sla", "kind": "usage", "meter": "uptime",
+         "price": {"model": "sla_credit", "affected_fee": "100", "metric": "uptime_percent",
+                   "tiers": [{"threshold": "99.9", "credit_percent": "10"},
+                             {"threshold": "99", "credit_percent": "25"}]}},
+    ])  # fmt: skip
+    create_subscription(engine, tid, customer, "ai", T0)
+    write_events(engine, tid, [
+        *[(f"r{k}", customer, "resolved", T0 + timedelta(hours=k), 1, None) for k in range(42)],
+        ("u1", customer, "uptime", T0 + timedelta(days=3), 9995, None),
+        ("u2", customer, "uptime", T0 + timedelta(days=9), 9950, None),  # 99.50%: misses 99.9, meets 99
+    ])  # fmt: skip
+    run_cycle(engine, tid, FEB)
+    (inv,) = list_invoices(engine, tid)
+    assert shape(inv) == [("charge", "platform", 10000), ("charge", "tickets", 4158), ("sla_credit", "sla", -1000)]
+    assert inv.lines[1].detail["rated_by"] == "reference" and inv.total == 13158
+
+
+def test_credits_from_a_grant_agree_with_the_ledger(engine: Engine, tenant: TenantKey, customer: str) -> None:
+    tid = tenant.tenant_id
+    publish(engine, tid, "pro", [
+        {"code": "base", "kind": "flat", "price": flat("30")},
+        {"code": "calls", "kind": "usage", "meter": "api_calls", "price": {"model": "per_unit", "unit_amount": "0.01"}},
+    ])  # fmt: skip
+    create_subscription(engine, tid, customer, "pro", T0)
+    ledger = Ledger(engine, tid)
+    ledger.grant(Grant("welcome", customer, 4500, "USD", kind="promotional", effective_at_us=0))
+    write_events(engine, tid, calls(250))
+    summary = run_cycle(engine, tid, FEB)
+    assert summary.credits == {"USD": 4500}
+    invs = list_invoices(engine, tid)
+    for inv in invs:
+        check_totals(inv)
+    applied = sum(i.credits_applied for i in invs)
+    with engine.connect() as conn:
+        spent = conn.execute(
+            select(func.coalesce(func.sum(ledger_transfers.c.amount), 0)).where(
+                ledger_transfers.c.tenant_id == tid, ledger_transfers.c.code == "spend")
+        ).scalar_one()  # fmt: skip
+    assert applied == spent == 4500
+    assert (ledger.grants(customer)[0].remaining, sum(i.total for i in invs)) == (0, 3000 + 250 + 3000 - 4500)
+    run_cycle(engine, tid, FEB + timedelta(hours=1))  # the re-run spends nothing more
+    assert ledger.grants(customer)[0].remaining == 0
+    assert sum(i.credits_applied for i in list_invoices(engine, tid)) == 4500
+
+
+def _fingerprint(engine: Engine, tid: int) -> list[Any]:
+    return sorted(
+        (get_customer_by_id(engine, tid, i.customer_id).external_id, i.key.split(":", 2)[2], i.kind,
+          i.subtotal, i.tax, i.credits_applied, i.total,
+         tuple((ln.kind, ln.charge_code, ln.group_key, ln.quantity, ln.amount, ln.amount_exact) for ln in i.lines))
+        for i in list_invoices(engine, tid)
+    )  # fmt: skip
+
+
+def _many(engine: Engine, tid: int, order_seed: int | None) -> None:
+    publish(engine, tid, "pro", [
+        {"code": "base", "kind": "flat", "price": flat("30")},
+        {"code": "calls", "kind": "usage", "meter": "api_calls", "price": GRADUATED},
+    ])  # fmt: skip
+    rows = []
+    for k in range(6):
+        ext = f"c{k}"
+        create_customer(engine, tid, CustomerDefinition(external_id=ext, timezone="UTC"), T0)
+        create_subscription(engine, tid, ext, "pro", T0)
+        rows += calls(900 + 150 * k, ext)
+    if order_seed is not None:
+        random.Random(order_seed).shuffle(rows)
+    write_events(engine, tid, rows)
+
+
+def test_event_order_does_not_change_invoices(engine: Engine, tenant: TenantKey) -> None:
+    tid = tenant.tenant_id
+    _many(engine, tid, order_seed=7)
+    run_cycle(engine, tid, FEB)
+    shuffled = _fingerprint(engine, tid)
+    other = make_other_tenant(engine)
+    _many(engine, other, order_seed=None)
+    run_cycle(engine, other, FEB)
+    assert shuffled == _fingerprint(engine, other) and len(shuffled) == 6 * 3
+
+
+def make_other_tenant(engine: Engine) -> int:
+    from tests.conftest import make_tenant
+
+    return make_tenant(engine, "other").tenant_id
+
+
+def test_interrupted_run_then_rerun_equals_clean_run(engine: Engine, tenant: TenantKey) -> None:
+    tid = tenant.tenant_id
+    _many(engine, tid, order_seed=None)
+    with pytest.raises(InjectedFailure):
+        run_cycle(engine, tid, FEB, batch_size=1, fail_after=5)
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(invoices)).scalar_one() == 5
+    resumed = run_cycle(engine, tid, FEB)
+    assert resumed.created == 18 - 5 and resumed.completed
+    other = make_other_tenant(engine)
+    _many(engine, other, order_seed=None)
+    run_cycle(engine, other, FEB)
+    assert _fingerprint(engine, tid) == _fingerprint(engine, other)
+    with engine.connect() as conn:
+        n_lines = conn.execute(
+            select(func.count()).select_from(invoice_lines.join(invoices)).where(invoices.c.tenant_id == tid)
+        ).scalar_one()
+    assert n_lines == 18  # every invoice once, with its lines once
