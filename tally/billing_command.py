@@ -8,7 +8,9 @@ here, at the edge; the domain functions always receive them explicitly.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -552,4 +554,233 @@ def subscription_cancel(
     click.echo(f"subscription {sub.id} is {sub.state.value}, ends {_when(sub.ends_at)}")
 
 
-COMMANDS: list[click.Command] = [customer, plan, subscription]
+# --- invoices ------------------------------------------------------------------------------------------------
+
+
+def _money(minor: int, currency: str) -> str:
+    from rating.unit import currency as unit
+
+    return f"{Decimal(minor).scaleb(-unit(currency).scale)} {currency}"
+
+
+def _invoice_table(inv: Any) -> None:
+    _grid(
+        f"{inv.label} ({inv.kind}, {inv.status}) {_when(inv.period_start)} – {_when(inv.period_end)}",
+        ["#", "kind", "charge", "group", "quantity", "unit price", "amount"],
+        [
+            [str(ln.position), ln.kind, ln.charge_code, ln.group_key, str(ln.quantity), ln.unit_price or "",
+             _money(ln.amount, inv.currency)]
+            for ln in inv.lines
+        ],
+    )  # fmt: skip
+    click.echo(
+        f"subtotal {_money(inv.subtotal, inv.currency)}  tax {_money(inv.tax, inv.currency)}  "
+        f"credits {_money(inv.credits_applied, inv.currency)}  total {_money(inv.total, inv.currency)}"
+    )
+
+
+@click.group()
+def invoice() -> None:
+    """Run billing cycles and manage invoices: list, show, finalize, pay, void, correct, preview, export."""
+
+
+@invoice.command("run")
+@click.argument("tenant_name", metavar="TENANT")
+@click.option("--as-of", "as_of", default=None, help="Bill everything due up to this instant [default: now].")
+@click.option("--batch-size", default=200, show_default=True, help="Invoices written per transaction.")
+@click.pass_context
+def invoice_run(ctx: click.Context, tenant_name: str, as_of: str | None, batch_size: int) -> None:
+    """Write draft invoices for everything due as of --as-of. Safe to re-run and to run in parallel.
+
+    \b
+    Example:
+      tally invoice run acme --as-of 2026-02-01T00:00Z
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from invoicing.run import run_cycle
+    from tally.cli import err_console
+
+    engine, tenant_id = _tenant(ctx, tenant_name)
+    at = _at(as_of, "--as-of")
+    with Progress(
+        "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=err_console, transient=True,
+    ) as bar:  # fmt: skip
+        task = bar.add_task("invoicing", total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        summary = run_cycle(engine, tenant_id, at, progress, batch_size=batch_size)
+    rows = [["invoices written", str(summary.created)], ["adjustments", str(summary.adjustments)],
+            ["due items", str(summary.due)], ["errors", str(summary.failed)]]  # fmt: skip
+    for ccy in sorted(summary.totals):
+        rows.append([f"total {ccy}", _money(summary.totals[ccy], ccy)])
+        rows.append([f"credits applied {ccy}", _money(summary.credits.get(ccy, 0), ccy)])
+    _grid(f"invoice run {summary.run_id} as of {_when(summary.as_of)}", ["", "value"], rows)
+    for error in summary.errors[:20]:
+        click.echo(f"error: {error}", err=True)
+    if summary.failed:
+        raise click.ClickException(f"{summary.failed} item(s) failed; fix them and run again (done items are kept)")
+
+
+@invoice.command("list")
+@click.argument("tenant_name", metavar="TENANT")
+@click.option("--customer", default=None, help="Only this customer's (external id).")
+@click.option("--status", default=None, type=click.Choice(["draft", "finalized", "paid", "void"]))
+@click.option("--after", "after_id", default=0, show_default=True, help="Start after this invoice id.")
+@click.option("--limit", default=100, show_default=True)
+@click.pass_context
+def invoice_list(
+    ctx: click.Context, tenant_name: str, customer: str | None, status: str | None, after_id: int, limit: int
+) -> None:
+    """List invoices by id.
+
+    \b
+    Example:
+      tally invoice list acme --customer cus_42 --status draft
+    """
+    from invoicing.invoice import list_invoices
+
+    engine, tenant_id = _tenant(ctx, tenant_name)
+    found = list_invoices(engine, tenant_id, customer=customer, status=status, after_id=after_id, limit=limit)
+    _grid(
+        f"invoices of {tenant_name}",
+        ["id", "number", "kind", "status", "customer", "period", "timing", "total"],
+        [
+            [str(i.id), str(i.number or ""), i.kind, i.status, str(i.customer_id),
+             f"{_when(i.period_start)} – {_when(i.period_end)}", i.timing or "", _money(i.total, i.currency)]
+            for i in found
+        ],
+    )  # fmt: skip
+
+
+def _invoice_id_command(name: str, help_text: str) -> Callable[[Callable[..., None]], click.Command]:
+    def decorate(fn: Callable[..., None]) -> click.Command:
+        wrapped = click.argument("tenant_name", metavar="TENANT")(
+            click.argument("invoice_id", type=int)(click.pass_context(fn))
+        )
+        return invoice.command(name, help=help_text)(wrapped)
+
+    return decorate
+
+
+@_invoice_id_command("show", "Show invoice INVOICE_ID with its lines.\n\n\b\nExample:\n  tally invoice show acme 12")
+def invoice_show(ctx: click.Context, tenant_name: str, invoice_id: int) -> None:
+    from invoicing.invoice import get_invoice
+
+    engine, tenant_id = _tenant(ctx, tenant_name)
+    _invoice_table(get_invoice(engine, tenant_id, invoice_id))
+
+
+@_invoice_id_command("finalize", "Finalize draft INVOICE_ID: it takes the next number and never changes again.")
+def invoice_finalize(ctx: click.Context, tenant_name: str, invoice_id: int) -> None:
+    from invoicing.invoice import finalize_invoice
+
+    engine, tenant_id = _tenant(ctx, tenant_name)
+    inv = finalize_invoice(engine, tenant_id, invoice_id, _at(None))
+    click.echo(f"invoice {inv.id} finalized as {inv.label}, total {_money(inv.total, inv.currency)}")
+
+
+@_invoice_id_command("pay", "Mark finalized INVOICE_ID paid.")
+def invoice_pay(ctx: click.Context, tenant_name: str, invoice_id: int) -> None:
+    from invoicing.invoice import mark_paid
+
+    engine, tenant_id = _tenant(ctx, tenant_name)
+    inv = mark_paid(engine, tenant_id, invoice_id, _at(None))
+    click.echo(f"invoice {inv.id} ({inv.label}) is paid")
+
+
+@invoice.command("void")
+@click.argument("tenant_name", metavar="TENANT")
+@click.argument("invoice_id", type=int)
+@click.option("--reason", default="", help="Why, kept on the invoice.")
+@click.pass_context
+def invoice_void(ctx: click.Context, tenant_name: str, invoice_id: int, reason: str) -> None:
+    """Void draft or finalized INVOICE_ID (it keeps its number; a re-run does not bill it again)."""
+    from invoicing.invoice import void_invoice
+
+    engine, tenant_id = _tenant(ctx, tenant_name)
+    inv = void_invoice(engine, tenant_id, invoice_id, _at(None), reason)
+    click.echo(f"invoice {inv.id} ({inv.label}) is void")
+
+
+@invoice.command("correct")
+@click.argument("tenant_name", metavar="TENANT")
+@click.argument("invoice_id", type=int)
+@click.option("--at", "at_text", default=None, help="History and usage as known at this instant [default: now].")
+@click.pass_context
+def invoice_correct(ctx: click.Context, tenant_name: str, invoice_id: int, at_text: str | None) -> None:
+    """Recompute INVOICE_ID and write the difference as a linked credit note or adjustment."""
+    from invoicing.invoice import correct_invoice
+
+    engine, tenant_id = _tenant(ctx, tenant_name)
+    inv = correct_invoice(engine, tenant_id, invoice_id, _at(at_text))
+    if inv is None:
+        click.echo(f"invoice {invoice_id} is still right; nothing written")
+        return
+    _invoice_table(inv)
+
+
+@invoice.command("preview")
+@click.argument("tenant_name", metavar="TENANT")
+@click.argument("customer")
+@click.option("--at", "at_text", default=None, help="Usage up to this instant [default: now].")
+@click.pass_context
+def invoice_preview(ctx: click.Context, tenant_name: str, customer: str, at_text: str | None) -> None:
+    """Upcoming invoices of CUSTOMER: what is due by the end of the current period, nothing written.
+
+    \b
+    Example:
+      tally invoice preview acme cus_42
+    """
+    from invoicing.invoice import preview_invoice
+
+    engine, tenant_id = _tenant(ctx, tenant_name)
+    found = preview_invoice(engine, tenant_id, customer, _at(at_text))
+    if not found:
+        click.echo(f"nothing upcoming for {customer}")
+    for inv in found:
+        _invoice_table(inv)
+
+
+@invoice.command("export")
+@click.argument("tenant_name", metavar="TENANT")
+@click.argument("invoice_id", type=int)
+@click.option("--format", "fmt", type=click.Choice(["json", "csv"]), default="json", show_default=True)
+@click.pass_context
+def invoice_export(ctx: click.Context, tenant_name: str, invoice_id: int, fmt: str) -> None:
+    """Print INVOICE_ID as JSON or CSV on stdout.
+
+    \b
+    Example:
+      tally invoice export acme 12 --format csv > inv-12.csv
+    """
+    from invoicing.invoice import export_invoice, get_invoice
+
+    engine, tenant_id = _tenant(ctx, tenant_name)
+    click.echo(export_invoice(get_invoice(engine, tenant_id, invoice_id), fmt), nl=False)
+
+
+@invoice.command("tax")
+@click.argument("tenant_name", metavar="TENANT")
+@click.argument("region")
+@click.argument("rate")
+@click.option("--inclusive", is_flag=True, help="Prices include the tax (default: tax is added).")
+@click.pass_context
+def invoice_tax(ctx: click.Context, tenant_name: str, region: str, rate: str, inclusive: bool) -> None:
+    """Set the tax RATE (percent) for customers whose tax region is REGION.
+
+    \b
+    Example:
+      tally invoice tax acme FR 20
+    """
+    from invoicing.invoice import set_tax_rate
+
+    engine, tenant_id = _tenant(ctx, tenant_name)
+    t = set_tax_rate(engine, tenant_id, region, rate, inclusive, _at(None))
+    click.echo(f"tax {t.region}: {t.rate}% {'inclusive' if t.inclusive else 'exclusive'}")
+
+
+COMMANDS: list[click.Command] = [customer, plan, subscription, invoice]
