@@ -24,7 +24,11 @@ INT64_MAX = 2**63 - 1
 
 def funded(ledger: Ledger, customer: str = "cus_1", amount: int = 10_000) -> tuple[int, int, int]:
     ledger.top_up(f"topup-{customer}", customer, amount, "USD")
-    return ledger.wallet(customer, "USD"), ledger.system_account("revenue", "USD"), ledger.system_account("cash_in", "USD")
+    return (
+        ledger.wallet(customer, "USD"),
+        ledger.system_account("revenue", "USD"),
+        ledger.system_account("cash_in", "USD"),
+    )
 
 
 def test_transfer_moves_money_and_keeps_sum_zero(ledger: Ledger) -> None:
@@ -117,7 +121,9 @@ def test_units_must_match_and_ids_are_bounded(ledger: Ledger) -> None:
         [Transfer("x" * 129, usd, pts, 1, "x"), Transfer("", usd, pts, 1, "x"), Transfer("~sys", usd, pts, 1, "x")]
     )
     assert [r.result for r in bad] == [Result.ID_INVALID, Result.ID_INVALID, Result.ID_RESERVED]
-    assert ledger.create_transfers([Transfer("é" * 64, usd, usd, 1, "x")])[0].result is Result.ACCOUNTS_MUST_BE_DIFFERENT
+    assert (
+        ledger.create_transfers([Transfer("é" * 64, usd, usd, 1, "x")])[0].result is Result.ACCOUNTS_MUST_BE_DIFFERENT
+    )
 
 
 def test_wallet_never_negative(ledger: Ledger) -> None:
@@ -140,10 +146,17 @@ def test_pending_reserves_then_partial_post_releases_rest(ledger: Ledger, engine
     acct = ledger.account(wallet)
     assert (acct.balance, acct.debits_pending, acct.available) == (500, 0, 500)
     assert ledger.account(revenue).balance == 500
-    again = ledger.create_transfers([Transfer("void", None, None, None, flags=TransferFlags.VOID_PENDING, pending_id="p")])
+    again = ledger.create_transfers(
+        [Transfer("void", None, None, None, flags=TransferFlags.VOID_PENDING, pending_id="p")]
+    )
     assert again[0].result is Result.PENDING_TRANSFER_ALREADY_POSTED
     stored = ledger.lookup(["post"])["post"]
-    assert (stored.debit_account_id, stored.credit_account_id, stored.amount, stored.code) == (wallet, revenue, 500, "hold")
+    assert (stored.debit_account_id, stored.credit_account_id, stored.amount, stored.code) == (
+        wallet,
+        revenue,
+        500,
+        "hold",
+    )
     with engine.connect() as c:
         assert c.execute(select(ledger_pending.c.state)).scalar_one() == "posted"
 
@@ -159,7 +172,9 @@ def test_post_more_than_pending_refused_and_void_releases(ledger: Ledger) -> Non
     assert ledger.account(revenue).credits_pending == 0
     res = ledger.create_transfers([Transfer("y", None, None, None, flags=TransferFlags.POST_PENDING, pending_id="p")])
     assert res[0].result is Result.PENDING_TRANSFER_ALREADY_VOIDED
-    res = ledger.create_transfers([Transfer("z", None, None, None, flags=TransferFlags.POST_PENDING, pending_id="nope")])
+    res = ledger.create_transfers(
+        [Transfer("z", None, None, None, flags=TransferFlags.POST_PENDING, pending_id="nope")]
+    )
     assert res[0].result is Result.PENDING_TRANSFER_NOT_FOUND
 
 
@@ -169,14 +184,18 @@ def test_pending_timeout_blocks_post_and_sweep_releases(ledger: Ledger, clock: C
     clock.advance(59)
     assert ledger.expire_pending() == []
     clock.advance(1)
-    res = ledger.create_transfers([Transfer("post", None, None, None, flags=TransferFlags.POST_PENDING, pending_id="p")])
+    res = ledger.create_transfers(
+        [Transfer("post", None, None, None, flags=TransferFlags.POST_PENDING, pending_id="p")]
+    )
     assert res[0].result is Result.PENDING_TRANSFER_EXPIRED
     assert ledger.account(wallet).debits_pending == 700  # still reserved until the sweep
     assert ledger.expire_pending() == ["p"]
     assert ledger.expire_pending() == []
     acct = ledger.account(wallet)
     assert (acct.balance, acct.debits_pending, acct.available) == (1_000, 0, 1_000)
-    res = ledger.create_transfers([Transfer("post2", None, None, None, flags=TransferFlags.POST_PENDING, pending_id="p")])
+    res = ledger.create_transfers(
+        [Transfer("post2", None, None, None, flags=TransferFlags.POST_PENDING, pending_id="p")]
+    )
     assert res[0].result is Result.PENDING_TRANSFER_EXPIRED
 
 
@@ -203,4 +222,6 @@ def test_accounts_of_other_tenants_are_invisible(ledger: Ledger, engine) -> None
     wallet, _, _ = funded(ledger)
     assert ledger.create_transfers([Transfer("t", wallet, theirs, 1, "x")])[0].result is Result.CREDIT_ACCOUNT_NOT_FOUND
     with engine.connect() as c:
-        assert c.execute(select(ledger_accounts.c.credits_posted).where(ledger_accounts.c.id == theirs)).scalar_one() == 0
+        assert (
+            c.execute(select(ledger_accounts.c.credits_posted).where(ledger_accounts.c.id == theirs)).scalar_one() == 0
+        )
