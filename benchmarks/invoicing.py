@@ -16,14 +16,13 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, insert, select
+from sqlalchemy import Engine, create_engine, func, insert, select
 
 from benchmarks.harness import Figures, log, main_for
-from invoicing.customer import CustomerDefinition, create_customer
+from invoicing.customer import CustomerDefinition, _row_values
 from invoicing.plan import create_plan, publish_plan
 from invoicing.run import run_cycle
-from invoicing.subscription import create_subscription
-from invoicing.tables import invoice_lines, invoices
+from invoicing.tables import customers, invoice_lines, invoices, subscription_history, subscriptions
 from metering.event import PreparedBatch
 from metering.meter import Aggregation, MeterDefinition, create_meter, get_meter
 from metering.store import open_store
@@ -55,30 +54,54 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _setup(engine: Engine, n: int) -> int:
+    """Tenant, meters and plan through the API; customers, subscriptions (with their `created` history
+    row) and events in bulk: executemany straight into the tables with exactly the values
+    `create_customer` / `create_subscription` would write, events through the store in large batches."""
     tid = create_tenant(engine, "bench").id
     for code in METERS:
         create_meter(engine, tid, MeterDefinition(code=code, aggregation=Aggregation.SUM))
     create_plan(engine, tid, PLAN, T0)
-    publish_plan(engine, tid, "bench", T0)
-    for k in range(n):
-        create_customer(engine, tid, CustomerDefinition(external_id=f"c{k:07d}", timezone="UTC"), T0)
-        create_subscription(engine, tid, f"c{k:07d}", "bench", T0)
+    plan = publish_plan(engine, tid, "bench", T0)
+    values = _row_values(CustomerDefinition(external_id="c0000000", timezone="UTC"))
+    step = 50_000
+    for s in range(0, n, step):
+        with engine.begin() as conn:
+            first_cust = conn.execute(select(func.coalesce(func.max(customers.c.id), 0))).scalar_one() + 1
+            first_sub = conn.execute(select(func.coalesce(func.max(subscriptions.c.id), 0))).scalar_one() + 1
+            ks = range(s, min(n, s + step))
+            conn.execute(
+                insert(customers),
+                [{**values, "id": first_cust + j, "tenant_id": tid, "external_id": f"c{k:07d}", "name": f"c{k:07d}",
+                  "created_at": T0, "updated_at": T0} for j, k in enumerate(ks)],
+            )  # fmt: skip
+            conn.execute(
+                insert(subscriptions),
+                [{"id": first_sub + j, "tenant_id": tid, "customer_id": first_cust + j, "plan_version_id": plan.id,
+                  "state": "active", "billing_anchor": T0, "started_at": T0, "trial_ends_at": None,
+                  "ends_at": None, "pending_plan_version_id": None, "pending_change_at": None, "created_at": T0}
+                 for j in range(len(ks))],
+            )  # fmt: skip
+            conn.execute(
+                insert(subscription_history),
+                [{"subscription_id": first_sub + j, "kind": "created", "effective_at": T0, "requested_at": T0,
+                  "state": "active", "plan_version_id": plan.id, "previous_state": None,
+                  "previous_plan_version_id": None, "scheduled_for": None, "actor": "api", "reason": ""}
+                 for j in range(len(ks))],
+            )  # fmt: skip
     specs = {code: get_meter(engine, tid, code).spec for code in METERS}
-    ids, custs, meters, ts, units = [], [], [], [], []
-    for k in range(n):
-        for j, code in enumerate(METERS):
-            ids.append(f"e{k}-{j}")
-            custs.append(f"c{k:07d}")
-            meters.append(code)
-            ts.append(int((T0 + timedelta(hours=1 + k % 500)).timestamp()) * 1_000_000)
-            units.append(1 + (k * 7919 + j * 104729) % 200_000)
     store = open_store(engine)
-    step = 20_000
-    for s in range(0, len(ids), step):
-        e = slice(s, s + step)
-        m = len(ids[e])
-        store.write([PreparedBatch(tid, f"b{s}", m, False, list(range(m)), ids[e], custs[e], meters[e], ts[e],
-                                   units[e], [0] * m, [None] * m, specs=specs)])  # fmt: skip
+    step = 200_000
+    per = len(METERS)
+    for s in range(0, per * n, step):
+        rng = range(s, min(per * n, s + step))
+        ids = [f"e{x // per}-{x % per}" for x in rng]
+        custs = [f"c{x // per:07d}" for x in rng]
+        meters = [METERS[x % per] for x in rng]
+        ts = [int((T0 + timedelta(hours=1 + (x // per) % 500)).timestamp()) * 1_000_000 for x in rng]
+        units = [1 + ((x // per) * 7919 + (x % per) * 104729) % 200_000 for x in rng]
+        m = len(ids)
+        store.write([PreparedBatch(tid, f"b{s}", m, False, list(range(m)), ids, custs, meters, ts, units,
+                                   [0] * m, [None] * m, specs=specs)])  # fmt: skip
     store.close()
     return tid
 

@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, insert, select, update
+from sqlalchemy import Connection, DateTime, Engine, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from invoicing.billing import DueItem, due_periods
@@ -234,17 +234,110 @@ def write_drafts(
     corrects: dict[str, int] | None = None,
 ) -> dict[str, int]:
     """Write drafts not already written (by key) in the caller's transaction; key → invoice id of new ones."""
+    written = write_drafts_totals(conn, tenant_id, drafts, now, run_id=run_id, kind=kind, corrects=corrects)
+    return {k: v[0] for k, v in written.items()}
+
+
+INVOICE_COLUMNS = (
+    "id", "tenant_id", "customer_id", "subscription_id", "plan_version_id", "run_id", "idempotency_key", "kind",
+    "corrects_invoice_id", "currency", "timing", "period_start", "period_end", "span_start", "span_end", "due_at",
+    "status", "number", "subtotal", "tax", "credits_applied", "total", "tax_region", "tax_rate", "tax_inclusive",
+    "created_at",
+)  # fmt: skip
+LINE_COLUMNS = (
+    "invoice_id", "position", "kind", "charge_code", "meter", "group_key", "plan_version_id", "period_start",
+    "period_end", "quantity_units", "quantity_scale", "unit_price", "amount", "amount_exact", "detail", "lineage",
+)  # fmt: skip
+
+
+class BulkInsert:
+    """One driver-level executemany of positional tuples: no per-row statement compilation. Values
+    go through each column type's own bind processor (memoised per distinct value, e.g. the few
+    distinct instants of a batch), so what is stored is exactly what a Core insert would store."""
+
+    def __init__(self, conn: Connection, table: Any, columns: Sequence[str]) -> None:
+        self.conn = conn
+        mark = "?" if conn.dialect.name == "sqlite" else "%s"
+        self.sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})"
+        self.procs: list[tuple[int, Any, dict[Any, Any]]] = []
+        for k, name in enumerate(columns):
+            col = table.c[name]
+            proc = col.type._cached_bind_processor(conn.dialect)
+            if isinstance(col.type, DateTime):
+                inner = proc
+
+                def proc(value: Any, inner: Any = inner) -> Any:
+                    value = utc(value)
+                    return value if inner is None else inner(value)
+
+            if proc is not None:
+                self.procs.append((k, proc, {}))
+
+    def __call__(self, rows: list[tuple[Any, ...]]) -> None:
+        if not rows:
+            return
+        if self.procs:
+            out = []
+            for row in rows:
+                r = list(row)
+                for k, proc, memo in self.procs:
+                    v = r[k]
+                    if v is not None:
+                        try:
+                            r[k] = memo[v]
+                        except KeyError:
+                            r[k] = memo[v] = proc(v)
+                        except TypeError:  # unhashable: not memoised
+                            r[k] = proc(v)
+                out.append(tuple(r))
+            rows = out
+        self.conn.exec_driver_sql(self.sql, rows)
+
+
+def allocate_ids(conn: Connection, table: Any, n: int) -> list[int]:
+    """`n` fresh primary keys for `table`, ascending. SQLite: the writer holds the write lock (BEGIN
+    IMMEDIATE; a deferred transaction that lost the race fails to upgrade instead), so max(id) + 1 ...
+    are exactly the rowids SQLite would have given. PostgreSQL: taken from the column's sequence."""
+    if n <= 0:
+        return []
+    if conn.dialect.name == "sqlite":
+        start = int(conn.exec_driver_sql(f"SELECT coalesce(max(id), 0) FROM {table.name}").scalar_one()) + 1
+        return list(range(start, start + n))
+    query = f"SELECT nextval(pg_get_serial_sequence('{table.name}', 'id')) FROM generate_series(1, {int(n)})"
+    return sorted(int(x) for x in conn.exec_driver_sql(query).scalars())
+
+
+def _dumps(value: dict[str, Any]) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def write_drafts_totals(
+    conn: Connection,
+    tenant_id: int,
+    drafts: Sequence[DraftInvoice],
+    now: datetime,
+    *,
+    run_id: int | None = None,
+    kind: str = "invoice",
+    corrects: dict[str, int] | None = None,
+    known_new: bool = False,
+) -> dict[str, tuple[int, int, int]]:
+    """`write_drafts`, returning key → (invoice id, total, credits applied) of the new invoices.
+    `known_new`: the caller has just checked, in this transaction, that no draft's key exists."""
     if not drafts:
         return {}
     i = invoices.c
     keys = [d.key for d in drafts]
     existing: set[str] = set()
-    for k in range(0, len(keys), 900):
-        existing |= set(
-            conn.execute(
-                select(i.idempotency_key).where(i.tenant_id == tenant_id, i.idempotency_key.in_(keys[k : k + 900]))
-            ).scalars()
-        )
+    if not known_new:
+        for k in range(0, len(keys), 900):
+            existing |= set(
+                conn.execute(
+                    select(i.idempotency_key).where(
+                        i.tenant_id == tenant_id, i.idempotency_key.in_(keys[k : k + 900])
+                    )
+                ).scalars()
+            )
     todo = [d for d in drafts if d.key not in existing]
     if not todo:
         return {}
@@ -255,38 +348,33 @@ def write_drafts(
     for ccy, names in by_currency.items():
         funded |= {(ccy, c) for c in customers_with_funds(conn, tenant_id, names, ccy)}
     created = utc(now)
+    ids = allocate_ids(conn, invoices, len(todo))
     rows = []
-    for d in todo:
+    line_rows = []
+    out: dict[str, tuple[int, int, int]] = {}
+    corrects = corrects or {}
+    for d, invoice_id in zip(todo, ids, strict=True):
         subtotal, tax, credits, total = _settle(conn, tenant_id, d, (d.currency, d.customer_external_id) in funded)
         this_kind = kind
         if kind == "correction":
             this_kind = "credit_note" if subtotal < 0 else "adjustment"
-        rows.append({
-            "tenant_id": tenant_id, "customer_id": d.customer_id, "subscription_id": d.subscription_id,
-            "plan_version_id": d.plan_version_id, "run_id": run_id, "idempotency_key": d.key, "kind": this_kind,
-            "corrects_invoice_id": (corrects or {}).get(d.key), "currency": d.currency, "timing": d.timing,
-            "period_start": utc(d.period_start), "period_end": utc(d.period_end), "span_start": utc(d.span_start),
-            "span_end": utc(d.span_end), "due_at": utc(d.due_at), "status": "draft", "number": None,
-            "subtotal": subtotal, "tax": tax, "credits_applied": credits, "total": total,
-            "tax_region": d.tax_region, "tax_rate": str(d.tax_rate), "tax_inclusive": d.tax_inclusive,
-            "created_at": created,
-        })  # fmt: skip
-    ids = conn.execute(insert(invoices).returning(i.id, sort_by_parameter_order=True), rows).scalars().all()
-    line_rows = []
-    for d, invoice_id in zip(todo, ids, strict=True):
+        rows.append((
+            invoice_id, tenant_id, d.customer_id, d.subscription_id, d.plan_version_id, run_id, d.key, this_kind,
+            corrects.get(d.key), d.currency, d.timing, d.period_start, d.period_end, d.span_start, d.span_end,
+            d.due_at, "draft", None, subtotal, tax, credits, total, d.tax_region, str(d.tax_rate), d.tax_inclusive,
+            created,
+        ))  # fmt: skip
+        out[d.key] = (invoice_id, total, credits)
         for pos, ln in enumerate(d.lines, start=1):
-            line_rows.append({
-                "invoice_id": invoice_id, "position": pos, "kind": ln.kind, "charge_code": ln.charge_code,
-                "meter": ln.meter, "group_key": ln.group_key, "plan_version_id": ln.plan_version_id,
-                "period_start": utc(ln.period_start), "period_end": utc(ln.period_end),
-                "quantity_units": ln.quantity_units, "quantity_scale": ln.quantity_scale, "unit_price": ln.unit_price,
-                "amount": ln.amount, "amount_exact": ln.amount_exact,
-                "detail": json.dumps(ln.detail, sort_keys=True, separators=(",", ":")),
-                "lineage": json.dumps(ln.lineage, sort_keys=True, separators=(",", ":")),
-            })  # fmt: skip
-    if line_rows:
-        conn.execute(insert(invoice_lines), line_rows)
-    return {d.key: int(x) for d, x in zip(todo, ids, strict=True)}
+            line_rows.append((
+                invoice_id, pos, ln.kind, ln.charge_code, ln.meter, ln.group_key, ln.plan_version_id,
+                ln.period_start, ln.period_end, ln.quantity_units, ln.quantity_scale, ln.unit_price, ln.amount,
+                ln.amount_exact, _dumps(ln.detail) if ln.detail_json is None else ln.detail_json,
+                _dumps(ln.lineage) if ln.lineage_json is None else ln.lineage_json,
+            ))  # fmt: skip
+    BulkInsert(conn, invoices, INVOICE_COLUMNS)(rows)
+    BulkInsert(conn, invoice_lines, LINE_COLUMNS)(line_rows)
+    return out
 
 
 # --- reading ----------------------------------------------------------------------------------------------

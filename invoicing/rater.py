@@ -72,6 +72,9 @@ class DraftLine:
     amount_exact: str  # the exact, unrounded amount (a fraction for some prorations)
     detail: dict[str, Any]
     lineage: dict[str, Any]
+    # The canonical JSON of detail / lineage when the rater already built it (None: serialise the dicts).
+    detail_json: str | None = None
+    lineage_json: str | None = None
 
     @property
     def identity(self) -> tuple[str, str, str]:

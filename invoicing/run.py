@@ -27,7 +27,7 @@ from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from invoicing.billing import DueItem, due_periods
-from invoicing.invoice import correction_draft, write_drafts
+from invoicing.invoice import BulkInsert, correction_draft, write_drafts_totals
 from invoicing.ledger.transfer import write_transaction
 from invoicing.period import stored_utc, utc
 from invoicing.rater import DraftInvoice, Rater
@@ -85,13 +85,8 @@ def _add_items(engine: Engine, run_id: int, items: dict[str, DueItem]) -> None:
 
     def run(conn: Connection) -> None:
         have = set(conn.execute(select(c.item_key).where(c.run_id == run_id)).scalars())
-        rows = [
-            {"run_id": run_id, "item_key": k, "subscription_id": i.subscription_id, "status": "pending"}
-            for k, i in items.items()
-            if k not in have
-        ]
-        if rows:
-            conn.execute(insert(invoice_run_items), rows)
+        rows = [(run_id, k, i.subscription_id, "pending") for k, i in items.items() if k not in have]
+        BulkInsert(conn, invoice_run_items, ("run_id", "item_key", "subscription_id", "status"))(rows)
         # Failed items are retried by every new invocation.
         conn.execute(update(invoice_run_items).where(c.run_id == run_id, c.status == "failed").values(status="pending"))
 
@@ -192,7 +187,6 @@ def _batch(
     claimed = _claim(conn, run_id, limit)
     if not claimed:
         return None
-    c = invoice_run_items.c
     failures: list[str] = []
     status: dict[int, tuple[str, int | None, str | None]] = {}
     mine = [(int(r.id), items.get(r.item_key), r.item_key) for r in claimed]
@@ -217,9 +211,10 @@ def _batch(
     for (row_id, _item), draft in _rate(rater, [i for _, i in fresh], failures, status, [r for r, _ in fresh]):
         drafts.append((row_id, draft))
     written: list[tuple[DraftInvoice, int, int]] = []
-    ids = write_drafts(conn, tenant_id, [d for _, d in drafts], at, run_id=run_id)
+    # The keys of `fresh` were just looked up in this transaction (`_originals`): none exists.
+    new = write_drafts_totals(conn, tenant_id, [d for _, d in drafts], at, run_id=run_id, known_new=True)
     for row_id, d in drafts:
-        status[row_id] = ("done", ids.get(d.key), None)
+        status[row_id] = ("done", new[d.key][0] if d.key in new else None, None)
     adjustments = 0
     for row_id, item, orig in cut:
         key = f"{item.key}|cut|{utc(item.spans[-1].end).isoformat()}"
@@ -227,25 +222,25 @@ def _batch(
         if not recomputed:
             continue
         delta = correction_draft(conn, tenant_id, int(orig.id), recomputed[0][1], key, "proration_adjustment")
-        new = (
+        adj = (
             {} if delta is None
-            else write_drafts(conn, tenant_id, [delta], at, run_id=run_id, kind="correction",
-                              corrects={key: int(orig.id)})
+            else write_drafts_totals(conn, tenant_id, [delta], at, run_id=run_id, kind="correction",
+                                     corrects={key: int(orig.id)})
         )  # fmt: skip
-        if delta is not None and new:
+        if delta is not None and adj:
             adjustments += 1
             drafts.append((row_id, delta))
-            ids.update(new)
-        status[row_id] = ("done", new.get(key, int(orig.id)), None)
-    totals = _totals(conn, list(ids.values()))
+            new.update(adj)
+        status[row_id] = ("done", adj[key][0] if key in adj else int(orig.id), None)
     for _, d in drafts:
-        if d.key in ids:
-            t, cr = totals[ids[d.key]]
+        if d.key in new:
+            _, t, cr = new[d.key]
             written.append((d, t, cr))
-    for row_id, (st, invoice_id, error) in status.items():
-        conn.execute(
-            update(invoice_run_items).where(c.id == row_id).values(status=st, invoice_id=invoice_id, error=error)
-        )
+    mark = "?" if conn.dialect.name == "sqlite" else "%s"
+    conn.exec_driver_sql(
+        f"UPDATE {invoice_run_items.name} SET status = {mark}, invoice_id = {mark}, error = {mark} WHERE id = {mark}",
+        [(st, invoice_id, error, row_id) for row_id, (st, invoice_id, error) in status.items()],
+    )
     return len(claimed), written, adjustments, skipped, failures
 
 
@@ -271,15 +266,6 @@ def _rate(
             message = f"{item.key}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             failures.append(message)
             status[row_id] = ("failed", None, message)
-    return out
-
-
-def _totals(conn: Connection, ids: list[int]) -> dict[int, tuple[int, int]]:
-    i = invoices.c
-    out: dict[int, tuple[int, int]] = {}
-    for k in range(0, len(ids), 900):
-        for r in conn.execute(select(i.id, i.total, i.credits_applied).where(i.id.in_(ids[k : k + 900]))):
-            out[int(r.id)] = (int(r.total), int(r.credits_applied))
     return out
 
 
