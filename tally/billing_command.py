@@ -748,19 +748,38 @@ def invoice_preview(ctx: click.Context, tenant_name: str, customer: str, at_text
 @invoice.command("export")
 @click.argument("tenant_name", metavar="TENANT")
 @click.argument("invoice_id", type=int)
-@click.option("--format", "fmt", type=click.Choice(["json", "csv"]), default="json", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["json", "csv", "pdf"]), default="json", show_default=True)
+@click.option(
+    "--output", type=click.Path(dir_okay=False, writable=True, path_type=Path), default=None,
+    help="Write to this file instead of stdout (required for pdf).",
+)  # fmt: skip
 @click.pass_context
-def invoice_export(ctx: click.Context, tenant_name: str, invoice_id: int, fmt: str) -> None:
-    """Print INVOICE_ID as JSON or CSV on stdout.
+def invoice_export(ctx: click.Context, tenant_name: str, invoice_id: int, fmt: str, output: Path | None) -> None:
+    """Export INVOICE_ID as JSON or CSV (stdout or --output) or as a PDF document (--output).
 
     \b
     Example:
       tally invoice export acme 12 --format csv > inv-12.csv
+      tally invoice export acme 12 --format pdf --output INV-000012.pdf
     """
     from invoicing.invoice import export_invoice, get_invoice
 
     engine, tenant_id = _tenant(ctx, tenant_name)
-    click.echo(export_invoice(get_invoice(engine, tenant_id, invoice_id), fmt), nl=False)
+    if fmt == "pdf":
+        from invoicing.pdf import render_invoice_pdf
+
+        if output is None:
+            raise click.ClickException("--format pdf writes a file: add --output FILE, e.g. --output invoice.pdf")
+        data = render_invoice_pdf(engine, tenant_id, invoice_id)
+        output.write_bytes(data)
+        click.echo(f"wrote {output} ({len(data):,} bytes)")
+        return
+    text = export_invoice(get_invoice(engine, tenant_id, invoice_id), fmt)
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    output.write_text(text)
+    click.echo(f"wrote {output}")
 
 
 @invoice.command("tax")
