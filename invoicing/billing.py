@@ -20,13 +20,15 @@ Nothing is written: scheduled changes (trial end, change or cancellation at peri
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from fractions import Fraction
+from functools import lru_cache
+from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine, select
 
-from invoicing.period import BillingCycle, Period, ProrationBasis, proration, utc, zone
+from invoicing.period import BillingCycle, Period, ProrationBasis, proration, stored_utc, utc, zone
 from invoicing.plan import PlanVersion, Timing, get_plan_version_by_id
 from invoicing.subscription import (
     HistoryEntry,
@@ -37,7 +39,7 @@ from invoicing.subscription import (
     select_subscriptions,
     subscription_from_row,
 )
-from invoicing.tables import subscriptions
+from invoicing.tables import subscription_history, subscriptions
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +60,11 @@ class Segment:
     plan_version_id: int
 
 
+@lru_cache(maxsize=1 << 16)
+def _isoformat(instant: datetime) -> str:
+    return instant.isoformat()
+
+
 @dataclass(frozen=True, slots=True)
 class DueItem:
     subscription_id: int
@@ -69,13 +76,19 @@ class DueItem:
     period: Period
     spans: tuple[Span, ...]
     due_at: datetime
+    _key: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Computed once: the run reads it several times per item.
+        base = f"{self.subscription_id}:{self.plan_version_id}:{self.timing}:{_isoformat(self.period.start)}"
+        key = f"{base}:{_isoformat(self.spans[0].start)}" if self.timing == "in_advance" else base
+        object.__setattr__(self, "_key", key)
 
     @property
     def key(self) -> str:
         """Stable identity for idempotent invoicing: the same charge always has the same key, even
         after a later change shortened its span."""
-        base = f"{self.subscription_id}:{self.plan_version_id}:{self.timing}:{self.period.start.isoformat()}"
-        return f"{base}:{self.spans[0].start.isoformat()}" if self.timing == "in_advance" else base
+        return self._key
 
     def fraction(self, by: ProrationBasis) -> Fraction:
         """Share of the period these spans cover, in local days or seconds (sums to 1 over a tiled period)."""
@@ -109,10 +122,54 @@ def segments(sub: Subscription, history: list[HistoryEntry], as_of: datetime) ->
     return out
 
 
+class _Grid:
+    """Period arithmetic memoised across subscriptions (one `due_periods` call): subscriptions on the
+    same anchor date, interval and zone share every period, so each boundary is computed once.
+    Results are the very `BillingCycle` answers (errors are not cached: they are raised again)."""
+
+    def __init__(self) -> None:
+        self._cycles: dict[tuple[datetime, str, str], BillingCycle] = {}
+        self._periods: dict[tuple[BillingCycle, int], Period] = {}
+        self._at: dict[tuple[BillingCycle, datetime], Period] = {}
+        self._timings: dict[int, tuple[bool, bool]] = {}
+
+    def cycle(self, anchor: datetime, interval: str, tz: str) -> BillingCycle:
+        key = (anchor, interval, tz)
+        found = self._cycles.get(key)
+        if found is None:
+            found = self._cycles[key] = BillingCycle.from_instant(anchor, interval, tz)
+        return found
+
+    def period_at(self, cycle: BillingCycle, instant: datetime) -> Period:
+        key = (cycle, instant)
+        found = self._at.get(key)
+        if found is None:
+            found = self._at[key] = cycle.period_at(instant)
+        return found
+
+    def next(self, cycle: BillingCycle, period: Period) -> Period:
+        key = (cycle, period.index + 1)
+        found = self._periods.get(key)
+        if found is None:
+            found = self._periods[key] = cycle.next(period)
+        return found
+
+    def timings(self, plan: PlanVersion) -> tuple[bool, bool]:
+        found = self._timings.get(plan.id)
+        if found is None:
+            found = self._timings[plan.id] = (plan.has_timing("in_advance"), plan.has_timing("in_arrears"))
+        return found
+
+
 def due_items(
-    sub: Subscription, history: list[HistoryEntry], plans: dict[int, PlanVersion], as_of: datetime
+    sub: Subscription,
+    history: list[HistoryEntry],
+    plans: dict[int, PlanVersion],
+    as_of: datetime,
+    grid: _Grid | None = None,
 ) -> list[DueItem]:
     """The pure core of `due_periods` for one subscription."""
+    grid = grid or _Grid()
     segs = segments(sub, history, as_of)
     ended_at = segs[-1].end if segs else None  # the last segment only has an end if a cancellation follows it
     arrears: dict[tuple[int, int], tuple[Period, list[Span]]] = {}
@@ -127,15 +184,16 @@ def due_items(
         if seg.state is not State.ACTIVE:
             continue
         plan = plans[seg.plan_version_id]
-        cycle = BillingCycle.from_instant(sub.billing_anchor, plan.interval, sub.timezone)
-        period = cycle.period_at(seg.start)
+        cycle = grid.cycle(sub.billing_anchor, plan.interval, sub.timezone)
+        advance, in_arrears = grid.timings(plan)
+        period = grid.period_at(cycle, seg.start)
         while period.start <= as_of and (seg.end is None or period.start < seg.end):
             span = Span(max(seg.start, period.start), period.end if seg.end is None else min(seg.end, period.end))
-            if plan.has_timing("in_advance") and span.start <= as_of:
+            if advance and span.start <= as_of:
                 items.append(item(plan.id, "in_advance", period, [span], span.start))
-            if plan.has_timing("in_arrears"):
+            if in_arrears:
                 arrears.setdefault((plan.id, period.index), (period, []))[1].append(span)
-            period = cycle.next(period)
+            period = grid.next(cycle, period)
     for (version, _), (period, spans) in arrears.items():
         due = period.end if ended_at is None or not period.start < ended_at < period.end else ended_at
         if due <= as_of:
@@ -161,18 +219,86 @@ def due_periods(
     if subscription_id is not None:
         query = query.where(subscriptions.c.id == subscription_id)
     with engine.connect() as conn:
-        subs = [subscription_from_row(r) for r in conn.execute(query.order_by(subscriptions.c.id)).all()]
-        history = histories(conn, [s.id for s in subs])
+        rows = conn.execute(query.order_by(subscriptions.c.id)).all()
+        memo = _Memo()
+        subs = [memo.subscription(r) for r in rows]
+        del rows
+        history = _histories(conn, tenant_id, at, subscription_id, [s.id for s in subs], memo)
         version_ids = {h.plan_version_id for hs in history.values() for h in hs}
         version_ids |= {s.pending_plan_version_id for s in subs if s.pending_plan_version_id is not None}
     plans = {v: get_plan_version_by_id(engine, tenant_id, v) for v in sorted(version_ids)}
     out: list[DueItem] = []
+    grid = _Grid()
     for sub in subs:
-        out += due_items(sub, history[sub.id], plans, at)
+        out += due_items(sub, history[sub.id], plans, at, grid)
     if since is not None:
         floor = utc(since)
         out = [i for i in out if i.period.end > floor]
     out.sort(key=lambda i: (i.due_at, i.subscription_id, i.timing, i.period.start, i.spans[0].start))
+    return out
+
+
+class _Memo:
+    """Rows to `Subscription` / `HistoryEntry`, as `subscription_from_row` and `histories` build them,
+    with instants and states memoised (a run reads the same few instants millions of times)."""
+
+    def __init__(self) -> None:
+        self._instants: dict[datetime, datetime] = {}
+        self._states = {s.value: s for s in State}
+
+    def instant(self, value: datetime) -> datetime:
+        if value.tzinfo is not None:
+            return stored_utc(value)
+        found = self._instants.get(value)  # naive (SQLite): equal values are the same instant
+        if found is None:
+            found = self._instants[value] = stored_utc(value)
+        return found
+
+    def opt(self, value: datetime | None) -> datetime | None:
+        return None if value is None else self.instant(value)
+
+    def subscription(self, r: Any) -> Subscription:
+        if r.billing_anchor.tzinfo is not None:
+            return subscription_from_row(r)
+        i, o = self.instant, self.opt
+        return Subscription(
+            id=r.id, tenant_id=r.tenant_id, customer_id=r.customer_id, customer_external_id=r.external_id,
+            timezone=r.timezone, plan_version_id=r.plan_version_id, state=self._states[r.state],
+            billing_anchor=i(r.billing_anchor), started_at=i(r.started_at), trial_ends_at=o(r.trial_ends_at),
+            ends_at=o(r.ends_at), pending_plan_version_id=r.pending_plan_version_id,
+            pending_change_at=o(r.pending_change_at), created_at=i(r.created_at),
+        )  # fmt: skip
+
+    def entry(self, r: Any) -> HistoryEntry:
+        i, st = self.instant, self._states
+        return HistoryEntry(
+            id=r.id, kind=r.kind, effective_at=i(r.effective_at), requested_at=i(r.requested_at),
+            state=st[r.state], plan_version_id=r.plan_version_id,
+            previous_state=None if r.previous_state is None else st[r.previous_state],
+            previous_plan_version_id=r.previous_plan_version_id, scheduled_for=self.opt(r.scheduled_for),
+            actor=r.actor, reason=r.reason,
+        )  # fmt: skip
+
+
+def _histories(
+    conn: Connection, tenant_id: int, at: datetime, subscription_id: int | None, ids: list[int], memo: _Memo
+) -> dict[int, list[HistoryEntry]]:
+    """`subscription.histories` for the selected subscriptions, in one query without an IN list
+    (a tenant may have millions of subscriptions): same rows, same order (effective_at, id)."""
+    if subscription_id is not None or len(ids) <= 900:
+        return histories(conn, ids)
+    h, s = subscription_history.c, subscriptions.c
+    out: dict[int, list[HistoryEntry]] = {i: [] for i in ids}
+    query = (
+        select(subscription_history)
+        .join(subscriptions, s.id == h.subscription_id)
+        .where(s.tenant_id == tenant_id, s.started_at <= at)
+        .order_by(h.effective_at, h.id)
+    )
+    for r in conn.execute(query):
+        found = out.get(r.subscription_id)
+        if found is not None:
+            found.append(memo.entry(r))
     return out
 
 
