@@ -1,0 +1,241 @@
+"""`kill -9` of a real invoice run process, then a re-run: the result equals a clean run.
+
+A subprocess runs `run_cycle(batch_size=1)` (one transaction per invoice) over a few hundred due items;
+it is killed with SIGKILL at a random moment (after a random number of committed invoices plus a random
+few milliseconds, so the kill lands inside a batch at varying points). Then, on SQLite and PostgreSQL:
+
+- right after the kill, what is stored is consistent: every invoice has all its lines, every ledger spend
+  belongs to a stored invoice and the invoices' credits equal the spends, done work items have invoices;
+- a re-run completes, and invoices (totals, lines, numbers once finalized in the same order) and ledger
+  spends are identical to those of a clean run on an identical copy of the data.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, func, select
+
+from invoicing.customer import CustomerDefinition, create_customer
+from invoicing.invoice import finalize_invoice, list_invoices
+from invoicing.ledger import Grant, Ledger
+from invoicing.ledger.tables import ledger_accounts, ledger_transfers
+from invoicing.run import run_cycle
+from invoicing.subscription import create_subscription
+from invoicing.tables import customers, invoice_lines, invoice_run_items, invoices
+from metering.tenant import get_tenant
+from tally.db import make_engine, upgrade
+from tests.conftest import make_tenant
+from tests.invoicing.conftest import T0, flat, publish, write_events
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+FEB = datetime(2026, 2, 1, tzinfo=UTC)
+CUSTOMERS = 120  # x 3 due items (Jan fee, Jan usage, Feb fee) = 360 invoices
+EXPECTED = CUSTOMERS * 3
+GRADUATED = {"model": "graduated", "tiers": [{"up_to": "5", "unit_amount": "0.10"},
+                                             {"up_to": None, "unit_amount": "0.035"}]}  # fmt: skip
+
+DRIVER = """
+import sys
+from datetime import UTC, datetime
+from metering.tenant import get_tenant
+from invoicing.run import run_cycle
+from tally.db import make_engine
+
+engine = make_engine(sys.argv[1])
+tid = get_tenant(engine, "acme").id
+
+def progress(done, total):
+    print(f"progress {done} {total}", flush=True)
+
+summary = run_cycle(engine, tid, datetime(2026, 2, 1, tzinfo=UTC), progress, batch_size=1)
+print(f"finished {summary.created}", flush=True)
+"""
+
+
+def prepare(engine: Engine) -> None:
+    """The same data every time: customers on a flat + graduated plan, usage, and grants for some."""
+    upgrade(engine)
+    tid = make_tenant(engine, "acme").tenant_id
+    publish(engine, tid, "pro", [
+        {"code": "base", "kind": "flat", "price": flat("30")},
+        {"code": "calls", "kind": "usage", "meter": "api_calls", "price": GRADUATED},
+    ])  # fmt: skip
+    ledger = Ledger(engine, tid, clock=lambda: T0)
+    events: list[tuple[str, str, str, datetime, int, str | None]] = []
+    for k in range(CUSTOMERS):
+        ext = f"c{k:03d}"
+        create_customer(engine, tid, CustomerDefinition(external_id=ext, timezone="UTC"), T0)
+        create_subscription(engine, tid, ext, "pro", T0)
+        events += [(f"{ext}-{n}", ext, "api_calls", T0 + timedelta(minutes=n), 1, None) for n in range(k % 13)]
+        if k % 3 == 0:  # a grant that pays part of the invoices: spends must be neither lost nor doubled
+            ledger.grant(Grant(f"g-{ext}", ext, 1000 + 7 * k, "USD", kind="promotional", effective_at_us=0))
+    write_events(engine, tid, events)
+
+
+def consistent(engine: Engine, tid: int) -> int:
+    """After a kill: everything stored is whole. Returns the number of invoices stored."""
+    with engine.connect() as conn:
+        invs = conn.execute(
+            select(invoices.c.id, invoices.c.idempotency_key, invoices.c.total, invoices.c.credits_applied).where(
+                invoices.c.tenant_id == tid
+            )
+        ).all()
+        sums = dict(
+            conn.execute(
+                select(invoice_lines.c.invoice_id, func.sum(invoice_lines.c.amount)).group_by(
+                    invoice_lines.c.invoice_id
+                )
+            ).all()
+        )
+        spent = conn.execute(
+            select(func.coalesce(func.sum(ledger_transfers.c.amount), 0)).where(
+                ledger_transfers.c.tenant_id == tid, ledger_transfers.c.code == "spend"
+            )
+        ).scalar_one()
+        done = conn.execute(
+            select(invoice_run_items.c.invoice_id).where(invoice_run_items.c.status == "done")
+        ).scalars().all()  # fmt: skip
+    for r in invs:
+        assert sums.get(r.id) == r.total, f"invoice {r.id} is missing lines"
+    assert sum(int(r.credits_applied) for r in invs) == int(spent), "ledger spends without their invoice (or back)"
+    assert set(done) <= {r.id for r in invs} and len(done) == len(set(done))
+    return len(invs)
+
+
+def fingerprint(engine: Engine, tid: int) -> list[Any]:
+    """Invoices by key with totals, lines and numbers (finalized in key order), and the ledger's spends."""
+    invs = sorted(list_invoices(engine, tid, limit=10_000), key=lambda i: i.key)
+    for inv in invs:
+        finalize_invoice(engine, tid, inv.id or 0, FEB)
+    with engine.connect() as conn:
+        ext = dict(conn.execute(select(customers.c.id, customers.c.external_id)).all())
+        a = ledger_accounts.c
+        names = {
+            int(r.id): (r.kind, r.customer, r.peer) for r in conn.execute(select(a.id, a.kind, a.customer, a.peer))
+        }
+        t = ledger_transfers.c
+        spends = sorted(
+            (r.transfer_id, names[int(r.debit_account_id)], names[int(r.credit_account_id)], int(r.amount), r.ts_us)
+            for r in conn.execute(
+                select(t.transfer_id, t.debit_account_id, t.credit_account_id, t.amount, t.ts_us).where(
+                    t.tenant_id == tid, t.code == "spend"
+                )
+            )
+        )
+    rows = [
+        (i.key, ext[i.customer_id], i.kind, i.status, i.number, i.subtotal, i.tax, i.credits_applied, i.total,
+         tuple((ln.position, ln.kind, ln.charge_code, str(ln.quantity), ln.unit_price, ln.amount, ln.amount_exact)
+               for ln in i.lines))
+        for i in sorted(list_invoices(engine, tid, limit=10_000), key=lambda i: i.key)
+    ]  # fmt: skip
+    return [rows, spends]
+
+
+def kill_mid_run(url: str, seed: int, log: Path) -> int:
+    """Start the driver, SIGKILL it after a random number of committed invoices plus a random delay;
+    returns how many progress reports it made. Fails if it finished before the kill."""
+    rng = random.Random(seed)
+    after = rng.randint(3, EXPECTED // 3)
+    delay = rng.uniform(0, 0.03)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    with log.open("w") as err:
+        proc = subprocess.Popen([sys.executable, "-c", DRIVER, url], stdout=subprocess.PIPE, stderr=err, text=True,
+                                cwd=REPO, env=env)  # fmt: skip
+        assert proc.stdout is not None
+        seen = 0
+        try:
+            for line in proc.stdout:
+                if line.startswith("progress") and int(line.split()[1]) > 0:
+                    seen += 1
+                    if seen >= after:
+                        time.sleep(delay)
+                        proc.send_signal(signal.SIGKILL)
+                        break
+                if line.startswith("finished"):
+                    break
+        finally:
+            if proc.poll() is None and seen < after:
+                proc.kill()
+            code = proc.wait(timeout=60)
+    assert code == -signal.SIGKILL, f"driver exited {code} before the kill:\n{log.read_text()}"
+    return seen
+
+
+@pytest.fixture
+def backend_urls(db_url: str, tmp_path: Path, pg_admin_engine: Engine | None) -> Any:
+    """A factory of database URLs holding identical prepared data: SQLite copies one prepared file,
+    PostgreSQL prepares a fresh schema for each (the `db_url` schema first)."""
+    import uuid
+
+    from sqlalchemy import text
+
+    made: list[str] = []
+    if db_url.startswith("sqlite"):
+        template = tmp_path / "template.db"
+        eng = make_engine(f"sqlite:///{template}")
+        prepare(eng)
+        eng.dispose()
+
+        def sqlite_copy(name: str) -> str:
+            target = tmp_path / f"{name}.db"
+            shutil.copyfile(template, target)
+            return f"sqlite:///{target}"
+
+        yield sqlite_copy
+        return
+    assert pg_admin_engine is not None
+    base = os.environ["TALLY_TEST_POSTGRES_URL"]
+    sep = "&" if "?" in base else "?"
+
+    def pg_schema(name: str) -> str:
+        schema = f"c_{uuid.uuid4().hex[:12]}"
+        with pg_admin_engine.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        made.append(schema)
+        url = f"{base}{sep}options=-csearch_path%3D{schema}"
+        eng = make_engine(url)
+        prepare(eng)
+        eng.dispose()
+        return url
+
+    yield pg_schema
+    with pg_admin_engine.begin() as conn:
+        for schema in made:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+
+
+def test_kill_9_then_rerun_equals_clean_run(backend_urls: Any, db_url: str, tmp_path: Path) -> None:
+    seeds = [11, 23, 42] if db_url.startswith("sqlite") else [7, 19]
+    clean_url = backend_urls("clean")
+    clean = make_engine(clean_url)
+    tid = get_tenant(clean, "acme").id
+    summary = run_cycle(clean, tid, FEB)
+    assert (summary.created, summary.completed) == (EXPECTED, True)
+    expected = fingerprint(clean, tid)
+    clean.dispose()
+    assert len(expected[0]) == EXPECTED and expected[1]  # some spends happened
+    for seed in seeds:
+        url = backend_urls(f"seed{seed}")
+        seen = kill_mid_run(url, seed, tmp_path / f"driver-{seed}.log")
+        engine = make_engine(url)
+        try:
+            stored = consistent(engine, tid)
+            assert 0 < stored < EXPECTED and stored >= seen  # killed mid-run, nothing committed was lost
+            resumed = run_cycle(engine, tid, FEB)
+            assert resumed.completed and resumed.created == EXPECTED - stored and not resumed.failed
+            assert fingerprint(engine, tid) == expected, f"seed {seed}: re-run differs from the clean run"
+        finally:
+            engine.dispose()
