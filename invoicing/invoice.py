@@ -277,20 +277,15 @@ class BulkInsert:
         if not rows:
             return
         if self.procs:
-            out = []
-            for row in rows:
-                r = list(row)
-                for k, proc, memo in self.procs:
-                    v = r[k]
-                    if v is not None:
-                        try:
-                            r[k] = memo[v]
-                        except KeyError:
-                            r[k] = memo[v] = proc(v)
-                        except TypeError:  # unhashable: not memoised
-                            r[k] = proc(v)
-                out.append(tuple(r))
-            rows = out
+            cols: list[Any] = list(zip(*rows, strict=True))
+            for k, proc, memo in self.procs:
+                try:
+                    cols[k] = [
+                        None if v is None else memo[v] if v in memo else memo.setdefault(v, proc(v)) for v in cols[k]
+                    ]
+                except TypeError:  # an unhashable value: not memoised
+                    cols[k] = [None if v is None else proc(v) for v in cols[k]]
+            rows = list(zip(*cols, strict=True))
         self.conn.exec_driver_sql(self.sql, rows)
 
 
@@ -307,8 +302,8 @@ def allocate_ids(conn: Connection, table: Any, n: int) -> list[int]:
     return sorted(int(x) for x in conn.exec_driver_sql(query).scalars())
 
 
-def _dumps(value: dict[str, Any]) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+_dumps = _ENCODER.encode  # json.dumps(value, sort_keys=True, separators=(",", ":")), one encoder
 
 
 def write_drafts_totals(

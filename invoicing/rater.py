@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from fractions import Fraction
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -47,7 +48,7 @@ from rating.quoting import quote
 from rating.rounding import EXACT, RoundingMode, round_decimal, round_scaled
 from rating.sla import SlaCreditPrice
 from rating.table import KernelPrice, PriceTable
-from rating.tiers import GraduatedPrice, VolumePrice
+from rating.tiers import GraduatedPrice, VolumePrice, graduated_lines, volume_lines
 from rating.unit import currency as currency_unit
 
 KERNEL_LEAVES = (PerUnitPrice, PackagePrice, GraduatedPrice, VolumePrice)
@@ -128,6 +129,7 @@ def _minor(amount: Decimal, scale: int, mode: RoundingMode = RoundingMode.HALF_E
     return int(round_decimal(amount, scale, mode).scaleb(scale))
 
 
+@lru_cache(maxsize=1 << 16)
 def _iso(t: datetime) -> str:
     return utc(t).isoformat()
 
@@ -161,7 +163,15 @@ class Rater:
         self._prices: dict[tuple[int, int], Price] = {}
         self._tables: dict[int, tuple[PriceTable, dict[int, int]] | None] = {}
         self._meters: dict[str, Meter] = {m.code: m for m in list_meters(engine, tenant_id)}
-        self._usage: dict[tuple[datetime, datetime], dict[tuple[str, str], list[tuple[str, _Usage]]]] = {}
+        # window → customer → [(meter, group key, units, scale, events)]
+        self._usage: dict[tuple[datetime, datetime], dict[str, list[tuple[str, str, int, int, int]]]] = {}
+        self._flat_cache: dict[tuple[Any, ...], tuple[int, str, dict[str, Any], str]] = {}
+        self._span_json: dict[tuple[Span, ...], str] = {}
+        self._window_json: dict[tuple[tuple[datetime, datetime], ...], str] = {}
+        self._unit_prices: dict[int, tuple[Price, str | None]] = {}
+        self._rows: dict[tuple[int, int, str | None], int] = {}
+        self._specs: dict[int, tuple[Any, ...]] = {}
+        self._by_timing: dict[tuple[int, str], list[tuple[int, Charge]]] = {}
         self._customers: dict[int, tuple[str, str]] = {}
         with engine.connect() as conn:
             self._tax = {
@@ -246,30 +256,50 @@ class Rater:
                 out.append((s.start, end))
         return out
 
-    def _window(self, window: tuple[datetime, datetime]) -> dict[tuple[str, str], list[tuple[str, _Usage]]]:
+    def _window(self, window: tuple[datetime, datetime]) -> dict[str, list[tuple[str, str, int, int, int]]]:
         found = self._usage.get(window)
         if found is None:
             cols = period_columns(self.engine, self.tenant_id, window[0], window[1])
             found = {}
             units, scales, events = cols.units.tolist(), cols.scales.tolist(), cols.events.tolist()
+            names: dict[str, str] = {}  # one string object per meter / group key
             for i, (cust, meter, gk) in enumerate(zip(cols.customers, cols.meters, cols.group_keys, strict=True)):
-                found.setdefault((cust, meter), []).append((gk, _Usage(units[i], scales[i], events[i])))
+                row = (names.setdefault(meter, meter), names.setdefault(gk, gk), units[i], scales[i], events[i])
+                rows = found.get(cust)
+                if rows is None:
+                    found[cust] = [row]
+                else:
+                    rows.append(row)
+            del cols
             self._usage[window] = found
         return found
+
+    def _item_usage_all(
+        self, item: DueItem, windows: list[tuple[datetime, datetime]]
+    ) -> dict[str, dict[str, _Usage]]:
+        """Usage of every meter over the item's spans, per group key, spans combined by aggregation
+        (rows of one window keep their (meter, group key) order)."""
+        out: dict[str, dict[str, _Usage]] = {}
+        for window in windows:
+            for meter, gk, units, scale, events in self._window(window).get(item.customer_external_id, ()):
+                combined = out.get(meter)
+                if combined is None:
+                    combined = out[meter] = {}
+                prev = combined.get(gk)
+                u = _Usage(units, scale, events)
+                if prev is None:
+                    combined[gk] = u
+                else:
+                    m = self._meters.get(meter)
+                    combined[gk] = _combine(m.aggregation if m else Aggregation.SUM, prev, u)
+        return out
 
     def _item_usage(
         self, item: DueItem, meter: str, clip: datetime | None
     ) -> tuple[dict[str, _Usage], list[tuple[datetime, datetime]]]:
         """Usage of one meter over the item's spans, per group key, spans combined by aggregation."""
         windows = self._windows(item, clip)
-        m = self._meters.get(meter)
-        agg = m.aggregation if m else Aggregation.SUM
-        combined: dict[str, _Usage] = {}
-        for window in windows:
-            for gk, u in self._window(window).get((item.customer_external_id, meter), []):
-                prev = combined.get(gk)
-                combined[gk] = u if prev is None else _combine(agg, prev, u)
-        return combined, windows
+        return self._item_usage_all(item, windows).get(meter, {}), windows
 
     # -- rating -------------------------------------------------------------------------------------------
     def draft(self, items: Sequence[DueItem], clip: datetime | None = None) -> list[DraftInvoice]:
@@ -281,6 +311,11 @@ class Rater:
         for item in items:
             plan = self.plan(item.plan_version_id)
             tax = self.tax_rate(item.customer_id)
+            charges = self._by_timing.get((plan.id, item.timing))
+            if charges is None:
+                charges = self._by_timing[(plan.id, item.timing)] = [
+                    (i, c) for i, c in enumerate(plan.charges) if c.billing == item.timing
+                ]
             draft = DraftInvoice(
                 key=item.key, subscription_id=item.subscription_id, customer_id=item.customer_id,
                 customer_external_id=item.customer_external_id, plan_version_id=plan.id, currency=plan.currency,
@@ -288,13 +323,15 @@ class Rater:
                 span_start=item.spans[0].start, span_end=item.spans[-1].end, due_at=item.due_at,
                 tax_region=tax.region, tax_rate=tax.rate, tax_inclusive=tax.inclusive,
             )  # fmt: skip
-            for i, charge in enumerate(plan.charges):
-                if charge.billing != item.timing:
-                    continue
+            usage: tuple[dict[str, dict[str, _Usage]], list[tuple[datetime, datetime]], str] | None = None
+            for i, charge in charges:
                 if charge.kind == "flat":
                     draft.lines.append(self._flat_line(item, plan, i, charge))
                 else:
-                    self._usage_lines(item, plan, i, charge, clip, draft.lines, jobs)
+                    if usage is None:
+                        windows = self._windows(item, clip)
+                        usage = (self._item_usage_all(item, windows), windows, self._lineage_json(item, windows))
+                    self._usage_lines(item, plan, i, charge, clip, draft.lines, jobs, usage)
             drafts.append(draft)
         self._run_kernels(jobs)
         for item, draft in zip(items, drafts, strict=True):
@@ -302,21 +339,47 @@ class Rater:
         return drafts
 
     def _flat_line(self, item: DueItem, plan: PlanVersion, index: int, charge: Charge) -> DraftLine:
-        price = self.price(plan.id, index)
-        assert isinstance(price, FlatPrice)
-        fraction = item.fraction(price.proration)
-        scale = currency_unit(plan.currency).scale
-        exact = Fraction(price.amount_per_period) * fraction
-        share = exact * 10**scale
-        amount = round_scaled(share.numerator, share.denominator, price.rounding)
+        # The amount depends only on the price, the period, the spans and the zone: computed once
+        # per distinct (version, charge, period, spans, zone), e.g. once for every whole-period item.
+        key = (plan.id, index, item.period, item.spans, item.timezone)
+        found = self._flat_cache.get(key)
+        if found is None:
+            price = self.price(plan.id, index)
+            assert isinstance(price, FlatPrice)
+            fraction = item.fraction(price.proration)
+            scale = currency_unit(plan.currency).scale
+            exact = Fraction(price.amount_per_period) * fraction
+            share = exact * 10**scale
+            amount = round_scaled(share.numerator, share.denominator, price.rounding)
+            detail = {"model": "flat", "proration": price.proration, "fraction": str(fraction),
+                      "rounding": price.rounding.value, "billing": price.billing}  # fmt: skip
+            found = self._flat_cache[key] = (amount, fraction_text(exact), detail, str(price.amount_per_period))
+        amount, exact_text, detail, unit_price = found
+        spans = self._span_json.get(item.spans)
+        if spans is None:
+            spans = self._span_json[item.spans] = _dumps([[_iso(s.start), _iso(s.end)] for s in item.spans])
+        spans_list = [[_iso(s.start), _iso(s.end)] for s in item.spans]
         return DraftLine(
             kind="charge", charge_code=charge.code, meter=None, group_key="", plan_version_id=plan.id,
             period_start=item.period.start, period_end=item.period.end, quantity_units=1, quantity_scale=0,
-            unit_price=str(price.amount_per_period), amount=amount, amount_exact=fraction_text(exact),
-            detail={"model": "flat", "proration": price.proration, "fraction": str(fraction),
-                    "rounding": price.rounding.value, "billing": price.billing},
-            lineage={"item": item.key, "spans": [[_iso(s.start), _iso(s.end)] for s in item.spans]},
+            unit_price=unit_price, amount=amount, amount_exact=exact_text, detail=dict(detail),
+            lineage={"item": item.key, "spans": spans_list},
+            lineage_json=f'{{"item":{_encode_str(item.key)},"spans":{spans}}}',
         )  # fmt: skip
+
+    def _lineage_json(self, item: DueItem, windows: list[tuple[datetime, datetime]]) -> str:
+        """Canonical JSON of a usage line's lineage without its "events" key (which sorts first)."""
+        key = tuple(windows)
+        found = self._window_json.get(key)
+        if found is None:
+            found = self._window_json[key] = _dumps([[_iso(a), _iso(b)] for a, b in windows])
+        return f'"item":{_encode_str(item.key)},"source":"rollups","windows":{found}}}'
+
+    def _unit_price(self, leaf: Price) -> str | None:
+        found = self._unit_prices.get(id(leaf))
+        if found is None or found[0] is not leaf:
+            found = self._unit_prices[id(leaf)] = (leaf, _unit_price(leaf))
+        return found[1]
 
     def _usage_lines(
         self,
@@ -327,14 +390,19 @@ class Rater:
         clip: datetime | None,
         out: list[DraftLine],
         jobs: list[_KernelJob],
+        usage: tuple[dict[str, dict[str, _Usage]], list[tuple[datetime, datetime]], str] | None = None,
     ) -> None:
         price = self.price(plan.id, index)
         meter = charge.meter or ""
-        rows, windows = self._item_usage(item, meter, clip)
+        if usage is None:
+            windows = self._windows(item, clip)
+            usage = (self._item_usage_all(item, windows), windows, self._lineage_json(item, windows))
+        by_meter, windows, lineage_tail = usage
+        rows = by_meter.get(meter, {})
+        windows_list = [[_iso(a), _iso(b)] for a, b in windows]
         m = self._meters.get(meter)
         agg = m.aggregation if m else Aggregation.SUM
         scale = m.quantity_scale if m else 0
-        lineage = {"item": item.key, "source": "rollups", "windows": [[_iso(a), _iso(b)] for a, b in windows]}
         groups: dict[str | None, _Usage] = {}
         if isinstance(price, DimensionalPrice):
             dim = charge.group_by or price.dimension
@@ -349,15 +417,18 @@ class Rater:
         elif price.model not in NEEDS_MEASUREMENT:
             groups[None] = _Usage(0, scale, 0)
         table = self._table(plan.id) if _columnar(price) else None
-        for value, u in sorted(groups.items(), key=lambda kv: (kv[0] is not None, kv[0] or "")):
+        for value, u in sorted(groups.items(), key=lambda kv: (kv[0] is not None, kv[0] or "")) if len(groups) > 1 \
+                else groups.items():  # fmt: skip
             group_key = "" if value is None else json.dumps({charge.group_by or "": value}, separators=(",", ":"))
             leaf = price.price_for(value) if isinstance(price, DimensionalPrice) else price
             line = DraftLine(
                 kind="sla_credit" if isinstance(price, SlaCreditPrice) else "charge",
                 charge_code=charge.code, meter=meter, group_key=group_key, plan_version_id=plan.id,
                 period_start=item.period.start, period_end=item.period.end, quantity_units=u.units,
-                quantity_scale=u.scale, unit_price=_unit_price(leaf), amount=0, amount_exact="0",
-                detail={"model": leaf.model}, lineage={**lineage, "events": u.events},
+                quantity_scale=u.scale, unit_price=self._unit_price(leaf), amount=0, amount_exact="0",
+                detail={"model": leaf.model},
+                lineage={"item": item.key, "source": "rollups", "windows": windows_list, "events": u.events},
+                lineage_json=f'{{"events":{int(u.events)},{lineage_tail}',
             )  # fmt: skip
             out.append(line)
             if table is not None and isinstance(leaf, KERNEL_LEAVES):
@@ -384,7 +455,15 @@ class Rater:
             assert compiled is not None
             table, index = compiled
             qs = table.quantity_scale
-            charge = np.array([table.row(index[j.charge_index], j.value) for j in group], np.int64)
+            rows = self._rows
+            charge_rows = []
+            for j in group:
+                key = (version_id, j.charge_index, j.value)
+                r = rows.get(key)
+                if r is None:
+                    r = rows[key] = table.row(index[j.charge_index], j.value)
+                charge_rows.append(r)
+            charge = np.array(charge_rows, np.int64)
             quantity = np.array([j.units * 10 ** (qs - j.scale) for j in group], np.int64)
             amounts = table.rate_pairs(charge, quantity)
             minor = table.to_minor(amounts)
@@ -395,7 +474,18 @@ class Rater:
                 j.line.detail["rated_by"] = "kernel"
                 if self.explain:
                     q = Decimal(j.units).scaleb(-j.scale)
-                    j.line.detail["lines"] = [x.to_json() for x in j.leaf.breakdown(q)]
+                    j.line.detail["lines"] = [x.to_json() for x in self._breakdown(j.leaf, q)]
+
+    def _breakdown(self, leaf: KernelPrice, q: Decimal) -> tuple[Any, ...]:
+        """`leaf.breakdown(q)`, with the tier specs of graduated / volume prices built once per price."""
+        kind = type(leaf)
+        if kind is GraduatedPrice or kind is VolumePrice:
+            found = self._specs.get(id(leaf))
+            if found is None or found[0] is not leaf:
+                found = self._specs[id(leaf)] = (leaf, leaf.specs())  # type: ignore[union-attr]
+            specs = found[1]
+            return graduated_lines(specs, q) if kind is GraduatedPrice else volume_lines(specs, q)
+        return leaf.breakdown(q)
 
     def _invoice_limits(self, item: DueItem, draft: DraftInvoice) -> None:
         """The version's per-invoice minimum and cap, over the period's charges (see docs/invoicing.md)."""
@@ -439,6 +529,16 @@ class Rater:
                 if charge.billing == "in_advance" and charge.kind == "flat":
                     out.append(self._flat_line(one, plan, i, charge).amount)
         return out
+
+
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+_encode_str = json.encoder.encode_basestring_ascii  # how the encoder above writes a string
+
+
+def _dumps(value: Any) -> str:
+    """Canonical JSON (sorted keys, no spaces), exactly `json.dumps(value, sort_keys=True,
+    separators=(",", ":"))` without building an encoder per call."""
+    return _ENCODER.encode(value)
 
 
 def _s(value: Decimal | None) -> str | None:
