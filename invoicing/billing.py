@@ -238,6 +238,10 @@ def due_periods(
     return out
 
 
+#: Up to this many subscriptions, histories are read by id (`subscription.histories`); above, by tenant.
+IN_LIST_MAX = 900
+
+
 class _Memo:
     """Rows to `Subscription` / `HistoryEntry`, as `subscription_from_row` and `histories` build them,
     with instants and states memoised (a run reads the same few instants millions of times)."""
@@ -285,7 +289,7 @@ def _histories(
 ) -> dict[int, list[HistoryEntry]]:
     """`subscription.histories` for the selected subscriptions, in one query without an IN list
     (a tenant may have millions of subscriptions): same rows, same order (effective_at, id)."""
-    if subscription_id is not None or len(ids) <= 900:
+    if subscription_id is not None or len(ids) <= IN_LIST_MAX:
         return histories(conn, ids)
     h, s = subscription_history.c, subscriptions.c
     out: dict[int, list[HistoryEntry]] = {i: [] for i in ids}
