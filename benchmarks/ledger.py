@@ -21,7 +21,7 @@ from sqlalchemy import Engine
 from benchmarks.harness import Figures, log, main_for, median, percentile
 from benchmarks.ingest import PG_URL_ENV, fresh_database
 from invoicing.ledger import Ledger, Transfer
-from invoicing.ledger.tables import ledger_transfers
+from invoicing.ledger.transfer import _INSERT_COLUMNS
 from metering.tenant import create_tenant
 from tally.db import make_engine, upgrade
 
@@ -57,15 +57,16 @@ def measure(prefix: str, engine: Engine, args: argparse.Namespace) -> Figures:
             rates.append(size / (time.perf_counter() - start))
             assert all(r.ok for r in results)
             rows = [
-                {"tenant_id": tenant.id + 10_000, "transfer_id": t.id, "seq": i,
-                 "debit_account_id": t.debit_account_id, "credit_account_id": t.credit_account_id,
-                 "amount": t.amount, "unit": "USD", "code": t.code,
-                 "reference": "", "flags": 0, "pending_id": None, "timeout_us": None, "ts_us": 0}
+                (tenant.id + 10_000, t.id, i, t.debit_account_id, t.credit_account_id, t.amount, "USD", t.code, "",
+                 0, None, None, 0)
                 for i, t in enumerate(batch)
             ]  # fmt: skip
+            # The same driver-level executemany of tuples the ledger itself uses: an honest floor.
+            mark = "?" if engine.dialect.name == "sqlite" else "%s"
+            sql = f"INSERT INTO ledger_transfers ({', '.join(_INSERT_COLUMNS)}) VALUES ({', '.join([mark] * 13)})"
             start = time.perf_counter()
             with engine.begin() as conn:
-                conn.execute(ledger_transfers.insert(), rows)
+                conn.exec_driver_sql(sql, rows)
             raw_rates.append(size / (time.perf_counter() - start))
         figures[f"{prefix}_batch{size}_transfers_per_s"] = median(rates)
         figures[f"{prefix}_raw_insert_batch{size}_rows_per_s"] = median(raw_rates)

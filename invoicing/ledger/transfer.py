@@ -614,6 +614,26 @@ _INSERT_COLUMNS = (
 )  # fmt: skip
 
 
+_COPY_TYPES = ("int4", "text", "int8", "int4", "int4", "int8", "text", "text", "text", "int2", "text", "int8", "int8")
+
+
+def _copy_transfers(conn: Connection, rows: list[tuple[Any, ...]]) -> None:
+    """PostgreSQL: binary COPY, several times faster than executemany; a duplicate id still surfaces
+    as IntegrityError, so write_transaction's retry-and-see-the-winner logic holds."""
+    import psycopg
+
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        with cursor.copy(f"COPY ledger_transfers ({', '.join(_INSERT_COLUMNS)}) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(_COPY_TYPES)
+            for row in rows:
+                copy.write_row(row)
+    except psycopg.errors.UniqueViolation as exc:
+        raise IntegrityError("COPY ledger_transfers", None, exc) from exc
+    finally:
+        cursor.close()
+
+
 def _write(
     conn: Connection,
     tenant_id: int,
@@ -651,8 +671,11 @@ def _write(
         )  # fmt: skip
     # Driver-level executemany of tuples: SQLAlchemy's per-row parameter processing for a list of dicts
     # cost more than the insert itself.
-    ph = ", ".join(["?" if conn.dialect.name == "sqlite" else "%s"] * len(_INSERT_COLUMNS))
-    conn.exec_driver_sql(f"INSERT INTO ledger_transfers ({', '.join(_INSERT_COLUMNS)}) VALUES ({ph})", rows)
+    if conn.dialect.name == "postgresql":
+        _copy_transfers(conn, rows)
+    else:
+        ph = ", ".join(["?"] * len(_INSERT_COLUMNS))
+        conn.exec_driver_sql(f"INSERT INTO ledger_transfers ({', '.join(_INSERT_COLUMNS)}) VALUES ({ph})", rows)
     if new_pending:
         conn.execute(
             ledger_pending.insert(),

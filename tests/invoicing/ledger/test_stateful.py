@@ -177,7 +177,7 @@ def make_machine(engine: Engine) -> type[RuleBasedStateMachine]:
             self.ids = accts
             self.promo = self.ledger.wallet("c0", "USD", promotional=True)
             self.sync_new_account(self.promo)
-            self.grants: dict[str, tuple[int, int, int | None]] = {}  # id -> (account, priority, expires)
+            self.grants: dict[str, tuple[int, int, int | None, int]] = {}  # id -> (account, priority, expires, since)
             self.n = 0
 
         def now(self) -> int:
@@ -255,7 +255,7 @@ def make_machine(engine: Engine) -> type[RuleBasedStateMachine]:
                 self.model.accounts[p.credit].cpn -= p.amount
                 p.state = "expired"
             assert sorted(self.ledger.expire_pending()) == due
-            for _gid, (aid, _, expires) in sorted(self.grants.items()):
+            for _gid, (aid, _, expires, _) in sorted(self.grants.items()):
                 a = self.model.accounts[aid]
                 left = a.cp - a.dp - a.dpn
                 if expires is not None and expires <= now and left > 0:
@@ -271,14 +271,14 @@ def make_machine(engine: Engine) -> type[RuleBasedStateMachine]:
             self.sync_new_account(info.account_id)
             self.model.accounts[info.account_id].cp += amount
             self.model.accounts[self.ids[7]].dp += amount
-            self.grants[gid] = (info.account_id, priority, exp)
+            self.grants[gid] = (info.account_id, priority, exp, self.now())
 
         @rule(amount=st.integers(1, 2_500))
         def spend(self, amount: int) -> None:
             now = self.now()
-            live = [
-                (pr, exp is None, exp or 0, gid, aid)
-                for gid, (aid, pr, exp) in self.grants.items()
+            live = [  # the ledger's draw order: priority, expiry (never last), then effective time, then id
+                (pr, exp is None, exp or 0, eff, gid, aid)
+                for gid, (aid, pr, exp, eff) in self.grants.items()
                 if exp is None or exp > now
             ]
             sources = [aid for *_, aid in sorted(live)] + [
