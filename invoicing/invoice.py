@@ -35,14 +35,17 @@ from invoicing.ledger.grant import spend
 from invoicing.ledger.tables import ledger_accounts
 from invoicing.ledger.transfer import write_transaction
 from invoicing.period import BillingCycle, floor_quarter_hour, stored_utc, utc
-from invoicing.rater import DraftInvoice, DraftLine, Rater, TaxRate, tax_amount
+from invoicing.rater import DraftInvoice, DraftLine, Rater, TaxRate, points_money, tax_amount
 from invoicing.subscription import list_subscriptions
 from invoicing.tables import invoice_counters, invoice_lines, invoices, tax_rates
 from metering.errors import FailedPrecondition, InvalidArgument, NotFound
+from rating.points_price import PointsPrice
 from rating.unit import currency as currency_unit
 
 STATUSES = ("draft", "finalized", "paid", "void")
-LINE_KINDS = ("charge", "minimum_true_up", "cap_adjustment", "credit", "sla_credit", "tax", "proration_adjustment")
+LINE_KINDS = (
+    "charge", "minimum_true_up", "cap_adjustment", "credit", "points", "sla_credit", "tax", "proration_adjustment",
+)  # fmt: skip
 
 
 # --- read models --------------------------------------------------------------------------------------------
@@ -177,6 +180,43 @@ def customers_with_funds(conn: Connection, tenant_id: int, customers: Sequence[s
     return out
 
 
+def _apply_points(conn: Connection, tenant_id: int, draft: DraftInvoice, period: tuple[datetime, datetime]) -> int:
+    """Draw points-priced charges from the customer's points wallets (grants first, by the ledger's order);
+    each draw becomes a `points` credit line worth the same money as the points it paid. Returns the money
+    credited, in minor units. What the wallet cannot cover stays on the invoice as money."""
+    scale = currency_unit(draft.currency).scale
+    at_us = int(utc(draft.due_at).timestamp()) * 1_000_000
+    credited = 0
+    charges = [ln for ln in draft.lines if ln.kind == "charge" and "points_unit" in ln.detail]
+    for k, ln in enumerate(charges):
+        d = ln.detail
+        want = int(d["points_charged"])
+        if want <= 0:
+            continue
+        s = spend(conn, tenant_id, f"{spend_base(tenant_id, draft.key)}-pts{k}", draft.customer_external_id, want,
+                  d["points_unit"], ln.charge_code, at_us, partial=True)  # fmt: skip
+        if not s.total:
+            continue
+        price = PointsPrice(points_unit=d["points_unit"], points_scale=int(d["points_scale"]),
+                            conversion_rate=Decimal(d["conversion_rate"]), price={"model": "per_unit",
+                            "unit_amount": "0"})  # fmt: skip
+        money = points_money(price, s.total, scale)
+        credited += money
+        draft.lines.append(
+            DraftLine(
+                kind="points", charge_code=ln.charge_code, meter=ln.meter, group_key=ln.group_key,
+                plan_version_id=ln.plan_version_id, period_start=period[0], period_end=period[1],
+                quantity_units=s.total, quantity_scale=int(d["points_scale"]), unit_price=d["conversion_rate"],
+                amount=-money, amount_exact=str(-money),
+                detail={"spend_id": s.id, "points_unit": d["points_unit"], "points_paid": s.total,
+                        "draws": [{"grant": x.grant_id, "account": x.account_id, "amount": x.amount}
+                                  for x in s.draws]},
+                lineage={"item": draft.key, "rule": "ledger_points_spend"},
+            )
+        )  # fmt: skip
+    return credited
+
+
 def _settle(conn: Connection, tenant_id: int, draft: DraftInvoice, funded: bool) -> tuple[int, int, int, int]:
     """Add tax and credit lines to the draft (credits drawn from the ledger now); (subtotal, tax, credits, total)."""
     subtotal = draft.subtotal
@@ -197,11 +237,20 @@ def _settle(conn: Connection, tenant_id: int, draft: DraftInvoice, funded: bool)
             )
         )  # fmt: skip
     due = subtotal + (0 if rate.inclusive else tax)
-    credits = 0
-    if funded and due > 0 and first is not None:
+    credits = _apply_points(conn, tenant_id, draft, period) if due > 0 else 0
+    if funded and due > credits and first is not None:
         base = spend_base(tenant_id, draft.key)
         at_us = int(utc(draft.due_at).timestamp()) * 1_000_000
-        payable = [(ln.charge_code, ln.amount) for ln in draft.lines if ln.amount > 0 and ln.kind != "credit"]
+        paid_in_points: dict[tuple[str, str], int] = {}
+        for ln in draft.lines:
+            if ln.kind == "points":
+                key = (ln.charge_code, ln.group_key)
+                paid_in_points[key] = paid_in_points.get(key, 0) - ln.amount
+        payable = [
+            (ln.charge_code, ln.amount - paid_in_points.pop((ln.charge_code, ln.group_key), 0))
+            for ln in draft.lines
+            if ln.amount > 0 and ln.kind not in ("credit", "points")
+        ]
         for k, (code, amount) in enumerate(payable):
             want = min(amount, due - credits)
             if want <= 0:
@@ -524,7 +573,7 @@ def _billed(
     live = [int(r.id) for r in rows if r.status != "void"]
     billed: dict[tuple[str, str, str], tuple[int, DraftLine | None]] = {}
     for lr in conn.execute(select(invoice_lines).where(invoice_lines.c.invoice_id.in_(live or [-1]))):
-        if lr.kind in ("tax", "credit"):
+        if lr.kind in ("tax", "credit", "points"):
             continue
         kind = "charge" if lr.kind == "proration_adjustment" else lr.kind
         ident = (kind, lr.charge_code, lr.group_key)

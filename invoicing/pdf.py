@@ -231,12 +231,19 @@ def line_rows(doc: InvoiceDocument, ln: InvoiceLine) -> list[Row]:
             f"billed {format_minor(int(detail['billed']), scale)}, "
             f"now {format_minor(int(detail['recomputed']), scale)}", "", "", "", True,
         ))  # fmt: skip
+    if "points_unit" in detail:  # its breakdown is in points, not money: show the points and their rate
+        points = format_decimal(Decimal(int(detail["points_charged"])).scaleb(-int(detail["points_scale"])))
+        rows.append(Row(
+            f"{points} {detail['points_unit']} at {format_decimal(str(detail['conversion_rate']))} {inv.currency}"
+            " per point", "", "", "", True,
+        ))  # fmt: skip
+        return rows
     for t in detail.get("lines") or []:
         if not isinstance(t, dict):
             continue
         label = str(t.get("label") or "")
         parts = [label] if label else []
-        if "lower" in t:
+        if t.get("lower") is not None:
             parts.append(_tier_range(t))
         flat_amount = str(t.get("flat_amount") or "0")
         if Decimal(flat_amount):
@@ -256,7 +263,7 @@ def table_rows(doc: InvoiceDocument) -> list[Row]:
     """Rows of the lines table: every line except tax and credits (shown in the totals block)."""
     out: list[Row] = []
     for ln in doc.invoice.lines:
-        if ln.kind not in ("tax", "credit"):
+        if ln.kind not in ("tax", "credit", "points"):
             out += line_rows(doc, ln)
     return out
 
@@ -288,6 +295,10 @@ def credit_notes(doc: InvoiceDocument) -> list[str]:
     out = []
     scale = doc.invoice.scale
     for ln in doc.invoice.lines:
+        if ln.kind == "points":
+            unit = ln.detail.get("points_unit", "points")
+            out.append(f"{ln.quantity} {unit} paid {format_minor(-ln.amount, scale)} of {ln.charge_code}")
+            continue
         if ln.kind != "credit":
             continue
         for d in ln.detail.get("draws") or []:

@@ -43,6 +43,7 @@ from rating.errors import RatingError
 from rating.flat import FlatPrice
 from rating.package import PackagePrice
 from rating.per_unit import PerUnitPrice
+from rating.points_price import PointsPrice
 from rating.price import Price
 from rating.quoting import quote
 from rating.rounding import EXACT, RoundingMode, round_decimal, round_scaled
@@ -440,8 +441,11 @@ class Rater:
                 out.extend(_commitment_lines(line, leaf, q, ccy))
                 continue
             result = quote(price, q, dimension=value) if isinstance(price, DimensionalPrice) else quote(leaf, q)
-            line.amount_exact = str(result.amount)
-            line.amount = _minor(result.amount, ccy)
+            if isinstance(leaf, PointsPrice):
+                _points_line(line, leaf, result.amount, ccy)
+            else:
+                line.amount_exact = str(result.amount)
+                line.amount = _minor(result.amount, ccy)
             line.detail["rated_by"] = "reference"
             if self.explain:
                 line.detail["lines"] = [x.to_json() for x in result.lines]
@@ -571,6 +575,36 @@ def _unit_price(price: Price) -> str | None:
     return None
 
 
+def points_money(price: PointsPrice, points_scaled: int, scale: int) -> int:
+    """Minor units of money worth `points_scaled` points (scaled by the price's points_scale), half-even.
+
+    The same function prices the charge and the points that pay it, so a charge paid in full in points
+    nets to exactly zero."""
+    value = EXACT.multiply(Decimal(points_scaled).scaleb(-price.points_scale), price.conversion_rate)
+    return _minor(value, scale)
+
+
+def _points_line(line: DraftLine, price: PointsPrice, cost: Decimal, scale: int) -> None:
+    """A points-priced charge: the cost in points, rounded once by the price's rule to its points scale,
+    is what the wallet is asked for; the line bills its money value, and the invoice's settlement draws
+    the points from the customer's points wallet and credits their money value back."""
+    charged = round_decimal(cost, price.points_scale, price.rounding)
+    points_scaled = int(charged.scaleb(price.points_scale))
+    line.amount = points_money(price, points_scaled, scale)
+    line.amount_exact = str(EXACT.multiply(charged, price.conversion_rate))
+    line.detail.update(
+        {
+            "points_unit": price.points_unit,
+            "points_scale": price.points_scale,
+            "points_cost": str(cost),
+            "points_charged": points_scaled,
+            "conversion_rate": str(price.conversion_rate),
+            "points_rounding": price.rounding.value,
+        }
+    )
+    line.detail_json = None
+
+
 def _combine(agg: Aggregation, a: _Usage, b: _Usage) -> _Usage:
     events = a.events + b.events
     if agg is Aggregation.MAX:
@@ -612,4 +646,4 @@ def _commitment_lines(line: DraftLine, price: MinimumCommitmentPrice, q: Decimal
     return extra
 
 
-__all__ = ["DraftInvoice", "DraftLine", "Rater", "TaxRate", "fraction_text", "tax_amount"]
+__all__ = ["DraftInvoice", "DraftLine", "Rater", "TaxRate", "fraction_text", "points_money", "tax_amount"]

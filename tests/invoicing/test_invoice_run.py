@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import io
 import random
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
+from pypdf import PdfReader
 from sqlalchemy import Engine, func, select
 
 from invoicing.customer import CustomerDefinition, create_customer, get_customer_by_id
 from invoicing.invoice import Invoice, list_invoices, set_tax_rate
 from invoicing.ledger import Grant, Ledger
 from invoicing.ledger.tables import ledger_transfers
+from invoicing.pdf import render_invoice_pdf
 from invoicing.run import InjectedFailure, run_cycle
 from invoicing.subscription import change_plan, create_subscription
 from invoicing.tables import invoice_lines, invoices
@@ -40,8 +43,8 @@ def by_key(engine: Engine, tid: int) -> dict[str, Invoice]:
 
 def check_totals(inv: Invoice) -> None:
     assert inv.total == sum(ln.amount for ln in inv.lines)
-    assert inv.subtotal == sum(ln.amount for ln in inv.lines if ln.kind not in ("tax", "credit"))
-    assert inv.credits_applied == -sum(ln.amount for ln in inv.lines if ln.kind == "credit")
+    assert inv.subtotal == sum(ln.amount for ln in inv.lines if ln.kind not in ("tax", "credit", "points"))
+    assert inv.credits_applied == -sum(ln.amount for ln in inv.lines if ln.kind in ("credit", "points"))
 
 
 def test_usage_graduated_and_flat_in_advance(engine: Engine, tenant: TenantKey, customer: str) -> None:
@@ -275,3 +278,29 @@ def test_interrupted_run_then_rerun_equals_clean_run(engine: Engine, tenant: Ten
             select(func.count()).select_from(invoice_lines.join(invoices)).where(invoices.c.tenant_id == tid)
         ).scalar_one()
     assert n_lines == 18  # every invoice once, with its lines once
+
+
+def test_points_priced_charge_is_paid_from_the_points_wallet(engine: Engine, tenant: TenantKey, customer: str) -> None:
+    """500 points of usage, 300 in the wallet: the points pay $15 of the $25 line; the rest is owed in money."""
+    tid = tenant.tenant_id
+    ledger = Ledger(engine, tid)
+    ledger.define_points_unit("pts", 0)
+    ledger.top_up("buy-points", customer, 300, "pts")
+    points_price = {"model": "points", "points_unit": "pts", "conversion_rate": "0.05", "currency": "USD",
+                    "price": {"model": "per_unit", "unit_amount": "2"}}  # fmt: skip
+    publish(engine, tid, "credits", [{"code": "calls", "kind": "usage", "meter": "api_calls", "price": points_price}])
+    create_subscription(engine, tid, customer, "credits", T0)
+    write_events(engine, tid, calls(250))
+    run_cycle(engine, tid, FEB)
+    (inv,) = list_invoices(engine, tid)
+    assert shape(inv) == [("charge", "calls", 2500), ("points", "calls", -1500)]
+    assert (inv.subtotal, inv.credits_applied, inv.total) == (2500, 1500, 1000)
+    check_totals(inv)
+    assert inv.lines[0].detail["points_charged"] == 500 and inv.lines[1].quantity == Decimal(300)
+    assert ledger.balance(ledger.wallet(customer, "pts")).balance == 0
+    pdf = PdfReader(io.BytesIO(render_invoice_pdf(engine, tid, inv.id)))
+    pdf_text = "".join(page.extract_text() for page in pdf.pages)
+    assert "500 pts at 0.05 USD per point" in pdf_text and "300 pts paid 15.00 of calls" in pdf_text
+    run_cycle(engine, tid, FEB + timedelta(hours=1))  # a re-run draws no more points
+    assert ledger.balance(ledger.wallet(customer, "pts")).balance == 0
+    assert [i.total for i in list_invoices(engine, tid)] == [1000]
