@@ -153,16 +153,18 @@ def raw_gauge(d: MeterDefinition, every: list, start_us: int, end_us: int,
             series.setdefault(region, []).append((r.ts_us, r.event_id, r.value_units))
     total, seen = 0, False
     for points in series.values():
-        value, cursor = 0, start_us
+        value, cursor, part = 0, start_us, 0
         for t, _, units in sorted(points):
             if t >= end_us:
                 break
             if t >= start_us:
-                total += value * (t - cursor)
+                part += value * (t - cursor)
                 cursor, seen = t, True
             value = units
-        total += value * (end_us - cursor)
-    if not total and not seen:
+        part += value * (end_us - cursor)
+        seen = seen or part != 0  # a series held at a non-zero value is usage even if others cancel it out
+        total += part
+    if not seen:
         return None
     assert d.time_unit is not None
     units = round(Fraction(total * 10**GAUGE_EXTRA_SCALE, d.time_unit.microseconds))  # Fraction rounds half-even
