@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import pytest
@@ -13,6 +14,8 @@ from invoicing.ledger import Ledger, Transfer, TransferFlags
 from invoicing.ledger import transfer as transfer_module
 from invoicing.ledger.tables import ledger_accounts, ledger_transfers
 from metering.tenant import create_tenant
+
+_TENANT_NO = itertools.count()
 
 
 @pytest.fixture
@@ -50,7 +53,7 @@ def _state(engine: Engine, tenant_id: int) -> tuple[list[Any], list[Any]]:
 def test_bulk_path_equals_one_by_one(engine: Engine, script: list, monkeypatch: pytest.MonkeyPatch) -> None:
     outcomes = []
     for fast in (True, False):
-        tenant = create_tenant(engine, f"t{len(outcomes)}-{id(script)}-{fast}")
+        tenant = create_tenant(engine, f"bulk-{next(_TENANT_NO)}")  # examples share one database
         led = Ledger(engine, tenant.id)
         wallets = [led.wallet(f"c{i}", "USD") for i in range(4)]
         targets = [led.system_account("revenue", "USD"), led.system_account("expiry", "USD"), wallets[0]]
