@@ -215,22 +215,32 @@ def due_periods(
     span was cut, after `since` is among them, so an invoice run can pass its previous `as_of`.
     """
     at = utc(as_of)
-    query = select_subscriptions(tenant_id).where(subscriptions.c.started_at <= at)
-    if subscription_id is not None:
-        query = query.where(subscriptions.c.id == subscription_id)
-    with engine.connect() as conn:
-        rows = conn.execute(query.order_by(subscriptions.c.id)).all()
-        memo = _Memo()
-        subs = [memo.subscription(r) for r in rows]
-        del rows
-        history = _histories(conn, tenant_id, at, subscription_id, [s.id for s in subs], memo)
-        version_ids = {h.plan_version_id for hs in history.values() for h in hs}
-        version_ids |= {s.pending_plan_version_id for s in subs if s.pending_plan_version_id is not None}
-    plans = {v: get_plan_version_by_id(engine, tenant_id, v) for v in sorted(version_ids)}
     out: list[DueItem] = []
     grid = _Grid()
-    for sub in subs:
-        out += due_items(sub, history[sub.id], plans, at, grid)
+    plans: dict[int, PlanVersion] = {}
+    memo = _Memo()
+    after = 0  # keyset pagination by subscription id: only one page of subscriptions and histories is held
+    with engine.connect() as conn:
+        while True:
+            query = select_subscriptions(tenant_id).where(subscriptions.c.started_at <= at, subscriptions.c.id > after)
+            if subscription_id is not None:
+                query = query.where(subscriptions.c.id == subscription_id)
+            rows = conn.execute(query.order_by(subscriptions.c.id).limit(PAGE)).all()
+            if not rows:
+                break
+            subs = [memo.subscription(r) for r in rows]
+            del rows
+            history = _histories(conn, tenant_id, at, subscription_id, [s.id for s in subs], memo)
+            version_ids = {h.plan_version_id for hs in history.values() for h in hs}
+            version_ids |= {s.pending_plan_version_id for s in subs if s.pending_plan_version_id is not None}
+            for v in sorted(version_ids - plans.keys()):
+                plans[v] = get_plan_version_by_id(engine, tenant_id, v)
+            for sub in subs:
+                out += due_items(sub, history[sub.id], plans, at, grid)
+            after = subs[-1].id
+            if len(subs) < PAGE:
+                break
+            del subs, history
     if since is not None:
         floor = utc(since)
         out = [i for i in out if i.period.end > floor]
@@ -238,8 +248,10 @@ def due_periods(
     return out
 
 
-#: Up to this many subscriptions, histories are read by id (`subscription.histories`); above, by tenant.
+#: Up to this many subscriptions, histories are read by id (`subscription.histories`); above, by id range.
 IN_LIST_MAX = 900
+#: Subscriptions (with their histories) read per page by `due_periods`.
+PAGE = 20_000
 
 
 class _Memo:
@@ -287,8 +299,8 @@ class _Memo:
 def _histories(
     conn: Connection, tenant_id: int, at: datetime, subscription_id: int | None, ids: list[int], memo: _Memo
 ) -> dict[int, list[HistoryEntry]]:
-    """`subscription.histories` for the selected subscriptions, in one query without an IN list
-    (a tenant may have millions of subscriptions): same rows, same order (effective_at, id)."""
+    """`subscription.histories` for the selected subscriptions (one page, ids ascending), in one query
+    without an IN list (a page may be large): same rows, same order (effective_at, id)."""
     if subscription_id is not None or len(ids) <= IN_LIST_MAX:
         return histories(conn, ids)
     h, s = subscription_history.c, subscriptions.c
@@ -296,7 +308,7 @@ def _histories(
     query = (
         select(subscription_history)
         .join(subscriptions, s.id == h.subscription_id)
-        .where(s.tenant_id == tenant_id, s.started_at <= at)
+        .where(s.tenant_id == tenant_id, s.started_at <= at, s.id >= ids[0], s.id <= ids[-1])
         .order_by(h.effective_at, h.id)
     )
     for r in conn.execute(query):

@@ -56,6 +56,8 @@ KERNEL_LEAVES = (PerUnitPrice, PackagePrice, GraduatedPrice, VolumePrice)
 #: Prices that say nothing without a measurement: no usage row, no line.
 NEEDS_MEASUREMENT = ("sla_credit",)
 HUNDRED = Decimal(100)
+#: Customers per filtered usage extract (an IN list: well under every database's bound-parameter limit).
+USAGE_CHUNK = 900
 
 
 @dataclass(slots=True)
@@ -174,6 +176,8 @@ class Rater:
         self._specs: dict[int, tuple[Any, ...]] = {}
         self._by_timing: dict[tuple[int, str], list[tuple[int, Charge]]] = {}
         self._customers: dict[int, tuple[str, str]] = {}
+        # Streaming (`begin_batch`): usage is extracted for these customers only (None: the whole tenant).
+        self._scope: set[str] | None = None
         with engine.connect() as conn:
             self._tax = {
                 r.region: TaxRate(r.region, Decimal(r.rate), bool(r.inclusive))
@@ -242,6 +246,19 @@ class Rater:
         return result
 
     # -- usage ------------------------------------------------------------------------------------------
+    def begin_batch(self, items: Sequence[DueItem], clip: datetime | None = None) -> None:
+        """Streaming: forget every per-item cache (usage, customers, flat amounts, JSON fragments) and
+        load the usage of these items' customers only, so memory follows the batch, not the tenant.
+        Drafts are the same as with a whole-tenant prefetch: a customer's rows are the same rows."""
+        self._usage.clear()
+        self._customers.clear()
+        self._flat_cache.clear()
+        self._span_json.clear()
+        self._window_json.clear()
+        self._scope = {i.customer_external_id for i in items}
+        self.load_customers(i.customer_id for i in items)
+        self.prefetch(items, clip)
+
     def prefetch(self, items: Sequence[DueItem], clip: datetime | None = None) -> None:
         """Load the bulk usage of every span window the items need (one extract per window)."""
         for item in items:
@@ -260,18 +277,24 @@ class Rater:
     def _window(self, window: tuple[datetime, datetime]) -> dict[str, list[tuple[str, str, int, int, int]]]:
         found = self._usage.get(window)
         if found is None:
-            cols = period_columns(self.engine, self.tenant_id, window[0], window[1])
             found = {}
-            units, scales, events = cols.units.tolist(), cols.scales.tolist(), cols.events.tolist()
             names: dict[str, str] = {}  # one string object per meter / group key
-            for i, (cust, meter, gk) in enumerate(zip(cols.customers, cols.meters, cols.group_keys, strict=True)):
-                row = (names.setdefault(meter, meter), names.setdefault(gk, gk), units[i], scales[i], events[i])
-                rows = found.get(cust)
-                if rows is None:
-                    found[cust] = [row]
-                else:
-                    rows.append(row)
-            del cols
+            if self._scope is None:
+                chunks: list[list[str] | None] = [None]
+            else:
+                scope = sorted(self._scope)
+                chunks = [scope[k : k + USAGE_CHUNK] for k in range(0, len(scope), USAGE_CHUNK)]
+            for chunk in chunks:  # chunks partition the customers: each customer's rows keep their order
+                cols = period_columns(self.engine, self.tenant_id, window[0], window[1], customers=chunk)
+                units, scales, events = cols.units.tolist(), cols.scales.tolist(), cols.events.tolist()
+                for i, (cust, meter, gk) in enumerate(zip(cols.customers, cols.meters, cols.group_keys, strict=True)):
+                    row = (names.setdefault(meter, meter), names.setdefault(gk, gk), units[i], scales[i], events[i])
+                    rows = found.get(cust)
+                    if rows is None:
+                        found[cust] = [row]
+                    else:
+                        rows.append(row)
+                del cols
             self._usage[window] = found
         return found
 
@@ -305,6 +328,9 @@ class Rater:
     # -- rating -------------------------------------------------------------------------------------------
     def draft(self, items: Sequence[DueItem], clip: datetime | None = None) -> list[DraftInvoice]:
         """One draft per item, lines rated and rounded (no tax or credit lines yet)."""
+        if self._scope is not None and (missing := {i.customer_external_id for i in items} - self._scope):
+            self._scope |= missing  # outside the batch: widen it, extracting the usage again
+            self._usage.clear()
         self.load_customers(i.customer_id for i in items)
         self.prefetch(items, clip)
         drafts: list[DraftInvoice] = []

@@ -6,7 +6,9 @@
    plus the end of its billed span (a span cut short later is new work: an adjustment).
 2. Workers started for the same (tenant, as_of) share one `invoice_runs` row; the work items are
    inserted once (unique (run, key)).
-3. Usage for every span window is extracted in bulk (`period_columns`, once per distinct window).
+3. Usage is streamed: each claimed batch extracts the usage of its own customers only
+   (`period_columns(..., customers=...)`, once per distinct span window) and drops the previous
+   batch's usage and per-item caches, so memory follows the batch size, not the tenant.
 4. Loop: claim up to `batch_size` pending items in a transaction (`SELECT ... FOR UPDATE SKIP LOCKED`
    on PostgreSQL, so concurrent workers take disjoint batches; SQLite serialises writers with
    `BEGIN IMMEDIATE`), rate them in columnar batches, write each invoice with its lines and its ledger
@@ -34,6 +36,8 @@ from invoicing.rater import DraftInvoice, Rater
 from invoicing.tables import invoice_run_items, invoice_runs, invoices
 
 Progress = Callable[[int, int], None]
+#: Work-item rows per insert when a run registers its items (bounds the transient row lists).
+ADD_CHUNK = 20_000
 
 
 @dataclass(slots=True)
@@ -85,8 +89,16 @@ def _add_items(engine: Engine, run_id: int, items: dict[str, DueItem]) -> None:
 
     def run(conn: Connection) -> None:
         have = set(conn.execute(select(c.item_key).where(c.run_id == run_id)).scalars())
-        rows = [(run_id, k, i.subscription_id, "pending") for k, i in items.items() if k not in have]
-        BulkInsert(conn, invoice_run_items, ("run_id", "item_key", "subscription_id", "status"))(rows)
+        write = BulkInsert(conn, invoice_run_items, ("run_id", "item_key", "subscription_id", "status"))
+        rows: list[tuple[Any, ...]] = []
+        for k, i in items.items():  # in `items` order (the claim order), ADD_CHUNK rows per executemany
+            if k not in have:
+                rows.append((run_id, k, i.subscription_id, "pending"))
+                if len(rows) >= ADD_CHUNK:
+                    write(rows)
+                    rows = []
+        write(rows)
+        del have
         # Failed items are retried by every new invocation.
         conn.execute(update(invoice_run_items).where(c.run_id == run_id, c.status == "failed").values(status="pending"))
 
@@ -135,9 +147,9 @@ def run_cycle(
     run_id = _run_row(engine, tenant_id, at)
     summary = RunSummary(run_id, at, due=len(items))
     _add_items(engine, run_id, items)
+    del due
+    # Streaming: each batch loads its own customers and usage (`Rater.begin_batch`) and drops the last's.
     rater = Rater(engine, tenant_id, explain=explain)
-    rater.load_customers(i.customer_id for i in due)
-    rater.prefetch(due)
     handled = 0
     if progress:
         progress(0, len(items))
@@ -195,6 +207,7 @@ def _batch(
             status[row_id] = ("failed", None, f"{key}: not due as of {at.isoformat()} in this worker")
     present = [(row_id, item) for row_id, item, _ in mine if item is not None]
     originals = _originals(conn, tenant_id, [item.key for _, item in present])
+    rater.begin_batch([item for _, item in present])
     fresh: list[tuple[int, DueItem]] = []
     cut: list[tuple[int, DueItem, Any]] = []
     skipped = 0

@@ -269,21 +269,35 @@ class PeriodColumns:
         return len(self.units)
 
 
-def period_columns(engine: Engine, tenant_id: int, start: datetime, end: datetime) -> PeriodColumns:
+def period_columns(
+    engine: Engine, tenant_id: int, start: datetime, end: datetime, customers: Sequence[str] | None = None
+) -> PeriodColumns:
     """Every (customer, meter, dimension) quantity of [start, end) in a few grouped queries.
 
     Sums are exact or fail: SQLite's sum() raises on integer overflow, PostgreSQL widens to numeric;
     a quantity that does not fit int64 units is refused rather than wrapped. Rows come sorted by
     (meter, customer, group key); a gauge held all period without a new reading still has its row.
+
+    With `customers`, only those customers' rows: exactly the rows of the whole extract whose customer is
+    listed (an invoice run streams its usage batch by batch). Each query then looks rows up by
+    (meter, customer) in the primary key, so the cost follows the customers asked for, not the tenant.
     """
     start_us, end_us = to_us(start), to_us(end)
     _check_range(start_us, end_us)
     by_code = {m.code: m for m in list_meters(engine, tenant_id)}
     gauges = [code for code, m in by_code.items() if m.aggregation is Aggregation.GAUGE]
     r = rollups.c
-    in_period = (r.tenant_id == tenant_id, r.bucket_us >= start_us, r.bucket_us < end_us)
+    in_period: tuple[Any, ...] = (r.tenant_id == tenant_id, r.bucket_us >= start_us, r.bucket_us < end_us)
     keys = (r.meter, r.customer, r.group_key)
+    wanted = None if customers is None else sorted(set(customers))
     with engine.connect() as conn:
+        if wanted is None:
+            not_gauge = r.meter.not_in(gauges)
+        else:
+            in_period += (r.customer.in_(wanted),)
+            # The same rows as `not_in(gauges)`, as an IN list (every meter code the tenant's rollups
+            # hold, found by index probes) so the query seeks by (meter, customer) instead of scanning.
+            not_gauge = r.meter.in_([code for code in _rollup_meters(conn, tenant_id) if code not in gauges])
         grouped = conn.execute(
             select(
                 *keys,
@@ -292,7 +306,7 @@ def period_columns(engine: Engine, tenant_id: int, start: datetime, end: datetim
                 func.min(r.min_units).label("min_units"),
                 func.max(r.max_units).label("max_units"),
             )
-            .where(*in_period, r.meter.not_in(gauges))
+            .where(*in_period, not_gauge)
             .group_by(*keys)
         ).all()
         latest: dict[tuple[str, str, str], int] = {}
@@ -316,15 +330,19 @@ def period_columns(engine: Engine, tenant_id: int, start: datetime, end: datetim
         distinct: dict[tuple[str, str, str], int] = {}
         if any(m.aggregation is Aggregation.UNIQUE_COUNT for m in by_code.values()):
             v = rollup_values.c
+            only: tuple[Any, ...] = ()
+            if wanted is not None:  # only unique_count meters' counts are read below
+                uniques = [code for code, m in by_code.items() if m.aggregation is Aggregation.UNIQUE_COUNT]
+                only = (v.meter.in_(uniques), v.customer.in_(wanted))
             distinct = {
                 (row.meter, row.customer, row.group_key): int(row.n)
                 for row in conn.execute(
                     select(v.meter, v.customer, v.group_key, func.count(v.value.distinct()).label("n"))
-                    .where(v.tenant_id == tenant_id, v.bucket_us >= start_us, v.bucket_us < end_us)
+                    .where(v.tenant_id == tenant_id, v.bucket_us >= start_us, v.bucket_us < end_us, *only)
                     .group_by(v.meter, v.customer, v.group_key)
                 )
             }
-        gauge_rows = _gauge_period(conn, tenant_id, gauges, start_us, end_us) if gauges else {}
+        gauge_rows = _gauge_period(conn, tenant_id, gauges, start_us, end_us, wanted) if gauges else {}
     out: list[tuple[str, str, str, int, int, int]] = []  # meter, customer, group, units, scale, events
     for row in grouped:
         key = (row.meter, row.customer, row.group_key)
@@ -368,15 +386,35 @@ def _fits(value: int, key: tuple[str, str, str]) -> int:
     return value
 
 
+def _rollup_meters(conn: Connection, tenant_id: int) -> list[str]:
+    """Every meter code in the tenant's rollups, one primary-key probe per code (a loose index scan)."""
+    r = rollups.c
+    out: list[str] = []
+    while True:
+        query = select(func.min(r.meter)).where(r.tenant_id == tenant_id)
+        if out:
+            query = query.where(r.meter > out[-1])
+        code = conn.execute(query).scalar_one_or_none()
+        if code is None:
+            return out
+        out.append(code)
+
+
 def _gauge_period(
-    conn: Connection, tenant_id: int, gauges: list[str], start_us: int, end_us: int
+    conn: Connection,
+    tenant_id: int,
+    gauges: list[str],
+    start_us: int,
+    end_us: int,
+    customers: list[str] | None = None,
 ) -> dict[tuple[str, str, str], tuple[int, int]]:
     """(integral in units x us, events) per gauge series with a reading in, or carried into, the period."""
     r = rollups.c
     series = (r.meter, r.customer, r.group_key)
+    only = () if customers is None else (r.customer.in_(customers),)
     last = (
         select(*series, func.max(r.bucket_us).label("bucket_us"))
-        .where(r.tenant_id == tenant_id, r.meter.in_(gauges), r.bucket_us < start_us)
+        .where(r.tenant_id == tenant_id, r.meter.in_(gauges), r.bucket_us < start_us, *only)
         .group_by(*series)
         .subquery()
     )
@@ -396,7 +434,7 @@ def _gauge_period(
     events: dict[tuple[str, str, str], int] = {}
     for row in conn.execute(
         select(*series, r.bucket_us, r.gauge_first_ts_us, r.gauge_integral, r.latest_units, r.events)
-        .where(r.tenant_id == tenant_id, r.meter.in_(gauges), r.bucket_us >= start_us, r.bucket_us < end_us)
+        .where(r.tenant_id == tenant_id, r.meter.in_(gauges), r.bucket_us >= start_us, r.bucket_us < end_us, *only)
         .order_by(*series, r.bucket_us)
     ):
         key = (row.meter, row.customer, row.group_key)
