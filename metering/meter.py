@@ -321,10 +321,16 @@ def group_key(spec: MeterSpec, props: Mapping[str, str]) -> str | None:
     return json.dumps({k: props.get(k, "") for k in spec.group_by}, sort_keys=True, separators=(",", ":"))
 
 
+def _key_bytes_bound(names: tuple[str, ...], props: Mapping[str, str]) -> int:
+    """An upper bound on len(group_key(...).encode()) without building it: names are plain ASCII, and
+    json.dumps escapes a value character to at most 12 bytes (a surrogate pair of \\uXXXX)."""
+    return 2 + sum(len(k) + 6 + 12 * len(props.get(k, "")) for k in names)
+
+
 def dimension_problem(spec: MeterSpec, props: Mapping[str, str]) -> tuple[str, str] | None:
     """(field, reason) when an event's dimension values cannot be rolled up; checked before storing."""
-    if spec.group_by:
-        key = group_key(spec, props)
+    if spec.group_by and _key_bytes_bound(spec.group_by, props) > GROUP_KEY_BYTES_MAX:
+        key = group_key(spec, props)  # exact, only when the cheap bound cannot rule the event in
         if key is not None and len(key.encode()) > GROUP_KEY_BYTES_MAX:
             return (
                 "properties",

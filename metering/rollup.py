@@ -312,23 +312,19 @@ class _Exec:
         self.dialect, self.many, self.query = dialect, many, query
 
 
-def _write(ex: _Exec, tenant_id: int, into: Mapping[Key, Partial], detail: bool) -> None:
-    """Upsert the partials; `detail` when some of them carry distinct values or gauge points."""
-    ordered = ex.dialect != "sqlite"
-    ex.many(_upsert_sql(ex.dialect), upsert_rows(tenant_id, into, ordered))
-    if not detail:
-        return
-    values = [
-        (tenant_id, *key, v) for key, p in sorted(into.items()) if p.distinct for v in sorted(p.distinct)
-    ]
+def _write(ex: _Exec, tenant_id: int, into: Mapping[Key, Partial]) -> None:
+    """Upsert the partials, then the distinct values and gauge points that some of them carry."""
+    ex.many(_upsert_sql(ex.dialect), upsert_rows(tenant_id, into, ordered=ex.dialect != "sqlite"))
+    detailed = sorted((k, p) for k, p in into.items() if p.distinct is not None or p.points is not None)
+    values = [(tenant_id, *key, v) for key, p in detailed if p.distinct for v in sorted(p.distinct)]
     if values:
         ex.many(_values_sql(ex.dialect), values)
-    gauges = [(key, p) for key, p in sorted(into.items()) if p.points is not None]
+    gauges = [(key, p.points) for key, p in detailed if p.points is not None]
     if not gauges:
         return
-    ex.many(_points_sql(ex.dialect), [(tenant_id, *key[:3], *pt) for key, p in gauges for pt in sorted(p.points or ())])
+    ex.many(_points_sql(ex.dialect), [(tenant_id, *key[:3], *pt) for key, points in gauges for pt in sorted(points)])
     updates = []
-    for key in (k for k, _ in gauges):
+    for key, _ in gauges:
         bucket = key[3]
         rows = ex.query(_bucket_points_sql(ex.dialect), (tenant_id, *key[:3], bucket, bucket + BUCKET_US))
         first, integral = gauge_bucket(bucket, [(int(t), str(e), int(u)) for t, e, u in rows])
@@ -336,12 +332,7 @@ def _write(ex: _Exec, tenant_id: int, into: Mapping[Key, Partial], detail: bool)
     ex.many(_gauge_update_sql(ex.dialect), updates)
 
 
-def _has_detail(into: Mapping[Key, Partial]) -> bool:
-    return any(p.distinct is not None or p.points is not None for p in into.values())
-
-
-def upsert(conn: Connection, tenant_id: int, into: Mapping[Key, Partial], detail: bool | None = None) -> None:
-    """`detail`: whether any partial carries distinct values or gauge points (None: look)."""
+def upsert(conn: Connection, tenant_id: int, into: Mapping[Key, Partial]) -> None:
     if not into:
         return
     _write(
@@ -352,13 +343,10 @@ def upsert(conn: Connection, tenant_id: int, into: Mapping[Key, Partial], detail
         ),
         tenant_id,
         into,
-        _has_detail(into) if detail is None else detail,
     )
 
 
-def upsert_dbapi(
-    cursor: Any, dialect: str, tenant_id: int, into: Mapping[Key, Partial], detail: bool | None = None
-) -> None:
+def upsert_dbapi(cursor: Any, dialect: str, tenant_id: int, into: Mapping[Key, Partial]) -> None:
     if not into:
         return
 
@@ -366,7 +354,7 @@ def upsert_dbapi(
         cursor.execute(sql, params)
         return list(cursor.fetchall())
 
-    _write(_Exec(dialect, cursor.executemany, query), tenant_id, into, _has_detail(into) if detail is None else detail)
+    _write(_Exec(dialect, cursor.executemany, query), tenant_id, into)
 
 
 # --- rebuild and verification ----------------------------------------------------------------------
