@@ -136,7 +136,7 @@ def usage(
                 )
             ).all()
         elif meter.aggregation is Aggregation.GAUGE:
-            carry = _carried(conn, mine, start_us)
+            carry = {key[2]: units for key, units in _carried(conn, mine, start_us).items()}
 
     def window_of(bucket_us: int) -> datetime | None:
         if window is None:
@@ -166,21 +166,26 @@ def usage(
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def _carried(conn: Connection, where: tuple[Any, ...], before_us: int) -> dict[str, int]:
-    """The latest gauge reading before `before_us`, per group key: the value a range starts with."""
+def _carried(conn: Connection, where: tuple[Any, ...], before_us: int) -> dict[tuple[str, str, str], int]:
+    """The latest gauge reading before `before_us` per (meter, customer, group key): what a range starts with."""
     r = rollups.c
+    series = (r.meter, r.customer, r.group_key)
     last = (
-        select(r.group_key, func.max(r.bucket_us).label("bucket_us"))
+        select(*series, func.max(r.bucket_us).label("bucket_us"))
         .where(*where, r.bucket_us < before_us)
-        .group_by(r.group_key)
+        .group_by(*series)
         .subquery()
     )
     rows = conn.execute(
-        select(r.group_key, r.latest_units).where(
-            *where, r.group_key == last.c.group_key, r.bucket_us == last.c.bucket_us
+        select(*series, r.latest_units).where(
+            *where,
+            r.meter == last.c.meter,
+            r.customer == last.c.customer,
+            r.group_key == last.c.group_key,
+            r.bucket_us == last.c.bucket_us,
         )
-    ).all()
-    return {row.group_key: int(row.latest_units) for row in rows}
+    )
+    return {(row.meter, row.customer, row.group_key): int(row.latest_units) for row in rows}
 
 
 def gauge_integral(
@@ -412,24 +417,7 @@ def _gauge_period(
     r = rollups.c
     series = (r.meter, r.customer, r.group_key)
     only = () if customers is None else (r.customer.in_(customers),)
-    last = (
-        select(*series, func.max(r.bucket_us).label("bucket_us"))
-        .where(r.tenant_id == tenant_id, r.meter.in_(gauges), r.bucket_us < start_us, *only)
-        .group_by(*series)
-        .subquery()
-    )
-    carry = {
-        (row.meter, row.customer, row.group_key): int(row.latest_units)
-        for row in conn.execute(
-            select(*series, r.latest_units).where(
-                r.tenant_id == tenant_id,
-                r.meter == last.c.meter,
-                r.customer == last.c.customer,
-                r.group_key == last.c.group_key,
-                r.bucket_us == last.c.bucket_us,
-            )
-        )
-    }
+    carry = _carried(conn, (r.tenant_id == tenant_id, r.meter.in_(gauges), *only), start_us)
     buckets: dict[tuple[str, str, str], list[tuple[int, int, int, int]]] = {}
     events: dict[tuple[str, str, str], int] = {}
     for row in conn.execute(
