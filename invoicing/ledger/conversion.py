@@ -96,7 +96,7 @@ def convert(
         Transfer(in_id, conv_dst, dst_wallet, credited, "convert", f"{from_unit}->{to_unit}",
                  at_us=at_us if prior else None),
     ]  # fmt: skip
-    results, _ = apply_batch(conn, tenant_id, batch, now_us)
+    results = apply_batch(conn, tenant_id, batch, now_us)
     for r in results:
         if r.result is Result.EXISTS_WITH_DIFFERENT_FIELD:
             raise ExistsWithDifferentBody(

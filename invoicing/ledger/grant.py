@@ -143,7 +143,7 @@ def create_grant(conn: Connection, tenant_id: int, g: Grant, now_us: int) -> Gra
             expires_at_us=g.expires_at_us, applies_to=_applies_json(g.applies_to), created_at_us=now_us,
         )
     )  # fmt: skip
-    results, _ = apply_batch(
+    results = apply_batch(
         conn,
         tenant_id,
         [Transfer(f"grant:{g.id}", source, account_id, g.amount, "grant", g.customer, at_us=effective)],
@@ -271,7 +271,7 @@ def spend(
         for k, d in enumerate(draws)
     ]  # fmt: skip
     if batch:
-        results, _ = apply_batch(conn, tenant_id, batch, now_us)
+        results = apply_batch(conn, tenant_id, batch, now_us)
         failed = [r for r in results if not r.ok and r.result.value != "linked_event_failed"]
         if failed:
             raise InvalidTransfer(failed[0].message())
@@ -342,7 +342,7 @@ def expire_grants(conn: Connection, tenant_id: int, now_us: int) -> list[tuple[s
         batch.append(Transfer(tid, int(r.account_id), expiry, left, "expire", r.grant_id, at_us=int(r.expires_at_us)))
         moved.append((r.grant_id, left))
     if batch:
-        results, _ = apply_batch(conn, tenant_id, batch, now_us, allow_system_ids=True)
+        results = apply_batch(conn, tenant_id, batch, now_us, allow_system_ids=True)
         bad = [res for res in results if not res.ok]
         if bad:
             raise InvalidTransfer(bad[0].message())

@@ -156,7 +156,7 @@ class Ledger:
             dst = _account.get_or_create(c, self.tenant_id, _account.wallet_kind(unit), unit, customer)
             src = _account.get_or_create(c, self.tenant_id, "cash_in", unit)
             batch = [Transfer(top_up_id, src, dst, amount, "top_up", reference or customer)]
-            return _transfer.apply_batch(c, self.tenant_id, batch, self.now_us())[0][0]
+            return _transfer.apply_batch(c, self.tenant_id, batch, self.now_us())[0]
 
         result = _transfer.write_transaction(self.engine, run)
         raise_for(result)

@@ -321,8 +321,8 @@ def apply_batch(
     transfers: Sequence[Transfer],
     now_us: int,
     allow_system_ids: bool = False,
-) -> tuple[list[TransferResult], list[StoredTransfer]]:
-    """Check and apply a batch inside the caller's write transaction; returns results and the new rows."""
+) -> list[TransferResult]:
+    """Check and apply a batch inside the caller's write transaction; one result per transfer."""
     n = len(transfers)
     results: list[TransferResult | None] = [None] * n
     static: list[tuple[Result, str] | None] = [_static_check(t, allow_system_ids) for t in transfers]
@@ -346,8 +346,8 @@ def apply_batch(
     fast = _simple_batch(transfers, static, existing, accounts, now_us)
     if fast is not None:
         new, touched_fast = fast
-        written = _write(conn, tenant_id, new, accounts, touched_fast, {}, set())
-        return [TransferResult(k, t.id, Result.CREATED) for k, t in enumerate(transfers)], written
+        _write(conn, tenant_id, new, accounts, touched_fast, {}, set())
+        return [TransferResult(k, t.id, Result.CREATED) for k, t in enumerate(transfers)]
     # After the locks: the open/closed state of every pending this batch may resolve.
     pend_state = _load_pending_state(conn, tenant_id, [pid for pid in pending_ids if pid in existing])
 
@@ -499,10 +499,10 @@ def apply_batch(
             new_pending.update(pid for pid, before in chain.pending.items() if before is None and pid in created)
         i = end + 1
 
-    written = _write(conn, tenant_id, [created[tid] for tid in order], accounts, touched, pend_changes, new_pending)
+    _write(conn, tenant_id, [created[tid] for tid in order], accounts, touched, pend_changes, new_pending)
     final = [r for r in results if r is not None]
     assert len(final) == n
-    return final, written
+    return final
 
 
 def _simple_batch(
@@ -642,9 +642,9 @@ def _write(
     touched: set[int],
     pend_changes: dict[str, tuple[str, int | None]],
     new_pending: set[str],
-) -> list[StoredTransfer]:
+) -> None:
     if not new:
-        return []
+        return
     last = conn.execute(
         update(ledger_sequences)
         .where(ledger_sequences.c.tenant_id == tenant_id)
@@ -655,20 +655,11 @@ def _write(
         conn.execute(ledger_sequences.insert().values(tenant_id=tenant_id, last_seq=len(new)))
         last = len(new)
     first = int(last) - len(new) + 1
-    rows = []
-    written = []
-    for k, s in enumerate(new):
-        seq = first + k
-        written.append(
-            StoredTransfer(
-                s.id, seq, s.debit_account_id, s.credit_account_id, s.amount, s.unit, s.code, s.reference,
-                s.flags, s.pending_id, s.timeout_us, s.ts_us,
-            )
-        )  # fmt: skip
-        rows.append(
-            (tenant_id, s.id, seq, s.debit_account_id, s.credit_account_id, s.amount, s.unit, s.code, s.reference,
-             int(s.flags), s.pending_id, s.timeout_us, s.ts_us)
-        )  # fmt: skip
+    rows = [
+        (tenant_id, s.id, first + k, s.debit_account_id, s.credit_account_id, s.amount, s.unit, s.code,
+         s.reference, int(s.flags), s.pending_id, s.timeout_us, s.ts_us)
+        for k, s in enumerate(new)
+    ]  # fmt: skip
     # Driver-level executemany of tuples: SQLAlchemy's per-row parameter processing for a list of dicts
     # cost more than the insert itself.
     if conn.dialect.name == "postgresql":
@@ -704,7 +695,6 @@ def _write(
         f" credits_pending = {mark} WHERE id = {mark}",
         [(accounts[aid].dp, accounts[aid].cp, accounts[aid].dpn, accounts[aid].cpn, aid) for aid in sorted(touched)],
     )
-    return written
 
 
 # --- transactions ----------------------------------------------------------------------------------------
@@ -734,7 +724,7 @@ def create_transfers(
     engine: Engine, tenant_id: int, transfers: Sequence[Transfer], now_us: int, allow_system_ids: bool = False
 ) -> list[TransferResult]:
     def run(conn: Connection) -> list[TransferResult]:
-        return apply_batch(conn, tenant_id, transfers, now_us, allow_system_ids)[0]
+        return apply_batch(conn, tenant_id, transfers, now_us, allow_system_ids)
 
     return write_transaction(engine, run)
 
@@ -775,7 +765,7 @@ def expire_pending(engine: Engine, tenant_id: int, now_us: int) -> list[str]:
                      pend[pid].timeout_us)
             for pid in due
         ]  # fmt: skip
-        results, _ = apply_batch(conn, tenant_id, batch, now_us, allow_system_ids=True)
+        results = apply_batch(conn, tenant_id, batch, now_us, allow_system_ids=True)
         done = [pid for pid, r in zip(due, results, strict=True) if r.result is Result.CREATED]
         if done:
             p = ledger_pending.c
