@@ -14,7 +14,17 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 from sqlalchemy import Engine, func, select
 
-from invoicing.ledger import AccountFlags, Grant, InsufficientFunds, Ledger, Result, Transfer, TransferFlags
+from invoicing.ledger import (
+    AccountFlags,
+    BalanceOverflow,
+    Grant,
+    InsufficientFunds,
+    InvalidTransfer,
+    Ledger,
+    Result,
+    Transfer,
+    TransferFlags,
+)
 from invoicing.ledger.tables import ledger_transfers
 from invoicing.ledger.unit import to_us
 from metering.errors import InvalidArgument
@@ -295,6 +305,13 @@ def make_machine(engine: Engine) -> type[RuleBasedStateMachine]:
                 except InsufficientFunds:
                     return
                 raise AssertionError("spend beyond the available credit succeeded")
+            revenue = self.model.accounts[self.ids[2]]
+            if revenue.cp + revenue.cpn + amount > INT64_MAX:  # the revenue account would leave int64
+                try:
+                    self.ledger.spend(self.fresh("s"), "c0", amount, "USD", "tokens")
+                except (InvalidTransfer, BalanceOverflow):  # refused: the invariant checks nothing moved
+                    return
+                raise AssertionError("a spend that overflows revenue succeeded")
             s = self.ledger.spend(self.fresh("s"), "c0", amount, "USD", "tokens")
             left = amount
             expected = []
