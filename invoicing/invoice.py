@@ -39,7 +39,6 @@ from invoicing.rater import DraftInvoice, DraftLine, Rater, TaxRate, points_mone
 from invoicing.subscription import list_subscriptions
 from invoicing.tables import invoice_counters, invoice_lines, invoices, tax_rates
 from metering.errors import FailedPrecondition, InvalidArgument, NotFound
-from rating.points_price import PointsPrice
 from rating.unit import currency as currency_unit
 
 STATUSES = ("draft", "finalized", "paid", "void")
@@ -180,13 +179,15 @@ def customers_with_funds(conn: Connection, tenant_id: int, customers: Sequence[s
     return out
 
 
-def _apply_points(conn: Connection, tenant_id: int, draft: DraftInvoice, period: tuple[datetime, datetime]) -> int:
+def _apply_points(
+    conn: Connection, tenant_id: int, draft: DraftInvoice, period: tuple[datetime, datetime]
+) -> dict[tuple[str, str], int]:
     """Draw points-priced charges from the customer's points wallets (grants first, by the ledger's order);
     each draw becomes a `points` credit line worth the same money as the points it paid. Returns the money
-    credited, in minor units. What the wallet cannot cover stays on the invoice as money."""
+    paid in points, in minor units, per (charge, group key). What the wallets cannot cover stays owed."""
     scale = currency_unit(draft.currency).scale
     at_us = int(utc(draft.due_at).timestamp()) * 1_000_000
-    credited = 0
+    paid: dict[tuple[str, str], int] = {}
     charges = [ln for ln in draft.lines if ln.kind == "charge" and "points_unit" in ln.detail]
     for k, ln in enumerate(charges):
         d = ln.detail
@@ -197,11 +198,8 @@ def _apply_points(conn: Connection, tenant_id: int, draft: DraftInvoice, period:
                   d["points_unit"], ln.charge_code, at_us, partial=True)  # fmt: skip
         if not s.total:
             continue
-        price = PointsPrice(points_unit=d["points_unit"], points_scale=int(d["points_scale"]),
-                            conversion_rate=Decimal(d["conversion_rate"]), price={"model": "per_unit",
-                            "unit_amount": "0"})  # fmt: skip
-        money = points_money(price, s.total, scale)
-        credited += money
+        money = points_money(s.total, int(d["points_scale"]), Decimal(d["conversion_rate"]), scale)
+        paid[(ln.charge_code, ln.group_key)] = paid.get((ln.charge_code, ln.group_key), 0) + money
         draft.lines.append(
             DraftLine(
                 kind="points", charge_code=ln.charge_code, meter=ln.meter, group_key=ln.group_key,
@@ -214,7 +212,7 @@ def _apply_points(conn: Connection, tenant_id: int, draft: DraftInvoice, period:
                 lineage={"item": draft.key, "rule": "ledger_points_spend"},
             )
         )  # fmt: skip
-    return credited
+    return paid
 
 
 def _settle(conn: Connection, tenant_id: int, draft: DraftInvoice, funded: bool) -> tuple[int, int, int, int]:
@@ -237,15 +235,11 @@ def _settle(conn: Connection, tenant_id: int, draft: DraftInvoice, funded: bool)
             )
         )  # fmt: skip
     due = subtotal + (0 if rate.inclusive else tax)
-    credits = _apply_points(conn, tenant_id, draft, period) if due > 0 else 0
+    paid_in_points = _apply_points(conn, tenant_id, draft, period) if due > 0 else {}
+    credits = sum(paid_in_points.values())
     if funded and due > credits and first is not None:
         base = spend_base(tenant_id, draft.key)
         at_us = int(utc(draft.due_at).timestamp()) * 1_000_000
-        paid_in_points: dict[tuple[str, str], int] = {}
-        for ln in draft.lines:
-            if ln.kind == "points":
-                key = (ln.charge_code, ln.group_key)
-                paid_in_points[key] = paid_in_points.get(key, 0) - ln.amount
         payable = [
             (ln.charge_code, ln.amount - paid_in_points.pop((ln.charge_code, ln.group_key), 0))
             for ln in draft.lines

@@ -601,13 +601,12 @@ def _unit_price(price: Price) -> str | None:
     return None
 
 
-def points_money(price: PointsPrice, points_scaled: int, scale: int) -> int:
-    """Minor units of money worth `points_scaled` points (scaled by the price's points_scale), half-even.
+def points_money(points_scaled: int, points_scale: int, conversion_rate: Decimal, scale: int) -> int:
+    """Minor units of money worth `points_scaled` points (scaled by `points_scale`), half-even.
 
     The same function prices the charge and the points that pay it, so a charge paid in full in points
     nets to exactly zero."""
-    value = EXACT.multiply(Decimal(points_scaled).scaleb(-price.points_scale), price.conversion_rate)
-    return _minor(value, scale)
+    return _minor(EXACT.multiply(Decimal(points_scaled).scaleb(-points_scale), conversion_rate), scale)
 
 
 def _points_line(line: DraftLine, price: PointsPrice, cost: Decimal, scale: int) -> None:
@@ -616,7 +615,7 @@ def _points_line(line: DraftLine, price: PointsPrice, cost: Decimal, scale: int)
     the points from the customer's points wallet and credits their money value back."""
     charged = round_decimal(cost, price.points_scale, price.rounding)
     points_scaled = int(charged.scaleb(price.points_scale))
-    line.amount = points_money(price, points_scaled, scale)
+    line.amount = points_money(points_scaled, price.points_scale, price.conversion_rate, scale)
     line.amount_exact = str(EXACT.multiply(charged, price.conversion_rate))
     line.detail.update(
         {
