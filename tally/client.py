@@ -813,15 +813,8 @@ class _SyncPipeline:
             yield step.message
 
 
-class IngestClient:
-    """Synchronous client. Thread-safe for `add`; one `send` at a time per client is the usual use.
-
-    `send(events)` streams an iterable and returns when every event is acked. `add(event)` buffers
-    events one at a time (sent by a background thread, by size or after `linger_ms`) and
-    `flush()` waits for their acks. Both reconnect on UNAVAILABLE, DEADLINE_EXCEEDED and
-    RESOURCE_EXHAUSTED (honouring `retry-after-ms`) and resend every unacked batch unchanged;
-    `retries_max` bounds the failed attempts in a row without a single ack.
-    """
+class _ClientBase:
+    """What both clients share: settings checked once, one channel, one stub."""
 
     def __init__(
         self,
@@ -843,12 +836,28 @@ class IngestClient:
             backoff_initial_ms, backoff_max_ms, ack_timeout_s, message_bytes_max, errors_max,
         )  # fmt: skip
         self.target = target
-        self._channel = grpc.insecure_channel(
-            target, options=_channel_options(message_bytes_max, backoff_max_ms / 1000)
-        )
+        self._channel = self._open_channel(target, _channel_options(message_bytes_max, backoff_max_ms / 1000))
         self._stub: Any = pb_grpc.IngestServiceStub(self._channel)  # type: ignore[no-untyped-call]
-        self._lock = threading.Lock()
-        self._background: _SyncPipeline | None = None
+        self._lock = threading.Lock()  # guards the sync client's background pipeline
+
+    def _open_channel(self, target: str, options: list[tuple[str, Any]]) -> Any:
+        raise NotImplementedError
+
+
+class IngestClient(_ClientBase):
+    """Synchronous client. Thread-safe for `add`; one `send` at a time per client is the usual use.
+
+    `send(events)` streams an iterable and returns when every event is acked. `add(event)` buffers
+    events one at a time (sent by a background thread, by size or after `linger_ms`) and
+    `flush()` waits for their acks. Both reconnect on UNAVAILABLE, DEADLINE_EXCEEDED and
+    RESOURCE_EXHAUSTED (honouring `retry-after-ms`) and resend every unacked batch unchanged;
+    `retries_max` bounds the failed attempts in a row without a single ack.
+    """
+
+    _background: _SyncPipeline | None = None
+
+    def _open_channel(self, target: str, options: list[tuple[str, Any]]) -> grpc.Channel:
+        return grpc.insecure_channel(target, options=options)
 
     def __enter__(self) -> Self:
         return self
@@ -1153,34 +1162,13 @@ class _AsyncPipeline:
             yield step.message
 
 
-class AsyncIngestClient:
+class AsyncIngestClient(_ClientBase):
     """The asyncio twin of IngestClient (grpc.aio): same batching, pipelining and resend rules."""
 
-    def __init__(
-        self,
-        target: str,
-        api_key: str,
-        *,
-        batch_events_max: int = 1000,
-        linger_ms: float = 20,
-        max_inflight_batches: int = 8,
-        retries_max: int = 10,
-        backoff_initial_ms: float = 50,
-        backoff_max_ms: float = 2000,
-        ack_timeout_s: float = 60,
-        message_bytes_max: int = MESSAGE_BYTES_MAX,
-        errors_max: int = 10_000,
-    ) -> None:
-        self._config = _config(
-            target, api_key, batch_events_max, linger_ms, max_inflight_batches, retries_max,
-            backoff_initial_ms, backoff_max_ms, ack_timeout_s, message_bytes_max, errors_max,
-        )  # fmt: skip
-        self.target = target
-        self._channel = grpc.aio.insecure_channel(
-            target, options=_channel_options(message_bytes_max, backoff_max_ms / 1000)
-        )
-        self._stub: Any = pb_grpc.IngestServiceStub(self._channel)  # type: ignore[no-untyped-call]
-        self._background: _AsyncPipeline | None = None
+    _background: _AsyncPipeline | None = None
+
+    def _open_channel(self, target: str, options: list[tuple[str, Any]]) -> grpc.aio.Channel:
+        return grpc.aio.insecure_channel(target, options=options)
 
     async def __aenter__(self) -> Self:
         return self
