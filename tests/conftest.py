@@ -155,3 +155,23 @@ def make_server(db_url: str, engine: Engine) -> Iterator[Callable[..., ServerThr
 @pytest.fixture
 def server(make_server: Callable[..., ServerThread]) -> ServerThread:
     return make_server()
+
+
+CliRun = Callable[..., tuple[int, str, str]]
+
+
+@pytest.fixture
+def run(tmp_path: Path) -> CliRun:
+    """`run(*args)` invokes the `tally` CLI on a fresh SQLite file: (exit code, stdout, stderr)."""
+    from click.testing import CliRunner
+
+    from tally.cli import main
+
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    runner = CliRunner()
+
+    def _run(*args: str) -> tuple[int, str, str]:
+        result = runner.invoke(main, ["--database-url", url, *args])
+        return result.exit_code, result.stdout, result.stderr
+
+    return _run

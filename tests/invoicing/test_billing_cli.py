@@ -3,28 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from tally.cli import main
+from tests.conftest import CliRun as Run
 from tests.invoicing.conftest import plan_json
-
-Run = Callable[..., tuple[int, str, str]]
-
-
-@pytest.fixture
-def run(tmp_path: Path) -> Run:
-    url = f"sqlite:///{tmp_path / 'cli.db'}"
-    runner = CliRunner()
-
-    def _run(*args: str) -> tuple[int, str, str]:
-        result = runner.invoke(main, ["--database-url", url, *args])
-        return result.exit_code, result.stdout, result.stderr
-
-    return _run
 
 
 @pytest.fixture

@@ -8,9 +8,9 @@ import json
 import re
 from pathlib import Path
 
-from tests.invoicing.test_billing_cli import Run, acme, one_line_error, run
+from tests.invoicing.test_billing_cli import Run, acme, one_line_error
 
-__all__ = ["acme", "run"]  # fixtures
+__all__ = ["acme"]  # fixtures (run comes from tests/conftest.py)
 
 
 def _setup(run: Run, acme: Path) -> None:

@@ -10,18 +10,6 @@ from click.testing import CliRunner
 from tally.cli import main
 
 
-@pytest.fixture
-def run(tmp_path: Path):  # type: ignore[no-untyped-def]
-    url = f"sqlite:///{tmp_path / 'cli.db'}"
-    runner = CliRunner()
-
-    def _run(*args: str) -> tuple[int, str, str]:
-        result = runner.invoke(main, ["--database-url", url, *args])
-        return result.exit_code, result.stdout, result.stderr
-
-    return _run
-
-
 def test_tenant_key_and_meter_flow(run) -> None:  # type: ignore[no-untyped-def]
     assert run("tenant", "create", "acme")[0] == 0
     code, out, _ = run("apikey", "create", "acme", "--scope", "ingest")

@@ -2,28 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
-
 import pytest
-from click.testing import CliRunner
 
-from tally.cli import main
-
-Run = Callable[..., tuple[int, str, str]]
+from tests.conftest import CliRun as Run
 
 
 @pytest.fixture
-def run(tmp_path: Path) -> Run:
-    url = f"sqlite:///{tmp_path / 'cli.db'}"
-    runner = CliRunner()
-
-    def _run(*args: str) -> tuple[int, str, str]:
-        result = runner.invoke(main, ["--database-url", url, *args])
-        return result.exit_code, result.stdout, result.stderr
-
-    assert _run("tenant", "create", "acme")[0] == 0
-    return _run
+def run(run: Run) -> Run:
+    """The shared CLI runner, with tenant acme created."""
+    assert run("tenant", "create", "acme")[0] == 0
+    return run
 
 
 def test_topup_grant_spend_view(run: Run) -> None:
