@@ -18,9 +18,9 @@ from invoicing.run import run_cycle
 from invoicing.subscription import change_plan, create_subscription
 from tests.conftest import TenantKey
 from tests.invoicing.conftest import T0, flat, publish, write_events
-from tests.invoicing.test_billing_cli import Run, acme, run
+from tests.invoicing.test_billing_cli import Run, acme
 
-__all__ = ["acme", "run"]  # fixtures
+__all__ = ["acme"]  # fixtures (run comes from tests/conftest.py)
 
 FEB = datetime(2026, 2, 1, tzinfo=UTC)
 GRADUATED = {"model": "graduated", "tiers": [{"up_to": "1000", "unit_amount": "0"},

@@ -20,9 +20,9 @@ from invoicing.subscription import create_subscription
 from metering.errors import InvalidArgument
 from tests.conftest import TenantKey
 from tests.invoicing.conftest import T0, flat, publish, write_events
-from tests.invoicing.test_billing_cli import Run, acme, run
+from tests.invoicing.test_billing_cli import Run, acme
 
-__all__ = ["acme", "run"]  # fixtures
+__all__ = ["acme"]  # fixtures (run comes from tests/conftest.py)
 
 JAN10 = datetime(2026, 1, 10, tzinfo=UTC)
 FEB = datetime(2026, 2, 1, tzinfo=UTC)
