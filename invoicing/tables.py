@@ -74,6 +74,8 @@ plan_versions = Table(
     Column("charges", Text, nullable=False),
     # Canonical JSON of rating.InvoiceLimits (minimum_commitment, cap_amount).
     Column("invoice_limits", Text, nullable=False),
+    # Canonical JSON list of features the version grants (key, kind, meter/unit, amount).
+    Column("features", Text, nullable=False, server_default="[]"),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("published_at", DateTime(timezone=True), nullable=True),
     UniqueConstraint("plan_id", "version"),

@@ -152,15 +152,12 @@ class UsageEvent:
         object.__setattr__(self, "_text", text)
         props = self.properties
         if not isinstance(props, Mapping):
-            raise TypeError(
-                f"UsageEvent.properties must be a mapping of str to str, not {type(props).__name__}"
-            )
+            raise TypeError(f"UsageEvent.properties must be a mapping of str to str, not {type(props).__name__}")
         copied = dict(props)
         for key, val in copied.items():
             if not isinstance(key, str) or not isinstance(val, str):
                 raise TypeError(
-                    "UsageEvent.properties must map str to str; "
-                    f"got {type(key).__name__} → {type(val).__name__}"
+                    f"UsageEvent.properties must map str to str; got {type(key).__name__} → {type(val).__name__}"
                 )
         object.__setattr__(self, "properties", copied)
 
@@ -175,8 +172,7 @@ def _timestamp_us(ts: object) -> int:
             raise ValueError("UsageEvent.timestamp in microseconds does not fit 64 bits")
         return ts
     raise TypeError(
-        "UsageEvent.timestamp must be an aware datetime or int microseconds since the epoch, "
-        f"not {type(ts).__name__}"
+        f"UsageEvent.timestamp must be an aware datetime or int microseconds since the epoch, not {type(ts).__name__}"
     )
 
 
@@ -185,8 +181,7 @@ def _value_forms(value: object) -> tuple[tuple[int, int] | None, str]:
         return None, ""
     if isinstance(value, float):
         raise TypeError(
-            f"UsageEvent.value must not be a float ({value!r} is not exact); "
-            f"pass Decimal('{value!r}') or '{value!r}'"
+            f"UsageEvent.value must not be a float ({value!r} is not exact); pass Decimal('{value!r}') or '{value!r}'"
         )
     if isinstance(value, bool):
         raise TypeError("UsageEvent.value must be a Decimal, int or decimal str, not bool")
@@ -196,9 +191,7 @@ def _value_forms(value: object) -> tuple[tuple[int, int] | None, str]:
         return _fixed_from_decimal(value), _decimal_text(value)
     if isinstance(value, str):
         return _fixed_from_text(value), value
-    raise TypeError(
-        f"UsageEvent.value must be a Decimal, int, decimal str or None, not {type(value).__name__}"
-    )
+    raise TypeError(f"UsageEvent.value must be a Decimal, int, decimal str or None, not {type(value).__name__}")
 
 
 # --- encoding --------------------------------------------------------------------------------------
@@ -246,9 +239,7 @@ def _columns(events: Sequence[UsageEvent]) -> pb.EventColumns | None:
 
 
 def _row(e: UsageEvent) -> pb.Event:
-    row = pb.Event(
-        event_id=e.event_id, customer=e.customer, meter=e.meter, value=e._text, properties=e.properties
-    )
+    row = pb.Event(event_id=e.event_id, customer=e.customer, meter=e.meter, value=e._text, properties=e.properties)
     row.timestamp.seconds, micros = divmod(e._ts_us, 1_000_000)
     row.timestamp.nanos = micros * 1000
     return row
@@ -345,9 +336,7 @@ def _batch_result(first_index: int, message: pb.EventBatch, ack: pb.IngestAck) -
         )
         for e in ack.errors
     )
-    return BatchResult(
-        first_index, len(ids), ids, ack.accepted, ack.duplicate, ack.rejected, ack.refused, errors
-    )
+    return BatchResult(first_index, len(ids), ids, ack.accepted, ack.duplicate, ack.rejected, ack.refused, errors)
 
 
 def _status(exc: BaseException) -> tuple[grpc.StatusCode, str, int]:
@@ -377,19 +366,13 @@ class _Backoff:
     def reset(self) -> None:
         self.failures = 0
 
-    def delay(
-        self, code: grpc.StatusCode, details: str, retry_after_ms: int, summary: IngestSummary
-    ) -> float:
+    def delay(self, code: grpc.StatusCode, details: str, retry_after_ms: int, summary: IngestSummary) -> float:
         """Seconds to wait before retrying; IngestError when retrying cannot help or the budget is spent."""
-        if code not in RETRYABLE or (
-            code is grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in details
-        ):
+        if code not in RETRYABLE or (code is grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in details):
             raise IngestError(code, details, summary)
         self.failures += 1
         if self.failures > self.retries_max:
-            raise IngestError(
-                code, f"{details} (gave up after {self.retries_max} retries without an ack)", summary
-            )
+            raise IngestError(code, f"{details} (gave up after {self.retries_max} retries without an ack)", summary)
         base: float = min(self.max_s, self.initial_s * 2.0 ** (self.failures - 1))
         wait = base / 2 + random.uniform(0, base / 2)
         if retry_after_ms:
@@ -546,11 +529,7 @@ class _Pipe:
 
     def on_ack(self, ack: pb.IngestAck, attempt: _Attempt) -> BatchResult:
         attempt.acked += 1
-        if (
-            not self.unacked
-            or ack.sequence != attempt.acked
-            or ack.batch_id != self.unacked[0].message.batch_id
-        ):
+        if not self.unacked or ack.sequence != attempt.acked or ack.batch_id != self.unacked[0].message.batch_id:
             head = self.unacked[0].message.batch_id if self.unacked else "nothing"
             raise IngestError(
                 grpc.StatusCode.INTERNAL,
@@ -604,9 +583,7 @@ class _Config:
     errors_max: int
 
     def pipe(self) -> _Pipe:
-        return _Pipe(
-            self.batch_events_max, self.linger_s, self.window, self.message_bytes_max, self.errors_max
-        )
+        return _Pipe(self.batch_events_max, self.linger_s, self.window, self.message_bytes_max, self.errors_max)
 
     def backoff(self) -> _Backoff:
         return _Backoff(self.retries_max, self.backoff_initial_s, self.backoff_max_s)
@@ -697,9 +674,7 @@ class _SyncPipeline:
     def abort(self) -> None:
         with self.cond:
             if self.pipe.failure is None:
-                self.pipe.failure = IngestError(
-                    grpc.StatusCode.CANCELLED, "sending was interrupted", self.pipe.summary
-                )
+                self.pipe.failure = IngestError(grpc.StatusCode.CANCELLED, "sending was interrupted", self.pipe.summary)
             self.pipe.closed = True
             if self.attempt is not None and self.attempt.call is not None:
                 self.attempt.call.cancel()
@@ -889,11 +864,7 @@ class IngestClient(_ClientBase):
         finally:
             self._channel.unsubscribe(watch)
         if not states or states[-1] is not grpc.ChannelConnectivity.READY:
-            why = (
-                "connection refused or failed"
-                if settled.is_set()
-                else f"no connection within {timeout_s:g} s"
-            )
+            why = "connection refused or failed" if settled.is_set() else f"no connection within {timeout_s:g} s"
             raise IngestError(grpc.StatusCode.UNAVAILABLE, f"cannot reach {self.target} ({why})")
 
     def send(self, events: Iterable[UsageEvent], *, on_ack: OnAck | None = None) -> IngestSummary:
@@ -1054,9 +1025,7 @@ class _AsyncPipeline:
 
     async def abort(self) -> None:
         if self.pipe.failure is None:
-            self.pipe.failure = IngestError(
-                grpc.StatusCode.CANCELLED, "sending was interrupted", self.pipe.summary
-            )
+            self.pipe.failure = IngestError(grpc.StatusCode.CANCELLED, "sending was interrupted", self.pipe.summary)
         self.pipe.closed = True
         if self.attempt is not None and self.attempt.call is not None:
             self.attempt.call.cancel()

@@ -18,6 +18,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 import invoicing.ledger.tables
+import invoicing.platform_tables
 import invoicing.tables
 from metering.rollup import register_sqlite_functions
 from metering.tables import metadata as metering_metadata
@@ -25,7 +26,7 @@ from metering.tables import metadata as metering_metadata
 # Every package registers its tables on one MetaData (so foreign keys to tenants resolve); importing
 # the table modules above is what registers them. For Alembic autogenerate and the models-vs-migrations test.
 TARGET_METADATA = [metering_metadata]
-_REGISTERED = (invoicing.ledger.tables, invoicing.tables)
+_REGISTERED = (invoicing.ledger.tables, invoicing.platform_tables, invoicing.tables)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 

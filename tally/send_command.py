@@ -65,9 +65,7 @@ def _timestamp(raw: object) -> datetime | int:
         if ts.tzinfo is None:
             raise ValueError(f"timestamp {raw!r} has no timezone; add Z or an offset like +02:00")
         return ts
-    raise ValueError(
-        f"timestamp {raw!r} must be RFC 3339 text (2025-01-31T12:00:00Z) or integer unix microseconds"
-    )
+    raise ValueError(f"timestamp {raw!r} must be RFC 3339 text (2025-01-31T12:00:00Z) or integer unix microseconds")
 
 
 def _value(raw: object) -> str | int | None:
@@ -284,12 +282,8 @@ def _print_summary(console: Console, summary: IngestSummary, reader: EventReader
     show_default=True,
     help="Events per batch (the server allows at most TALLY_INGEST__BATCH_EVENTS_MAX).",
 )
-@click.option(
-    "--connect-timeout", type=float, default=5.0, show_default=True, help="Seconds to wait for the server."
-)
-def send(
-    file: str, target: str, api_key: str | None, fmt: str, batch_size: int, connect_timeout: float
-) -> None:
+@click.option("--connect-timeout", type=float, default=5.0, show_default=True, help="Seconds to wait for the server.")
+def send(file: str, target: str, api_key: str | None, fmt: str, batch_size: int, connect_timeout: float) -> None:
     """Send usage events from FILE (JSON lines or CSV; - reads stdin) to a Tally server.
 
     \b
@@ -313,8 +307,7 @@ def send(
     """
     if not api_key:
         raise click.ClickException(
-            "no API key: pass --api-key KEY or set TALLY_API_KEY "
-            "(create one with `tally apikey create TENANT`)"
+            "no API key: pass --api-key KEY or set TALLY_API_KEY (create one with `tally apikey create TENANT`)"
         )
     stream, size = _open(file)
     reader = EventReader(stream, _detect_format(file, fmt))

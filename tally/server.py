@@ -25,14 +25,16 @@ from metering.meter import MeterCatalog
 from metering.servicer import IngestServicer
 from metering.store import EventStore, NullEventStore, open_store
 from metering.tenant import KeyStore
+from tally.api.service import BillingServicer
 from tally.db import make_engine, upgrade
 from tally.settings import Settings
-from tally.v1 import ingest_pb2, ingest_pb2_grpc
+from tally.v1 import billing_pb2, billing_pb2_grpc, ingest_pb2, ingest_pb2_grpc
 
 log = logging.getLogger(__name__)
 
 SERVICE_NAMES = (
     ingest_pb2.DESCRIPTOR.services_by_name["IngestService"].full_name,
+    billing_pb2.DESCRIPTOR.services_by_name["BillingService"].full_name,
     health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
     reflection.SERVICE_NAME,
 )
@@ -46,11 +48,13 @@ class RunningServer:
     committer: Committer
     health: Any  # grpc_health.v1.health.aio.HealthServicer (untyped)
     engine: Engine
+    billing: BillingServicer
 
     async def stop(self, grace_s: float) -> None:
         await self.health.enter_graceful_shutdown()
         self.ingest.drain()
         await self.server.stop(grace_s)
+        await asyncio.get_running_loop().run_in_executor(None, self.billing.stop)
         # Batches that were submitted are committed before the writers exit.
         await asyncio.get_running_loop().run_in_executor(None, self.committer.stop)
         self.engine.dispose()
@@ -75,19 +79,24 @@ async def start(settings: Settings, migrate: bool = True) -> RunningServer:
             ("grpc.so_reuseport", 0),
         ]
     )
-    ingest = IngestServicer(KeyStore(engine), MeterCatalog(engine), committer, limits)
+    keys = KeyStore(engine)
+    ingest = IngestServicer(keys, MeterCatalog(engine), committer, limits)
     ingest_pb2_grpc.add_IngestServiceServicer_to_server(ingest, server)  # type: ignore[no-untyped-call]
+    billing = BillingServicer(engine, keys, ingest)
+    billing_pb2_grpc.add_BillingServiceServicer_to_server(billing, server)  # type: ignore[no-untyped-call]
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(SERVICE_NAMES, server)
     port = server.add_insecure_port(f"{settings.host}:{settings.port}")
     if port == 0:
         committer.stop()
+        billing.stop()
         raise OSError(f"cannot listen on {settings.host}:{settings.port} (address in use?)")
     await server.start()
-    for name in ("", SERVICE_NAMES[0]):
+    billing.start()
+    for name in ("", *SERVICE_NAMES[:2]):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return RunningServer(server, port, ingest, committer, health_servicer, engine)
+    return RunningServer(server, port, ingest, committer, health_servicer, engine, billing)
 
 
 async def serve(

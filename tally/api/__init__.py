@@ -1,0 +1,1 @@
+"""The BillingService gRPC API: one mixin per domain, composed in `tally.api.service`."""

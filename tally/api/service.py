@@ -1,0 +1,68 @@
+"""BillingService: the domain mixins composed into one servicer, and its background workers."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+from sqlalchemy import Engine
+
+from metering.servicer import IngestServicer
+from metering.tenant import KeyStore
+from tally.api.base import ApiBase, ChangeListener, Worker
+from tally.api.catalog import CatalogRpcs
+from tally.api.customers import CustomerRpcs
+from tally.api.entitlements import EntitlementRpcs
+from tally.api.events import EventRpcs
+from tally.api.insight import InsightRpcs
+from tally.api.invoices import InvoiceRpcs
+from tally.api.subscriptions import SubscriptionRpcs
+from tally.api.wallets import WalletRpcs
+from tally.v1 import billing_pb2_grpc
+
+
+class BillingServicer(
+    CustomerRpcs,
+    CatalogRpcs,
+    SubscriptionRpcs,
+    InvoiceRpcs,
+    WalletRpcs,
+    EventRpcs,
+    EntitlementRpcs,
+    InsightRpcs,
+    billing_pb2_grpc.BillingServiceServicer,
+):
+    """Every RPC of `tally.v1.BillingService`; each mixin's module documents its part."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        keys: KeyStore,
+        ingest: IngestServicer | None = None,
+        threads: int = 8,
+    ) -> None:
+        self.engine = engine
+        self.keys = keys
+        self.ingest = ingest
+        self.executor = ThreadPoolExecutor(threads, thread_name_prefix="billing-api")
+        self.listeners: list[ChangeListener] = []
+        self.workers: list[Worker] = [*self.setup_entitlements(), *self.setup_events()]
+
+    def start(self) -> None:
+        for worker in self.workers:
+            worker.start()
+
+    def stop(self) -> None:
+        for worker in reversed(self.workers):
+            worker.stop()
+        self.executor.shutdown(wait=True, cancel_futures=False)
+
+
+def scopes() -> dict[str, str]:
+    """Each BillingService method and the scope it requires ("" when not implemented)."""
+    from tally.v1 import billing_pb2
+
+    service = billing_pb2.DESCRIPTOR.services_by_name["BillingService"]
+    return {m.name: getattr(getattr(BillingServicer, m.name), "tally_scope", "") for m in service.methods}
+
+
+__all__ = ["ApiBase", "BillingServicer", "scopes"]
