@@ -15,10 +15,11 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -69,6 +70,48 @@ class ChargeDefinition(BaseModel):
     price: dict[str, Any]
 
 
+FEATURES_MAX = 100
+FeatureKind = Literal["boolean", "quota", "limit", "balance"]
+
+
+class FeatureDefinition(BaseModel):
+    """A feature the plan grants. Progressive levels of a product are plans with growing features.
+
+    - boolean: on for every subscriber of the plan.
+    - quota: `amount` of `meter` per billing period (None = unlimited), e.g. 10,000 api_calls.
+    - limit: the meter's latest value may not exceed `amount` (None = unlimited), e.g. 25 seats.
+    - balance: usable while the customer's wallet in `unit` holds enough; a top-up opens it at once.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    key: str = Field(pattern=CODE_PATTERN)
+    kind: FeatureKind = "boolean"
+    meter: str | None = Field(None, description="quota and limit: the meter counted against the feature")
+    amount: Decimal | None = Field(None, ge=0, description="quota and limit: allowed amount; None = unlimited")
+    unit: str | None = Field(None, description="balance: the currency or points unit of the funding wallet")
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> FeatureDefinition:
+        needs_meter = self.kind in ("quota", "limit")
+        if needs_meter and not self.meter:
+            raise ValueError(f"a {self.kind} feature needs a meter")
+        if not needs_meter and (self.meter is not None or self.amount is not None):
+            raise ValueError(f"meter and amount apply to quota and limit features, not {self.kind}")
+        if (self.kind == "balance") != (self.unit is not None):
+            raise ValueError("unit applies to balance features only, and a balance feature needs one")
+        return self
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "kind": self.kind,
+            "meter": self.meter,
+            "amount": None if self.amount is None else format(self.amount, "f"),
+            "unit": self.unit,
+        }
+
+
 class PlanDefinition(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -79,6 +122,7 @@ class PlanDefinition(BaseModel):
     trial_days: int = Field(0, ge=0, le=TRIAL_DAYS_MAX)
     charges: list[ChargeDefinition] = Field(default_factory=list, max_length=CHARGES_MAX)
     invoice_limits: InvoiceLimits = Field(default_factory=InvoiceLimits)
+    features: list[FeatureDefinition] = Field(default_factory=list, max_length=FEATURES_MAX)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +164,7 @@ class PlanVersion:
     invoice_limits: InvoiceLimits
     created_at: datetime
     published_at: datetime | None
+    features: tuple[FeatureDefinition, ...] = ()
 
     @property
     def label(self) -> str:
@@ -137,6 +182,7 @@ class PlanVersion:
             trial_days=self.trial_days,
             charges=[ChargeDefinition.model_validate(c.as_json()) for c in self.charges],
             invoice_limits=self.invoice_limits,
+            features=list(self.features),
         )
 
 
@@ -199,6 +245,11 @@ def parse_plan(raw: PlanDefinition | Mapping[str, Any] | str | bytes) -> tuple[P
     minimum, cap = limits.minimum_commitment, limits.cap_amount
     if minimum is not None and cap is not None and cap < minimum:
         problems.append(Problem("invoice_limits.cap_amount", "invalid_min_max", "cap is below minimum_commitment"))
+    keys: set[str] = set()
+    for i, f in enumerate(plan.features):
+        if f.key in keys:
+            problems.append(Problem(f"features[{i}].key", "duplicate_feature", f"feature {f.key!r} is listed twice"))
+        keys.add(f.key)
     if problems:
         raise InvalidPlan(problems)
     return plan, tuple(charges)
@@ -277,6 +328,7 @@ def _version_values(plan: PlanDefinition, charges: tuple[Charge, ...]) -> dict[s
         "trial_days": plan.trial_days,
         "charges": _dumps([c.as_json() for c in charges]),
         "invoice_limits": _dumps(plan.invoice_limits.model_dump(mode="json")),
+        "features": _dumps([f.as_json() for f in plan.features]),
     }
 
 
@@ -387,6 +439,15 @@ def publish_plan(engine: Engine, tenant_id: int, code: str, now: datetime) -> Pl
                     f"(its group_by: {', '.join(meter.group_by) or 'none'})",
                 )
             )
+    for i, feature in enumerate(draft.features):
+        if feature.meter is None:
+            continue
+        try:
+            get_meter(engine, tenant_id, feature.meter)
+        except NotFound:
+            problems.append(
+                Problem(f"features[{i}].meter", "unknown_meter", f"no meter {feature.meter!r}; create it first")
+            )
     if problems:
         raise InvalidPlan(problems)
     with engine.begin() as conn:
@@ -431,6 +492,7 @@ def _version(r: Any, code: str) -> PlanVersion:
         invoice_limits=InvoiceLimits.model_validate(json.loads(r.invoice_limits)),
         created_at=stored_utc(r.created_at),
         published_at=None if r.published_at is None else stored_utc(r.published_at),
+        features=tuple(FeatureDefinition.model_validate(f) for f in json.loads(r.features)),
     )
 
 
@@ -498,6 +560,7 @@ def list_plans(engine: Engine, tenant_id: int) -> list[PlanSummary]:
 __all__ = [
     "Charge",
     "ChargeDefinition",
+    "FeatureDefinition",
     "InvalidPlan",
     "PlanDefinition",
     "PlanSummary",
