@@ -392,7 +392,7 @@ def new_draft(engine: Engine, tenant_id: int, code: str, now: datetime) -> PlanV
             plan_id, latest = _latest(conn, tenant_id, code)
             if latest.status == VersionStatus.DRAFT.value:
                 raise FailedPrecondition(f"plan {code!r} already has draft v{latest.version}; edit or publish it")
-            keep = ("name", "currency", "interval", "trial_days", "charges", "invoice_limits")
+            keep = ("name", "currency", "interval", "trial_days", "charges", "invoice_limits", "features")
             _insert_version(conn, plan_id, latest.version + 1, {k: latest._mapping[k] for k in keep}, utc(now))
     except IntegrityError as exc:
         raise _concurrent(code) from exc

@@ -15,6 +15,11 @@ because invoices may already have been issued from it. Scheduled changes (trial 
 cancellation at period end) sit on the subscription row until their instant; the next operation on
 the subscription writes them to the history first, and readers (`get_subscription(as_of=...)`,
 `billing.due_periods`) apply them virtually, so nothing depends on a background job having run.
+
+Every operation emits one outbox event (`subscription.created`, `.plan_changed`, `.change_scheduled`,
+`.paused`, `.resumed`, `.cancelled`, `.end_scheduled`) as the last statement of its own transaction, so
+a consumer hears of exactly the changes that committed. Scheduled changes reaching their instant emit
+nothing when they are written down later: their event was the `*_scheduled` one, which says when.
 """
 
 from __future__ import annotations
@@ -29,9 +34,10 @@ from typing import Any, Literal
 from sqlalchemy import Connection, Engine, insert, select, update
 
 from invoicing.customer import get_customer
+from invoicing.outbox import NewEvent, emit
 from invoicing.period import BillingCycle, Period, ProrationBasis, floor_quarter_hour, proration, stored_utc, zone
 from invoicing.plan import PlanVersion, VersionStatus, get_plan_version, get_plan_version_by_id
-from invoicing.tables import customers, subscription_history, subscriptions
+from invoicing.tables import customers, plan_versions, plans, subscription_history, subscriptions
 from metering.errors import FailedPrecondition, InvalidArgument, NotFound
 
 Timing = Literal["now", "period_end"]
@@ -334,6 +340,16 @@ def create_subscription(
             .returning(subscriptions.c.id)
         ).scalar_one()
         _record(conn, sub_id, "created", start, at, state, plan.id, None, None, actor, reason, scheduled_for=ends_at)
+        _event(
+            conn,
+            tenant_id,
+            "subscription.created",
+            customer.external_id,
+            sub_id,
+            (plan.code, plan.version),
+            state,
+            start,
+        )
     return get_subscription(engine, tenant_id, sub_id)
 
 
@@ -387,6 +403,44 @@ def _record(
             reason=reason,
         )
     )
+
+
+def _plan_ref(conn: Connection, version_id: int) -> tuple[str, int]:
+    """(plan code, version) of a version id, read in the writer's transaction (no second connection)."""
+    row = conn.execute(
+        select(plans.c.code, plan_versions.c.version)
+        .join(plans, plans.c.id == plan_versions.c.plan_id)
+        .where(plan_versions.c.id == version_id)
+    ).one()
+    return str(row.code), int(row.version)
+
+
+def _event(
+    conn: Connection,
+    tenant_id: int,
+    kind: str,
+    customer: str,
+    sub_id: int,
+    plan: tuple[str, int],
+    state: State,
+    effective_at: datetime,
+    *,
+    previous: tuple[str, int] | None = None,
+    scheduled_for: datetime | None = None,
+) -> None:
+    """Emit the operation's outbox event; call it last, since `emit` holds the tenant's head row until commit."""
+    data: dict[str, Any] = {
+        "subscription_id": sub_id,
+        "plan": plan[0],
+        "plan_version": plan[1],
+        "state": state.value,
+        "effective_at": effective_at.isoformat(),
+    }
+    if previous is not None:
+        data["previous_plan"], data["previous_plan_version"] = previous
+    if scheduled_for is not None:
+        data["scheduled_for"] = scheduled_for.isoformat()
+    emit(conn, tenant_id, [NewEvent(kind, customer, data)])
 
 
 def _load_for_update(conn: Connection, tenant_id: int, sub_id: int, at: datetime) -> Subscription:
@@ -481,6 +535,10 @@ def change_plan(
             _record(conn, sub.id, "plan_changed", eff, at, sub.state, new.id, sub.state, old.id, actor, reason)
             changed = replace(sub, plan_version_id=new.id, pending_plan_version_id=None, pending_change_at=None)
             _store(conn, changed)
+            _event(
+                conn, tenant_id, "subscription.plan_changed", sub.customer_external_id, sub.id, (new.code, new.version),
+                sub.state, eff, previous=(old.code, old.version),
+            )  # fmt: skip
             old_period = _cycle(sub, old).period_at(eff)
             result = Proration(
                 eff, old_period, _cycle(sub, new).period_at(eff), max(old_period.start, sub.started_at), sub.timezone
@@ -492,6 +550,10 @@ def change_plan(
                 sub.plan_version_id, actor, reason or f"to {new.label}", scheduled_for=when,
             )  # fmt: skip
             _store(conn, replace(sub, pending_plan_version_id=new.id, pending_change_at=when))
+            _event(
+                conn, tenant_id, "subscription.change_scheduled", sub.customer_external_id, sub.id,
+                (new.code, new.version), sub.state, eff, previous=(old.code, old.version), scheduled_for=when,
+            )  # fmt: skip
             result = None
         else:
             raise InvalidArgument(f"timing must be now or period_end, not {timing!r}")
@@ -515,6 +577,10 @@ def _simple(
         _check(sub, operation)
         _record(conn, sub.id, kind, eff, at, to, sub.plan_version_id, sub.state, sub.plan_version_id, actor, reason)
         _store(conn, replace(sub, state=to))
+        _event(
+            conn, tenant_id, f"subscription.{kind}", sub.customer_external_id, sub.id,
+            _plan_ref(conn, sub.plan_version_id), to, eff,
+        )  # fmt: skip
     return get_subscription(engine, tenant_id, subscription_id)
 
 
@@ -555,6 +621,10 @@ def cancel_subscription(
                 conn,
                 replace(sub, state=State.CANCELLED, ends_at=eff, pending_plan_version_id=None, pending_change_at=None),
             )
+            _event(
+                conn, tenant_id, "subscription.cancelled", sub.customer_external_id, sub.id,
+                _plan_ref(conn, sub.plan_version_id), State.CANCELLED, eff,
+            )  # fmt: skip
         elif timing == "period_end":
             when = _period_end(engine, tenant_id, sub, eff)
             _record(
@@ -562,6 +632,10 @@ def cancel_subscription(
                 sub.plan_version_id, actor, reason, scheduled_for=when,
             )  # fmt: skip
             _store(conn, replace(sub, ends_at=when))
+            _event(
+                conn, tenant_id, "subscription.end_scheduled", sub.customer_external_id, sub.id,
+                _plan_ref(conn, sub.plan_version_id), sub.state, eff, scheduled_for=when,
+            )  # fmt: skip
         else:
             raise InvalidArgument(f"timing must be now or period_end, not {timing!r}")
     return get_subscription(engine, tenant_id, subscription_id)

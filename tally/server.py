@@ -53,6 +53,7 @@ class RunningServer:
     async def stop(self, grace_s: float) -> None:
         await self.health.enter_graceful_shutdown()
         self.ingest.drain()
+        self.billing.drain()
         await self.server.stop(grace_s)
         await asyncio.get_running_loop().run_in_executor(None, self.billing.stop)
         # Batches that were submitted are committed before the writers exit.
@@ -82,7 +83,7 @@ async def start(settings: Settings, migrate: bool = True) -> RunningServer:
     keys = KeyStore(engine)
     ingest = IngestServicer(keys, MeterCatalog(engine), committer, limits)
     ingest_pb2_grpc.add_IngestServiceServicer_to_server(ingest, server)  # type: ignore[no-untyped-call]
-    billing = BillingServicer(engine, keys, ingest)
+    billing = BillingServicer(engine, keys, ingest, settings=settings)
     billing_pb2_grpc.add_BillingServiceServicer_to_server(billing, server)  # type: ignore[no-untyped-call]
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

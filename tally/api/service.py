@@ -17,6 +17,7 @@ from tally.api.insight import InsightRpcs
 from tally.api.invoices import InvoiceRpcs
 from tally.api.subscriptions import SubscriptionRpcs
 from tally.api.wallets import WalletRpcs
+from tally.settings import Settings
 from tally.v1 import billing_pb2_grpc
 
 
@@ -39,7 +40,9 @@ class BillingServicer(
         keys: KeyStore,
         ingest: IngestServicer | None = None,
         threads: int = 8,
+        settings: Settings | None = None,
     ) -> None:
+        self.settings = settings or Settings()
         self.engine = engine
         self.keys = keys
         self.ingest = ingest
@@ -50,6 +53,10 @@ class BillingServicer(
     def start(self) -> None:
         for worker in self.workers:
             worker.start()
+
+    def drain(self) -> None:
+        """Before the gRPC server stops: end open WatchEvents streams so shutdown need not wait for them."""
+        self.close_watches()
 
     def stop(self) -> None:
         for worker in reversed(self.workers):

@@ -65,3 +65,13 @@ def test_publish_checks_feature_meters_exist(engine: Engine) -> None:
     with pytest.raises(InvalidPlan) as info:
         publish_plan(engine, t.tenant_id, "pro", NOW)
     assert info.value.fields == ["features[0].meter"]
+
+
+def test_a_new_draft_keeps_the_features(engine: Engine) -> None:
+    from invoicing.plan import new_draft
+
+    t = make_tenant(engine)
+    create_plan(engine, t.tenant_id, _plan([{"key": "sso"}]), NOW)
+    publish_plan(engine, t.tenant_id, "pro", NOW)
+    draft = new_draft(engine, t.tenant_id, "pro", NOW)
+    assert draft.version == 2 and [f.key for f in draft.features] == ["sso"]
