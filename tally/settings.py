@@ -8,10 +8,28 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from metering.limits import IngestLimits
+
+
+class PlatformSettings(BaseModel):
+    """Events out: how often the background workers look for work, and the webhook retry schedule.
+
+    Env: `TALLY_PLATFORM__WEBHOOK_MAX_ATTEMPTS=12`, ... Tests shrink the intervals to milliseconds.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    events_poll_s: float = Field(0.1, gt=0, le=60, description="WatchEvents: outbox poll interval when idle")
+    webhook_interval_s: float = Field(1.0, gt=0, description="dispatcher: pause between passes when idle")
+    webhook_timeout_s: float = Field(5.0, gt=0, le=120, description="one POST, connect to response")
+    webhook_max_attempts: int = Field(12, ge=1, le=100, description="attempts per event before it is dead")
+    webhook_backoff_base_s: float = Field(1.0, ge=0, description="wait after the first failure; doubles each time")
+    webhook_backoff_max_s: float = Field(3600.0, ge=0, description="cap on the wait between attempts")
+    webhook_parallel: int = Field(8, ge=1, le=256, description="endpoints served at once by one dispatcher")
+    alert_interval_s: float = Field(5.0, gt=0, description="alert evaluator: pause between passes")
 
 
 class Settings(BaseSettings):
@@ -28,3 +46,4 @@ class Settings(BaseSettings):
     shutdown_grace_s: float = Field(10.0, ge=0, description="time to drain in-flight batches on SIGTERM")
     store_events: bool = Field(True, description="False only for benchmarking decode+validate")
     ingest: IngestLimits = IngestLimits()
+    platform: PlatformSettings = PlatformSettings()

@@ -685,16 +685,20 @@ class RunInvoiceCycleRequest(_message.Message):
     def __init__(self, as_of: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class RunInvoiceCycleResponse(_message.Message):
-    __slots__ = ("items", "invoices_created", "already_invoiced", "seconds")
+    __slots__ = ("items", "invoices_created", "already_invoiced", "seconds", "failed", "errors")
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     INVOICES_CREATED_FIELD_NUMBER: _ClassVar[int]
     ALREADY_INVOICED_FIELD_NUMBER: _ClassVar[int]
     SECONDS_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
     items: int
     invoices_created: int
     already_invoiced: int
     seconds: float
-    def __init__(self, items: _Optional[int] = ..., invoices_created: _Optional[int] = ..., already_invoiced: _Optional[int] = ..., seconds: _Optional[float] = ...) -> None: ...
+    failed: int
+    errors: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, items: _Optional[int] = ..., invoices_created: _Optional[int] = ..., already_invoiced: _Optional[int] = ..., seconds: _Optional[float] = ..., failed: _Optional[int] = ..., errors: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class TopUpWalletRequest(_message.Message):
     __slots__ = ("top_up_id", "customer", "amount", "unit", "reference")

@@ -1,0 +1,336 @@
+"""Webhooks against a real HTTP receiver on 127.0.0.1: signatures, retries, order, dead events, replay."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from sqlalchemy import Engine, select
+
+from invoicing.outbox import NewEvent, emit
+from invoicing.platform_tables import webhook_deliveries
+from invoicing.webhook import (
+    RetryPolicy,
+    check_url,
+    create_endpoint,
+    deliver_once,
+    disable_endpoint,
+    get_endpoint,
+    list_deliveries,
+    list_endpoints,
+    replay,
+    signature,
+    verify_signature,
+)
+from metering.errors import FailedPrecondition, InvalidArgument, NotFound
+from tests.conftest import TenantKey, make_tenant
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+FAST = RetryPolicy(max_attempts=4, backoff_base_s=1, backoff_max_s=8, timeout_s=2)
+
+
+@dataclass
+class Received:
+    sequence: int
+    body: bytes
+    headers: dict[str, str]
+    answered: int
+    path: str = ""
+
+
+@dataclass
+class Receiver:
+    """An HTTP server that records every POST; `answer(n)` picks the status of the n-th request (0-based)."""
+
+    url: str
+    requests: list[Received] = field(default_factory=list)
+    answer: Callable[[int], int] = lambda _n: 200
+
+    @property
+    def sequences(self) -> list[int]:
+        return [r.sequence for r in self.requests]
+
+    @property
+    def delivered(self) -> list[int]:
+        return [r.sequence for r in self.requests if 200 <= r.answered < 300]
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    lock = threading.Lock()
+    box: list[Receiver] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            rec = box[0]
+            with lock:
+                status = rec.answer(len(rec.requests))
+                rec.requests.append(
+                    Received(
+                        json.loads(body)["sequence"],
+                        body,
+                        {k.lower(): v for k, v in self.headers.items()},
+                        status,
+                        self.path,
+                    )
+                )
+            self.send_response(status)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"no")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    box.append(Receiver(f"http://127.0.0.1:{server.server_address[1]}/hooks"))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield box[0]
+    server.shutdown()
+    server.server_close()
+
+
+def publish_events(engine: Engine, tenant_id: int, types: list[str], customer: str = "cus_1") -> list[int]:
+    """One transaction per event, as the domain code does."""
+    out = []
+    for k, t in enumerate(types):
+        with engine.begin() as conn:
+            out += emit(conn, tenant_id, [NewEvent(t, customer, {"n": k, "amount": "12.50"})], at=NOW)
+    return out
+
+
+def statuses(engine: Engine, tenant_id: int, endpoint_id: int) -> list[tuple[int, int, str, bool]]:
+    """(sequence, attempt, status, replay) of every attempt, oldest first."""
+    page, _ = list_deliveries(engine, tenant_id, endpoint_id, limit=1000)
+    return [(d.sequence, d.attempt, d.status, d.replay) for d in reversed(page)]
+
+
+def test_signature_verifies_and_rejects_tampering_and_stale_timestamps(
+    engine: Engine, tenant: TenantKey, receiver: Receiver
+) -> None:
+    ep = create_endpoint(engine, tenant.tenant_id, receiver.url, [], 0, NOW)
+    assert ep.secret.startswith("whsec_") and len(ep.secret) == len("whsec_") + 64
+    publish_events(engine, tenant.tenant_id, ["invoice.created"])
+    summary = deliver_once(engine, NOW, policy=FAST)
+    assert (summary.attempts, summary.succeeded) == (1, 1)
+    (got,) = receiver.requests
+    header = got.headers["tally-signature"]
+    assert header.startswith(f"t={int(NOW.timestamp())},v1=")
+    assert got.headers["tally-event-sequence"] == "1"
+    assert got.headers["content-type"] == "application/json"
+    body = json.loads(got.body)
+    assert body == {
+        "sequence": 1, "type": "invoice.created", "customer": "cus_1", "occurred_at": "2026-03-01T12:00:00+00:00",
+        "data": {"amount": "12.50", "n": 0}, "tenant": "acme",
+    }  # fmt: skip
+    assert verify_signature(ep.secret, header, got.body, NOW + timedelta(seconds=10))
+    assert verify_signature(ep.secret, header, got.body.decode(), NOW.timestamp())
+    tampered = got.body.replace(b"12.50", b"99.50")
+    assert not verify_signature(ep.secret, header, tampered, NOW)
+    assert not verify_signature(ep.secret, header, got.body, NOW + timedelta(seconds=301))
+    assert not verify_signature(ep.secret, header, got.body, NOW - timedelta(seconds=301))
+    assert not verify_signature("whsec_other", header, got.body, NOW)
+    assert not verify_signature(ep.secret, "v1=" + header.split("v1=")[1], got.body, NOW)  # no timestamp
+    assert not verify_signature(ep.secret, "garbage", got.body, NOW)
+    # A signature made for a later instant with the same secret verifies within tolerance.
+    assert verify_signature(ep.secret, signature(ep.secret, got.body, NOW), got.body, NOW)
+
+
+def test_a_receiver_that_fails_twice_gets_the_event_on_the_third_attempt(
+    engine: Engine, tenant: TenantKey, receiver: Receiver
+) -> None:
+    tid = tenant.tenant_id
+    receiver.answer = lambda n: 500 if n < 2 else 204
+    ep = create_endpoint(engine, tid, receiver.url, [], 0, NOW)
+    publish_events(engine, tid, ["invoice.finalized"])
+    assert deliver_once(engine, NOW, policy=FAST).failed == 1
+    assert deliver_once(engine, NOW + timedelta(milliseconds=999), policy=FAST).attempts == 0  # backoff: 1 s
+    assert deliver_once(engine, NOW + timedelta(seconds=1), policy=FAST).failed == 1
+    assert deliver_once(engine, NOW + timedelta(seconds=2.9), policy=FAST).attempts == 0  # backoff: 2 s more
+    assert deliver_once(engine, NOW + timedelta(seconds=3), policy=FAST).succeeded == 1
+    assert receiver.sequences == [1, 1, 1]
+    page, _ = list_deliveries(engine, tid, ep.id)
+    assert [(d.attempt, d.status, d.http_status) for d in page] == [(3, "succeeded", 204), (2, "failed", 500),
+                                                                    (1, "failed", 500)]  # fmt: skip
+    assert page[1].next_attempt_at == NOW + timedelta(seconds=3) and page[1].error.startswith("HTTP 500")
+    assert page[0].next_attempt_at is None and page[0].attempted_at == NOW + timedelta(seconds=3)
+    assert get_endpoint(engine, tid, ep.id).delivered_sequence == 1
+    assert deliver_once(engine, NOW + timedelta(hours=1), policy=FAST).attempts == 0
+
+
+def test_a_failing_event_holds_back_the_later_ones_so_order_is_kept(
+    engine: Engine, tenant: TenantKey, receiver: Receiver
+) -> None:
+    tid = tenant.tenant_id
+    receiver.answer = lambda n: 503 if n == 1 else 200  # the second event fails once
+    ep = create_endpoint(engine, tid, receiver.url, [], 0, NOW)
+    publish_events(engine, tid, ["invoice.created"] * 4)
+    first = deliver_once(engine, NOW, policy=FAST)
+    assert (first.succeeded, first.failed) == (1, 1)
+    assert receiver.sequences == [1, 2]  # 3 and 4 wait behind 2
+    assert get_endpoint(engine, tid, ep.id).delivered_sequence == 1
+    deliver_once(engine, NOW + timedelta(seconds=1), policy=FAST)
+    assert receiver.sequences == [1, 2, 2, 3, 4]
+    assert receiver.delivered == [1, 2, 3, 4]
+    assert get_endpoint(engine, tid, ep.id).delivered_sequence == 4
+
+
+def test_dead_after_max_attempts_then_the_endpoint_moves_on(
+    engine: Engine, tenant: TenantKey, receiver: Receiver
+) -> None:
+    tid = tenant.tenant_id
+    receiver.answer = lambda n: 500 if n < 3 else 200
+    policy = RetryPolicy(max_attempts=3, backoff_base_s=0.001, backoff_max_s=0.002, timeout_s=2)
+    ep = create_endpoint(engine, tid, receiver.url, [], 0, NOW)
+    publish_events(engine, tid, ["invoice.created", "invoice.paid"])
+    at = NOW
+    for _ in range(5):
+        deliver_once(engine, at, policy=policy)
+        at += timedelta(seconds=1)
+    assert statuses(engine, tid, ep.id) == [
+        (1, 1, "failed", False), (1, 2, "failed", False), (1, 3, "dead", False), (2, 1, "succeeded", False),
+    ]  # fmt: skip
+    assert receiver.sequences == [1, 1, 1, 2]
+    assert get_endpoint(engine, tid, ep.id).delivered_sequence == 2
+
+
+def test_a_connection_error_is_a_failed_attempt_with_no_http_status(engine: Engine, tenant: TenantKey) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ep = create_endpoint(engine, tenant.tenant_id, f"http://127.0.0.1:{port}/x", [], 0, NOW)
+    publish_events(engine, tenant.tenant_id, ["invoice.created"])
+    assert deliver_once(engine, NOW, policy=FAST).failed == 1
+    (d,) = [d for d in list_deliveries(engine, tenant.tenant_id, ep.id)[0] if d.status == "failed"]
+    assert d.http_status == 0 and "ConnectError" in d.error
+
+
+def test_replay_sends_again_without_moving_the_cursor_back(
+    engine: Engine, tenant: TenantKey, receiver: Receiver
+) -> None:
+    tid = tenant.tenant_id
+    ep = create_endpoint(engine, tid, receiver.url, ["invoice."], 0, NOW)
+    publish_events(engine, tid, ["invoice.created", "subscription.created", "invoice.paid", "invoice.voided"])
+    deliver_once(engine, NOW, policy=FAST)
+    assert receiver.sequences == [1, 3, 4]  # the filter skips 2
+    assert replay(engine, tid, ep.id, 0, 3, NOW) == 2  # events 1 and 3 match; 2 does not
+    deliver_once(engine, NOW, policy=FAST)
+    assert receiver.sequences == [1, 3, 4, 1, 3]
+    assert get_endpoint(engine, tid, ep.id).delivered_sequence == 4
+    assert [s for s in statuses(engine, tid, ep.id) if s[3]] == [(1, 1, "succeeded", True), (3, 1, "succeeded", True)]
+    # One event: (S-1, S].
+    assert replay(engine, tid, ep.id, 3, 4, NOW) == 1
+    deliver_once(engine, NOW, policy=FAST)
+    assert receiver.sequences[-1] == 4
+
+
+def test_replay_checks_its_range_and_changes_nothing_when_refused(engine: Engine, tenant: TenantKey) -> None:
+    tid = tenant.tenant_id
+    ep = create_endpoint(engine, tid, "https://example.invalid/hook", [], 0, NOW)
+    publish_events(engine, tid, ["invoice.created"] * 3)
+    with pytest.raises(InvalidArgument, match="to_sequence"):
+        replay(engine, tid, ep.id, 0, 9, NOW)
+    with pytest.raises(InvalidArgument, match="greater than after_sequence"):
+        replay(engine, tid, ep.id, 2, 1, NOW)
+    with pytest.raises(InvalidArgument, match="after_sequence"):
+        replay(engine, tid, ep.id, -1, 0, NOW)
+    disable_endpoint(engine, tid, ep.id)
+    with pytest.raises(FailedPrecondition, match="disabled"):
+        replay(engine, tid, ep.id, 0, 0, NOW)
+    with engine.connect() as conn:
+        assert conn.execute(select(webhook_deliveries)).all() == []
+
+
+def test_a_disabled_endpoint_gets_nothing(engine: Engine, tenant: TenantKey, receiver: Receiver) -> None:
+    tid = tenant.tenant_id
+    ep = create_endpoint(engine, tid, receiver.url, [], 0, NOW)
+    publish_events(engine, tid, ["invoice.created"])
+    deliver_once(engine, NOW, policy=FAST)
+    assert disable_endpoint(engine, tid, ep.id).enabled is False
+    publish_events(engine, tid, ["invoice.paid", "invoice.voided"])
+    assert deliver_once(engine, NOW, policy=FAST).attempts == 0
+    assert receiver.sequences == [1]
+
+
+def test_new_endpoints_start_at_the_head_or_the_given_sequence(
+    engine: Engine, tenant: TenantKey, receiver: Receiver
+) -> None:
+    tid = tenant.tenant_id
+    publish_events(engine, tid, ["invoice.created"] * 3)
+    only_new = create_endpoint(engine, tid, receiver.url, [], 0, NOW)
+    assert only_new.delivered_sequence == 3
+    from_one = create_endpoint(engine, tid, receiver.url + "?b", [], 1, NOW)
+    publish_events(engine, tid, ["invoice.paid"])
+    deliver_once(engine, NOW, policy=FAST)
+    assert [r.sequence for r in receiver.requests if r.path.endswith("?b")] == [2, 3, 4]
+    assert [r.sequence for r in receiver.requests if not r.path.endswith("?b")] == [4]
+    assert get_endpoint(engine, tid, only_new.id).delivered_sequence == 4
+    assert get_endpoint(engine, tid, from_one.id).delivered_sequence == 4
+    with pytest.raises(InvalidArgument, match="after_sequence 9 is past the latest event"):
+        create_endpoint(engine, tid, receiver.url, [], 9, NOW)
+
+
+@pytest.mark.parametrize(
+    ("url", "fragment"),
+    [("", "url is required"), ("ftp://host/x", "http:// or https://"), ("http:///nohost", "with a host"),
+     ("http://h:99999/", "not a valid URL"), ("https://h/" + "x" * 2048, "at most 2048")],
+)  # fmt: skip
+def test_endpoint_url_must_be_http(url: str, fragment: str) -> None:
+    with pytest.raises(InvalidArgument, match=fragment) as err:
+        check_url(url)
+    assert str(err.value).startswith("url")
+
+
+def test_a_refused_endpoint_writes_nothing(engine: Engine, tenant: TenantKey) -> None:
+    with pytest.raises(InvalidArgument, match="http:// or https://"):
+        create_endpoint(engine, tenant.tenant_id, "mailto:x@y.z", [], 0, NOW)
+    with pytest.raises(InvalidArgument, match=r"types\[1\]: 'nope'"):
+        create_endpoint(engine, tenant.tenant_id, "http://h/", ["invoice.", "nope"], 0, NOW)
+    assert list_endpoints(engine, tenant.tenant_id) == []
+
+
+def test_endpoints_are_tenant_scoped(engine: Engine, tenant: TenantKey) -> None:
+    other = make_tenant(engine, "globex")
+    ep = create_endpoint(engine, tenant.tenant_id, "http://h/", [], 0, NOW)
+    for call in (
+        lambda: get_endpoint(engine, other.tenant_id, ep.id),
+        lambda: disable_endpoint(engine, other.tenant_id, ep.id),
+        lambda: list_deliveries(engine, other.tenant_id, ep.id),
+        lambda: replay(engine, other.tenant_id, ep.id, 0, 0, NOW),
+    ):
+        with pytest.raises(NotFound, match=f"no webhook endpoint {ep.id}"):
+            call()
+    assert get_endpoint(engine, tenant.tenant_id, ep.id).enabled
+
+
+def test_two_dispatchers_at_once_send_each_event_once_in_order(
+    engine: Engine, tenant: TenantKey, receiver: Receiver
+) -> None:
+    tid = tenant.tenant_id
+    create_endpoint(engine, tid, receiver.url, [], 0, NOW)
+    publish_events(engine, tid, ["invoice.created"] * 12)
+    errors: list[BaseException] = []
+
+    def dispatch() -> None:
+        try:
+            for _ in range(20):
+                deliver_once(engine, policy=FAST)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=dispatch) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert receiver.sequences == list(range(1, 13))
