@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 
@@ -72,6 +73,19 @@ class AdmissionBudget:
         self._changed.set()
 
 
+class CommitHook(Protocol):
+    """Told about every batch the servicer queues, so in-process caches can follow usage at once.
+
+    `submitted` runs just before a batch is queued, `committed` once it is settled: with its outcome
+    after COMMIT (and before the client is acked), or with None when the commit failed. Both run on
+    the server's event loop, so they must be quick and must not block.
+    """
+
+    def submitted(self, batch: PreparedBatch) -> None: ...
+
+    def committed(self, batch: PreparedBatch, outcome: BatchOutcome | None) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Submitted:
     batch: PreparedBatch
@@ -118,6 +132,8 @@ class IngestServicer(pb_grpc.IngestServiceServicer):
         self._budget: AdmissionBudget | None = None
         self._draining = asyncio.Event()
         self.events_acked = 0
+        #: Optional post-commit hook (the entitlement cache); None costs nothing per batch.
+        self.commit_hook: CommitHook | None = None
 
     def _admission(self) -> AdmissionBudget:
         # Created lazily so it binds to the server's running event loop.
@@ -152,12 +168,18 @@ class IngestServicer(pb_grpc.IngestServiceServicer):
         budget = self._admission()
         n = len(prepared)
         await budget.acquire(n, self._limits.queue_wait_ms_max / 1000, self._limits.retry_after_ms)
+        hook = self.commit_hook
+        if hook is not None:
+            hook.submitted(prepared)
         fut = asyncio.wrap_future(self._committer.submit(prepared), loop=loop)
 
         def _release(_: object) -> None:
             budget.release(n)
 
         fut.add_done_callback(_release)
+        if hook is not None:
+            # Registered before the ack awaits the future, so it runs first: an acked batch is in the cache.
+            fut.add_done_callback(functools.partial(_settled, hook, prepared))
         return Submitted(prepared, fut)
 
     async def _ack(self, submitted: Submitted, sequence: int) -> pb.IngestAck:
@@ -245,6 +267,14 @@ class IngestServicer(pb_grpc.IngestServiceServicer):
             await pending.put(exc)
         finally:
             drained.cancel()
+
+
+def _settled(hook: CommitHook, batch: PreparedBatch, fut: asyncio.Future[BatchOutcome]) -> None:
+    outcome = None if fut.cancelled() or fut.exception() is not None else fut.result()
+    try:
+        hook.committed(batch, outcome)
+    except Exception:  # a cache bug must never fail an ingest that is already committed
+        log.exception("commit hook failed")
 
 
 async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: BaseException) -> None:

@@ -159,29 +159,73 @@ def customer_list(ctx: click.Context, tenant_name: str, after: str | None, limit
 @customer.command("show")
 @click.argument("tenant_name", metavar="TENANT")
 @click.argument("external_id")
+@click.option("--at", "at_text", default=None, help="As of this ISO 8601 instant [default: now].")
 @click.pass_context
-def customer_show(ctx: click.Context, tenant_name: str, external_id: str) -> None:
-    """Show one customer and their subscriptions.
+def customer_show(ctx: click.Context, tenant_name: str, external_id: str, at_text: str | None) -> None:
+    """Show one customer's whole picture: details, subscriptions, lifecycle stage, this period's usage
+    and spend so far, balances, invoices and SLA status.
 
     \b
     Example:
       tally customer show acme cus_42
     """
-    from invoicing.customer import get_customer
-    from invoicing.subscription import list_subscriptions
+    from invoicing.insight import customer_360
     from tally.cli import _table
 
     engine, tenant_id = _tenant(ctx, tenant_name)
-    c = get_customer(engine, tenant_id, external_id)
-    address = "" if c.address is None else ", ".join(v for v in c.address.model_dump().values() if v)
+    c = customer_360(engine, tenant_id, external_id, _at(at_text))
+    cu = c.customer
+    address = "" if cu.address is None else ", ".join(v for v in cu.address.model_dump().values() if v)
+    period = "" if c.period is None else f"{_when(c.period.start)} → {_when(c.period.end)}"
     fields = [
-        ["external id", c.external_id], ["name", c.name], ["currency", c.currency], ["time zone", c.timezone],
-        ["email", c.email], ["tax region", c.tax_region], ["address", address],
-        ["metadata", ", ".join(f"{k}={v}" for k, v in c.metadata.items())], ["created", _when(c.created_at)],
+        ["external id", cu.external_id], ["name", cu.name], ["currency", cu.currency], ["time zone", cu.timezone],
+        ["email", cu.email], ["tax region", cu.tax_region], ["address", address],
+        ["metadata", ", ".join(f"{k}={v}" for k, v in cu.metadata.items())], ["created", _when(cu.created_at)],
+        ["stage", f"{c.stage.name}: {c.stage.reason}"], ["current period", period],
+        ["spend so far", f"{c.spend.amount:f} {c.spend.unit}"],
     ]  # fmt: skip
-    _table(f"customer {c.external_id}", ["field", "value"], fields)
-    subs = list_subscriptions(engine, tenant_id, external_id)
-    _subscription_table(engine, tenant_id, subs)
+    _table(f"customer {cu.external_id}", ["field", "value"], fields)
+    _subscription_table(engine, tenant_id, c.subscriptions)
+    if c.usage:
+        rows = [[u.meter, f"{u.quantity:f}", f"{u.previous:f}", u.unit] for u in c.usage]
+        _table("usage this period", ["meter", "so far", "same stretch last period", "unit"], rows)
+    if c.balances:
+        rows = [[b.unit, f"{b.balance:f}", f"{b.available:f}", f"{b.pending_in:f}"] for b in c.balances]
+        _table("balances", ["unit", "balance", "available", "pending in"], rows)
+    invoices = [*c.open_invoices, *c.past_invoices]
+    if invoices:
+        rows = [[i.label, i.kind, i.status, f"{i.total:f} {i.currency}", _when(i.due_at)] for i in invoices]
+        _table("invoices (open, then the last paid or void)", ["invoice", "kind", "status", "total", "due"], rows)
+    if c.sla:
+        rows = [
+            [s.charge, s.meter, "" if s.measured is None else f"{s.measured:f}", f"{s.credit:f}", s.status]
+            for s in c.sla
+        ]
+        _table("SLA this period", ["charge", "meter", "measured", "credit", "status"], rows)
+
+
+@click.command("portfolio")
+@click.argument("tenant_name", metavar="TENANT")
+@click.option("--at", "at_text", default=None, help="As of this ISO 8601 instant [default: now].")
+@click.pass_context
+def portfolio_command(ctx: click.Context, tenant_name: str, at_text: str | None) -> None:
+    """Show TENANT's customers per lifecycle stage, with the revenue of the last 30 days at each
+    (finalized or paid invoices) and a few customers of each stage.
+
+    \b
+    Example:
+      tally portfolio acme
+    """
+    from invoicing.insight import portfolio
+    from tally.cli import _table
+
+    engine, tenant_id = _tenant(ctx, tenant_name)
+    p = portfolio(engine, tenant_id, _at(at_text))
+    rows = [
+        [s.stage, str(s.customers), ", ".join(f"{a.amount:f} {a.unit}" for a in s.revenue), ", ".join(s.sample)]
+        for s in p.stages
+    ]
+    _table(f"portfolio: {p.customers} customers", ["stage", "customers", "revenue (30 days)", "for example"], rows)
 
 
 # --- plans ---------------------------------------------------------------------------------------------------
@@ -846,4 +890,4 @@ def journal_export(
     click.echo(f"wrote {output} ({max(text.count(chr(10)) - 1, 0)} rows)")
 
 
-COMMANDS: list[click.Command] = [customer, plan, subscription, invoice, journal]
+COMMANDS: list[click.Command] = [customer, plan, subscription, invoice, journal, portfolio_command]

@@ -1,0 +1,604 @@
+"""Entitlements: may a customer use a feature now, answered from memory.
+
+A customer's snapshot holds every feature their live subscriptions grant (trial and active count;
+paused and cancelled grant nothing), resolved once from the database:
+
+- boolean: granted while a live plan lists it.
+- quota: `amount` of `meter` per billing period of the granting subscription
+  (`BillingCycle.period_at(now)`); `used` is the meter's quantity over that whole period as the
+  meter aggregates (count, sum, max, ...), so usage stamped later in the period counts too. Past the
+  period's end the snapshot reloads and the quota starts over.
+- limit: a cap on the meter's *current value*. For `latest` and `gauge` meters that is the latest
+  reading, however old (a reading holds until the next one, as in gauge integration), summed over
+  the meter's dimensions (25 seats in team A and 3 in team B are 28 seats). For every other
+  aggregation there is no "reading", so the current value is the quantity of the current billing
+  period (a limit on a sum meter behaves like a quota without a reset date on the wire).
+- balance: the customer's available balance in `unit` over wallets and grants (as ledger
+  `customer_totals` sums it: posted minus pending debits).
+
+When two live subscriptions grant the same key, the larger amount wins and unlimited beats any
+amount; if their kinds differ (a catalog mistake), the oldest subscription's grant is kept.
+
+Freshness, in order of speed:
+1. `invalidate(tenant, customer)` reloads synchronously: the API calls it after a plan change,
+   cancel, pause, top-up or conversion, so the very next check sees the change.
+2. Ingest through this process's IngestService: `IngestServicer` calls `submitted` before a batch is
+   queued and `committed` after COMMIT (before the ack), and the committed quantities of tracked
+   quota meters are added to the snapshot at once. The addition is exact or not made: a batch with
+   duplicates or conflicts (which events went in is unknown), a meter whose quantity is not a running
+   count/sum/max/min, or a snapshot loaded while one of its customer's batches was in flight marks the
+   snapshot stale, and the next check reloads it instead of guessing.
+3. Everything else (the CLI, another server, invoice runs drawing balances) is picked up by the
+   refresher: snapshots older than `max_age_s` are reloaded in the background, so such a change is
+   visible within `max_age_s + interval_s` plus one reload (about 6 s with the defaults).
+Unknown customers are not cached: every check for one asks the database (and answers NOT_FOUND).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Connection, Engine, func, select
+
+from invoicing.ledger.tables import ledger_accounts
+from invoicing.ledger.unit import resolve_unit
+from invoicing.period import BillingCycle, Period
+from invoicing.plan import FeatureDefinition, PlanVersion, get_plan_version_by_id
+from invoicing.subscription import State, Subscription, as_of, select_subscriptions, subscription_from_row
+from invoicing.tables import customers, subscriptions
+from metering.errors import NotFound
+from metering.event import PreparedBatch
+from metering.meter import Aggregation, Meter, list_meters
+from metering.rollup import counted
+from metering.store import BatchOutcome
+from metering.tables import rollups
+from metering.usage import to_us, usage
+
+log = logging.getLogger(__name__)
+
+LIVE = (State.TRIAL, State.ACTIVE)
+#: Aggregations whose quantity a committed batch updates exactly from its own events.
+RUNNING = (Aggregation.COUNT, Aggregation.SUM, Aggregation.MAX, Aggregation.MIN)
+#: Limit meters whose current value is the latest reading rather than the period's quantity.
+READINGS = (Aggregation.LATEST, Aggregation.GAUGE)
+CHUNK = 500  # customers per bulk load query (well under SQLite's bound-parameter limit)
+
+Key = tuple[int, str]  # tenant id, customer external id
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The answer to "may this customer use this feature now?"."""
+
+    feature: str
+    allowed: bool
+    kind: str  # boolean | quota | limit | balance; "" when no live plan grants the feature
+    granted: Decimal | None  # quota amount, limit cap or available balance; None for boolean or unlimited
+    used: Decimal | None  # quota: used this period; limit: current value; None otherwise
+    remaining: Decimal | None  # None for boolean or unlimited
+    reason: str
+    resets_at: datetime | None  # quota: end of the current period
+
+
+@dataclass(slots=True)
+class Grant:
+    """One feature as the customer holds it: the winning plan's terms and the current measurement."""
+
+    feature: FeatureDefinition
+    plan: str  # label of the granting plan version, for reasons
+    period: Period | None  # quota, and limits on non-reading meters: the counting window
+    used: Decimal = Decimal(0)  # quota/limit: quantity or current value; balance: available
+    meter: Meter | None = None
+
+    @property
+    def counts_period(self) -> bool:
+        return self.period is not None and self.meter is not None
+
+
+@dataclass(slots=True)
+class Snapshot:
+    customer: str
+    features: dict[str, Grant]
+    live: int  # live (trial/active) subscriptions
+    loaded_at: float  # time.monotonic()
+    valid_until: datetime | None  # the earliest instant something changes by itself (period end, trial, ...)
+    stale: bool = False
+    used_at: float = field(default=0.0)
+
+
+def _fmt(value: Decimal) -> str:
+    return format(value, "f")
+
+
+def decide(snapshot: Snapshot, feature: str, requested: Decimal | None) -> Decision:
+    """Pure arithmetic on a snapshot; `requested` None means 1 for quota and limit, "any" for balance."""
+    grant = snapshot.features.get(feature)
+    if grant is None:
+        why = "no live subscription" if not snapshot.live else "none of its live plans grants it"
+        reason = f"customer {snapshot.customer!r} is not entitled to {feature!r}: {why}"
+        return Decision(feature, False, "", None, None, None, reason, None)
+    f = grant.feature
+    if f.kind == "boolean":
+        return Decision(feature, True, "boolean", None, None, None, "", None)
+    if f.kind == "balance":
+        available = grant.used
+        need = requested
+        ok = available > 0 if need is None else available >= need
+        reason = ""
+        if not ok:
+            reason = (
+                f"the {f.unit} balance is {_fmt(available)}; top up the wallet to use {feature!r}"
+                if need is None or available <= 0
+                else f"requested {_fmt(need)} {f.unit} but only {_fmt(available)} is available; top up the wallet"
+            )
+        return Decision(feature, ok, "balance", available, None, available, reason, None)
+    need = Decimal(1) if requested is None else requested
+    resets = grant.period.end if f.kind == "quota" and grant.period is not None else None
+    used = grant.used
+    if f.amount is None:
+        return Decision(feature, True, f.kind, None, used, None, "", resets)
+    remaining = max(f.amount - used, Decimal(0))
+    ok = used + need <= f.amount
+    reason = ""
+    if not ok and f.kind == "quota":
+        until = "" if resets is None else f" until {resets.astimezone(UTC).isoformat().replace('+00:00', 'Z')}"
+        reason = (
+            f"quota of {_fmt(f.amount)} {f.meter} used up{until}"
+            if remaining == 0
+            else f"requested {_fmt(need)} but only {_fmt(remaining)} of the quota of {_fmt(f.amount)} {f.meter} "
+            f"is left{until}"
+        )
+    elif not ok:
+        reason = (
+            f"limit of {_fmt(f.amount)} {f.meter} reached (current value {_fmt(used)})"
+            if remaining == 0
+            else f"requested {_fmt(need)} would take {f.meter} to {_fmt(used + need)}, over the limit of "
+            f"{_fmt(f.amount)}"
+        )
+    return Decision(feature, ok, f.kind, f.amount, used, remaining, reason, resets)
+
+
+# --- loading -------------------------------------------------------------------------------------------------
+class Loader:
+    """Builds snapshots from the database, many customers per query.
+
+    Published plan versions never change, so they are cached for good; meters are re-read at most
+    every `meters_ttl_s` (a new meter only matters once a plan using it is published).
+    """
+
+    def __init__(self, engine: Engine, meters_ttl_s: float = 5.0) -> None:
+        self.engine = engine
+        self._plans: dict[int, PlanVersion] = {}
+        self._meters: dict[int, tuple[float, dict[str, Meter]]] = {}
+        self._scales: dict[tuple[int, str], int] = {}
+        self._meters_ttl_s = meters_ttl_s
+
+    def plan(self, tenant_id: int, version_id: int) -> PlanVersion:
+        found = self._plans.get(version_id)
+        if found is None:
+            found = self._plans[version_id] = get_plan_version_by_id(self.engine, tenant_id, version_id)
+        return found
+
+    def meters(self, tenant_id: int) -> dict[str, Meter]:
+        cached = self._meters.get(tenant_id)
+        if cached is None or time.monotonic() - cached[0] > self._meters_ttl_s:
+            cached = self._meters[tenant_id] = (
+                time.monotonic(),
+                {m.code: m for m in list_meters(self.engine, tenant_id)},
+            )
+        return cached[1]
+
+    def _scale(self, conn: Connection, tenant_id: int, unit: str) -> int:
+        found = self._scales.get((tenant_id, unit))
+        if found is None:
+            found = self._scales[(tenant_id, unit)] = resolve_unit(conn, tenant_id, unit).scale
+        return found
+
+    def load(self, tenant_id: int, external_ids: Sequence[str], at: datetime) -> dict[str, Snapshot]:
+        """Snapshots of the customers that exist (missing ones are simply absent)."""
+        out: dict[str, Snapshot] = {}
+        for k in range(0, len(external_ids), CHUNK):
+            out.update(self._load_chunk(tenant_id, list(external_ids[k : k + CHUNK]), at))
+        return out
+
+    def _load_chunk(self, tenant_id: int, ids: list[str], at: datetime) -> dict[str, Snapshot]:
+        loaded_at = time.monotonic()
+        meters = self.meters(tenant_id)
+        with self.engine.connect() as conn:
+            known = set(
+                conn.execute(
+                    select(customers.c.external_id).where(
+                        customers.c.tenant_id == tenant_id, customers.c.external_id.in_(ids)
+                    )
+                ).scalars()
+            )
+            rows = conn.execute(
+                select_subscriptions(tenant_id)
+                .where(customers.c.external_id.in_(sorted(known)))
+                .order_by(subscriptions.c.id)
+            ).all()
+            subs: dict[str, list[Subscription]] = {}
+            for r in rows:
+                sub = subscription_from_row(r)
+                subs.setdefault(sub.customer_external_id, []).append(sub)
+            snaps = {c: self._resolve(tenant_id, c, subs.get(c, []), meters, at, loaded_at) for c in known}
+            self._measure(conn, tenant_id, snaps, at)
+        return snaps
+
+    def _resolve(
+        self, tenant_id: int, customer: str, subs: list[Subscription], meters: dict[str, Meter], at: datetime,
+        loaded_at: float,
+    ) -> Snapshot:  # fmt: skip
+        features: dict[str, Grant] = {}
+        changes: list[datetime] = []
+        live = 0
+        for recorded in subs:
+            changes += [t for t in (recorded.started_at, recorded.trial_ends_at, recorded.ends_at,
+                                    recorded.pending_change_at) if t is not None and t > at]  # fmt: skip
+            sub = as_of(recorded, at)
+            if sub.state not in LIVE or sub.started_at > at:
+                continue
+            live += 1
+            plan = self.plan(tenant_id, sub.plan_version_id)
+            period = BillingCycle.from_instant(sub.billing_anchor, plan.interval, sub.timezone).period_at(at)
+            for f in plan.features:
+                meter = meters.get(f.meter) if f.meter else None
+                counts = f.kind == "quota" or (
+                    f.kind == "limit" and meter is not None and meter.aggregation not in READINGS
+                )
+                grant = Grant(f, plan.label, period if counts else None, Decimal(0), meter)
+                if counts:
+                    changes.append(period.end)
+                current = features.get(f.key)
+                if current is None or _wins(grant.feature, current.feature):
+                    features[f.key] = grant
+        return Snapshot(customer, features, live, loaded_at, min(changes, default=None))
+
+    def _measure(self, conn: Connection, tenant_id: int, snaps: dict[str, Snapshot], at: datetime) -> None:
+        """Fill `used`: period quantities grouped by (meter, window), readings, balances; a few queries."""
+        windows: dict[tuple[str, int, int], list[Grant]] = {}
+        by_customer: dict[int, str] = {}
+        readings: dict[str, list[tuple[str, Grant]]] = {}
+        balances: list[tuple[str, Grant]] = []
+        for customer, snap in snaps.items():
+            for g in snap.features.values():
+                f = g.feature
+                if f.kind == "balance":
+                    balances.append((customer, g))
+                elif g.meter is None:
+                    continue
+                elif g.period is not None:
+                    window = (g.meter.code, to_us(g.period.start), to_us(g.period.end))
+                    windows.setdefault(window, []).append(g)
+                    by_customer[id(g)] = customer
+                elif f.kind == "limit":
+                    readings.setdefault(g.meter.code, []).append((customer, g))
+        r = rollups.c
+        for (code, start_us, end_us), grants in windows.items():
+            meter = grants[0].meter
+            assert meter is not None
+            wanted = sorted({by_customer[id(g)] for g in grants})
+            if meter.aggregation in RUNNING:
+                found = {
+                    row.customer: row
+                    for row in conn.execute(
+                        select(
+                            r.customer,
+                            func.sum(r.events).label("events"),
+                            func.sum(r.sum_units).label("sum_units"),
+                            func.max(r.max_units).label("max_units"),
+                            func.min(r.min_units).label("min_units"),
+                        )
+                        .where(
+                            r.tenant_id == tenant_id,
+                            r.meter == code,
+                            r.customer.in_(wanted),
+                            r.bucket_us >= start_us,
+                            r.bucket_us < end_us,
+                        )
+                        .group_by(r.customer)
+                    )
+                }
+                for g in grants:
+                    row = found.get(by_customer[id(g)])
+                    g.used = Decimal(0) if row is None else _running(meter, row)
+            else:  # latest, unique_count, gauge over the period: the usage query knows them
+                for g in grants:
+                    assert g.period is not None
+                    rows = usage(self.engine, tenant_id, by_customer[id(g)], code, g.period.start, g.period.end)
+                    g.used = rows[0].quantity if rows else Decimal(0)
+        for code, pairs in readings.items():
+            meter = pairs[0][1].meter
+            assert meter is not None
+            current = _readings(conn, tenant_id, code, sorted({c for c, _ in pairs}), to_us(at))
+            for customer, g in pairs:
+                g.used = Decimal(current.get(customer, 0)).scaleb(-meter.value_scale)
+        if balances:
+            a = ledger_accounts.c
+            wanted = sorted({c for c, _ in balances})
+            available = {
+                (row.customer, row.unit): int(row.available)
+                for row in conn.execute(
+                    select(
+                        a.customer,
+                        a.unit,
+                        func.sum(a.credits_posted - a.debits_posted - a.debits_pending).label("available"),
+                    )
+                    .where(a.tenant_id == tenant_id, a.customer.in_(wanted))
+                    .group_by(a.customer, a.unit)
+                )
+            }
+            for customer, g in balances:
+                unit = g.feature.unit or ""
+                scaled = available.get((customer, unit), 0)
+                g.used = Decimal(scaled).scaleb(-self._scale(conn, tenant_id, unit)) if scaled else Decimal(0)
+
+
+def _wins(candidate: FeatureDefinition, current: FeatureDefinition) -> bool:
+    """Two live plans grant the same key: the larger amount wins, unlimited beats any amount."""
+    if candidate.kind != current.kind or current.kind in ("boolean", "balance"):
+        return False
+    if current.amount is None:
+        return False
+    return candidate.amount is None or candidate.amount > current.amount
+
+
+def _running(meter: Meter, row: Any) -> Decimal:
+    agg = meter.aggregation
+    if agg is Aggregation.COUNT:
+        return Decimal(int(row.events or 0))
+    units = {Aggregation.SUM: row.sum_units, Aggregation.MAX: row.max_units, Aggregation.MIN: row.min_units}[agg]
+    return Decimal(int(units or 0)).scaleb(-meter.value_scale)
+
+
+def _readings(conn: Connection, tenant_id: int, meter: str, wanted: list[str], before_us: int) -> dict[str, int]:
+    """Per customer, the latest reading of each dimension of a latest/gauge meter at `before_us`, summed."""
+    r = rollups.c
+    mine = (r.tenant_id == tenant_id, r.meter == meter, r.customer.in_(wanted), r.bucket_us <= before_us)
+    last = (
+        select(r.customer, r.group_key, func.max(r.bucket_us).label("bucket_us"))
+        .where(*mine)
+        .group_by(r.customer, r.group_key)
+        .subquery()
+    )
+    out: dict[str, int] = {}
+    for row in conn.execute(
+        select(r.customer, r.latest_units).where(
+            *mine, r.customer == last.c.customer, r.group_key == last.c.group_key, r.bucket_us == last.c.bucket_us
+        )
+    ):
+        out[row.customer] = out.get(row.customer, 0) + int(row.latest_units)
+    return out
+
+
+# --- the cache -----------------------------------------------------------------------------------------------
+class EntitlementCache:
+    """Per (tenant, customer) snapshots in a dict; `check` is a lookup and some arithmetic.
+
+    Thread-safe: checks run on the API's thread pool, ingest hooks on the server's event loop and
+    the refresher on its own thread. Snapshots are replaced whole under `_lock`; the hook mutates a
+    snapshot's `used` under the same lock.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        max_age_s: float = 5.0,
+        interval_s: float = 1.0,
+        idle_s: float = 600.0,
+        clock: Any = None,
+    ) -> None:
+        self.loader = Loader(engine)
+        self.max_age_s = max_age_s
+        self.interval_s = interval_s
+        self.idle_s = idle_s
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._entries: dict[Key, Snapshot] = {}
+        self._lock = threading.Lock()
+        #: tenant -> customer -> batches queued but not yet reported committed (tracked customers only).
+        self._inflight: dict[int, dict[str, int]] = {}
+        #: keys being loaded -> whether a batch of theirs was committed meanwhile.
+        self._loading: dict[Key, bool] = {}
+        self.loads = 0  # snapshots built (for tests and the benchmark)
+
+    # -- reads --
+    def check(self, tenant_id: int, customer: str, feature: str, requested: Decimal | None = None) -> Decision:
+        return decide(self.snapshot(tenant_id, customer), feature, requested)
+
+    def entitlements(self, tenant_id: int, customer: str) -> list[Decision]:
+        snap = self.snapshot(tenant_id, customer)
+        return [decide(snap, key, None) for key in sorted(snap.features)]
+
+    def snapshot(self, tenant_id: int, customer: str) -> Snapshot:
+        """The customer's snapshot; loaded (one database round) on a miss, when stale or past its validity."""
+        snap = self._entries.get((tenant_id, customer))
+        if snap is None or snap.stale or (snap.valid_until is not None and self._clock() >= snap.valid_until):
+            snap = self._reload(tenant_id, [customer]).get(customer)
+            if snap is None:
+                raise NotFound(f"no customer {customer!r}; create it first (CreateCustomer)")
+        snap.used_at = time.monotonic()
+        return snap
+
+    def preload(self, tenant_id: int, customers: Sequence[str]) -> int:
+        """Load many customers in bulk (a few queries per 500), e.g. to warm a server; returns how many exist."""
+        return len(self._reload(tenant_id, list(customers)))
+
+    # -- changes --
+    def invalidate(self, tenant_id: int, customer: str) -> None:
+        """Reload now, so the next check sees a change made by this process (a ChangeListener)."""
+        with self._lock:
+            if (tenant_id, customer) in self._loading:
+                self._loading[(tenant_id, customer)] = True  # a load under way may have read the old state
+        if (tenant_id, customer) in self._entries:
+            self._reload(tenant_id, [customer])
+
+    def _reload(self, tenant_id: int, ids: list[str]) -> dict[str, Snapshot]:
+        keys = [(tenant_id, c) for c in ids]
+        with self._lock:
+            inflight = self._inflight.setdefault(tenant_id, {})
+            for k in keys:
+                self._loading[k] = inflight.get(k[1], 0) > 0
+        try:
+            snaps = self.loader.load(tenant_id, ids, self._clock())
+        except BaseException:
+            with self._lock:
+                for k in keys:
+                    self._loading.pop(k, None)
+            raise
+        self.loads += len(snaps)
+        with self._lock:
+            inflight = self._inflight.setdefault(tenant_id, {})
+            for k in keys:
+                dirty = self._loading.pop(k, False) or inflight.get(k[1], 0) > 0
+                snap = snaps.get(k[1])
+                if snap is None:
+                    self._entries.pop(k, None)
+                    continue
+                snap.stale = dirty
+                snap.used_at = time.monotonic()
+                self._entries[k] = snap
+        return snaps
+
+    # -- ingest hooks (metering.servicer.CommitHook; on the server's event loop: must stay cheap) --
+    def submitted(self, batch: PreparedBatch) -> None:
+        """A batch is about to be queued: its customers have a batch in flight until `committed`."""
+        inflight = self._inflight.get(batch.tenant_id)
+        if inflight is None:  # no snapshot of this tenant was ever loaded: one dict lookup
+            return
+        with self._lock:
+            for customer in set(batch.customers):
+                inflight[customer] = inflight.get(customer, 0) + 1
+
+    def committed(self, batch: PreparedBatch, outcome: BatchOutcome | None) -> None:
+        """A queued batch is settled: `outcome` after COMMIT, None when the commit failed (unknown)."""
+        inflight = self._inflight.get(batch.tenant_id)
+        if inflight is None:
+            return
+        changed = outcome is None or (outcome.accepted > 0 and not outcome.refused)
+        exact = outcome is not None and not outcome.refused and not outcome.errors and not outcome.duplicate
+        exact = exact and outcome is not None and outcome.accepted == len(batch)
+        touched: dict[str, list[int]] = {}
+        for k, customer in enumerate(batch.customers):
+            touched.setdefault(customer, []).append(k)
+        with self._lock:
+            for customer, positions in touched.items():
+                count = inflight.get(customer)
+                if count is not None:
+                    if count <= 1:
+                        del inflight[customer]
+                    else:
+                        inflight[customer] = count - 1
+                if not changed:
+                    continue
+                key = (batch.tenant_id, customer)
+                if key in self._loading:
+                    self._loading[key] = True  # the load may or may not have read this batch
+                snap = self._entries.get(key)
+                if snap is None or snap.stale:
+                    continue
+                # count None: queued before the tenant was tracked, so the snapshot may already hold it.
+                if not self._apply(snap, batch, positions, exact and count is not None):
+                    snap.stale = True
+
+    @staticmethod
+    def _apply(snap: Snapshot, batch: PreparedBatch, positions: list[int], exact: bool) -> bool:
+        """Add the batch's events to the snapshot's period quantities; False when that cannot be exact."""
+        grants = [g for g in snap.features.values() if g.counts_period]
+        if not grants:
+            return True
+        meters = {g.meter.code for g in grants if g.meter is not None}
+        mine = [k for k in positions if batch.meters[k] in meters]
+        if not mine:
+            return True
+        if not exact:
+            return False
+        for g in grants:
+            meter, period = g.meter, g.period
+            assert meter is not None and period is not None
+            if meter.aggregation not in RUNNING:
+                if any(batch.meters[k] == meter.code for k in mine):
+                    return False
+                continue
+            spec = batch.specs.get(meter.code)
+            if spec is None or spec.value_scale != meter.value_scale or spec.aggregation is not meter.aggregation:
+                return False
+            start_us, end_us = to_us(period.start), to_us(period.end)
+            used = g.used
+            for k in mine:
+                if batch.meters[k] != meter.code or not start_us <= batch.ts_us[k] < end_us:
+                    continue
+                ok, _ = counted(spec, batch.properties[k])
+                if not ok:
+                    continue
+                value = Decimal(batch.value_units[k]).scaleb(-meter.value_scale)
+                if meter.aggregation is Aggregation.COUNT:
+                    used += 1
+                elif meter.aggregation is Aggregation.SUM:
+                    used += value
+                elif meter.aggregation is Aggregation.MAX:
+                    if value < 0 and used == 0:
+                        return False  # 0 may mean "no event yet", and then the maximum is this value
+                    used = max(used, value)
+                else:
+                    return False  # min: an empty period reads 0, so the first event cannot be told apart
+            g.used = used
+        return True
+
+    # -- refresher --
+    def refresh(self) -> int:
+        """Reload snapshots older than `max_age_s`, drop those unused for `idle_s`; returns reloads."""
+        now = time.monotonic()
+        due: dict[int, list[str]] = {}
+        with self._lock:
+            for key, snap in list(self._entries.items()):
+                if now - snap.used_at > self.idle_s:
+                    del self._entries[key]
+                elif snap.stale or now - snap.loaded_at >= self.max_age_s:
+                    due.setdefault(key[0], []).append(key[1])
+        n = 0
+        for tenant_id, ids in due.items():
+            n += len(self._reload(tenant_id, ids))
+        return n
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+class Refresher:
+    """The background Worker that keeps snapshots within `max_age_s` of the database."""
+
+    def __init__(self, cache: EntitlementCache) -> None:
+        self.cache = cache
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="entitlement-refresher", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.cache.interval_s):
+            try:
+                self.cache.refresh()
+            except Exception:  # a database hiccup must not kill the refresher; the next round retries
+                log.exception("entitlement refresh failed")
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+
+
+__all__ = ["Decision", "EntitlementCache", "Grant", "Loader", "Refresher", "Snapshot", "decide"]
