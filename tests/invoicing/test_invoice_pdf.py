@@ -167,3 +167,19 @@ def test_cli_export_pdf(run: Run, acme: Path, tmp_path: Path) -> None:
     json_file = tmp_path / "inv.json"
     assert run("invoice", "export", "acme", "1", "--output", str(json_file))[0] == 0
     assert '"total": "30.00"' in json_file.read_text()
+
+
+def test_default_font_is_helvetica_unless_the_text_needs_more(engine: Engine, billed: int) -> None:
+    """Latin-1 documents skip embedding a TrueType font (the slow part); others embed DejaVu if present."""
+    import dataclasses
+
+    inv = list_invoices(engine, billed)[0]
+    doc = invoice_document(engine, billed, inv.id or 0)
+    plain = render_document(doc)
+    assert b"DejaVu" not in plain and b"Helvetica" in plain
+    polish = dataclasses.replace(doc, customer=dataclasses.replace(doc.customer, name="Łukasz Żółć"))
+    rendered = render_document(polish)
+    if doc_font_dir() is None:
+        assert "Lukasz Zólc" in text_of(rendered)
+    else:
+        assert b"DejaVu" in rendered and "Łukasz Żółć" in text_of(rendered)
