@@ -495,13 +495,15 @@ def usage_command(
 
 
 def _register_commands() -> None:
-    from tally import billing_command, ledger_command
+    from tally import billing_command, events_command, ledger_command
+    from tally.demo import demo
     from tally.rate_command import rate
     from tally.send_command import send
 
     main.add_command(rate)
     main.add_command(send)
-    for command in (*ledger_command.COMMANDS, *billing_command.COMMANDS):
+    main.add_command(demo)
+    for command in (*ledger_command.COMMANDS, *billing_command.COMMANDS, *events_command.COMMANDS):
         main.add_command(command)
 
 

@@ -1,0 +1,216 @@
+"""`tally demo` end to end, and every invoice it wrote recomputed independently.
+
+The expected invoices are computed here with plain Decimal arithmetic from the events the demo says it
+sent (DIR/events.csv) and the demo's published price constants: no rating engine, no Tally code
+beyond reading the stored invoices back.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Decimal
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from invoicing.invoice import list_invoices
+from invoicing.plan import get_plan_version_by_id
+from invoicing.subscription import list_subscriptions
+from metering.tenant import get_tenant
+from tally import demo
+from tally.cli import main
+from tally.db import make_engine
+
+N = 25
+SEED = 4
+CENT = Decimal("0.01")
+
+
+def cents(value: Decimal) -> Decimal:
+    return value.quantize(CENT, rounding=ROUND_HALF_EVEN)
+
+
+def graduated(quantity: Decimal, tiers: tuple[tuple[Decimal | None, Decimal], ...]) -> Decimal:
+    total, lower = Decimal(0), Decimal(0)
+    for up_to, unit_amount in tiers:
+        top = quantity if up_to is None else min(quantity, up_to)
+        if top > lower:
+            total += (top - lower) * unit_amount
+        if up_to is None or quantity <= up_to:
+            break
+        lower = up_to
+    return total
+
+
+@dataclass
+class Usage:
+    total: Decimal = Decimal(0)
+    events: int = 0
+    lowest: Decimal | None = None
+    ids: set[str] = field(default_factory=set)
+
+    def add(self, event_id: str, value: str) -> None:
+        assert event_id not in self.ids
+        self.ids.add(event_id)
+        v = Decimal(value) if value else Decimal(1)
+        self.total += v
+        self.events += 1
+        self.lowest = v if self.lowest is None else min(self.lowest, v)
+
+
+def read_events(path: Path) -> dict[tuple[str, str], Usage]:
+    usage: dict[tuple[str, str], Usage] = defaultdict(Usage)
+    with path.open(newline="") as f:
+        for row in csv.DictReader(f):
+            usage[(row["customer"], row["meter"])].add(row["event_id"], row["value"])
+    return usage
+
+
+def expected_invoices(
+    spec: demo.CustomerSpec, usage: dict[tuple[str, str], Usage], last: datetime, this: datetime
+) -> list[tuple[str, datetime, Decimal, Decimal, Decimal]]:
+    """(timing, period start, subtotal, credits, total) of every invoice due for the customer."""
+
+    def used(meter: str) -> Usage:
+        return usage.get((spec.external_id, meter), Usage())
+
+    def arrears(subtotal: Decimal, credits: Decimal = Decimal(0)) -> tuple[str, datetime, Decimal, Decimal, Decimal]:
+        return ("in_arrears", last, subtotal, credits, subtotal - credits)
+
+    def advance(fee: Decimal) -> list[tuple[str, datetime, Decimal, Decimal, Decimal]]:
+        return [("in_advance", start, fee, Decimal(0), fee) for start in (last, this)]
+
+    if spec.plan == "developer":
+        calls = cents(graduated(used("api_calls").total, demo.CALL_TIERS))
+        tokens = cents(used("tokens").total * demo.TOKEN_PRICE)
+        return [arrears(calls + tokens)]
+    if spec.plan == "team":
+        return advance(demo.TEAM_FEE)
+    if spec.plan == "studio":
+        points = (used("images").events * demo.CREDITS_PER_IMAGE).quantize(Decimal(1), rounding=ROUND_CEILING)
+        wallet = (spec.top_up_usd or Decimal(0)) * demo.CREDITS_PER_USD
+        paid = min(points, wallet)
+        return [arrears(cents(points * demo.CREDIT_VALUE), cents(paid * demo.CREDIT_VALUE))]
+    if spec.plan == "ads":
+        packages = (used("impressions").total / demo.IMPRESSIONS_PACKAGE).to_integral_value(rounding=ROUND_CEILING)
+        return [arrears(packages * demo.CPM)]
+    assert spec.plan == "support"
+    lowest = used("availability").lowest
+    credit_percent = Decimal(0)
+    for threshold, percent in demo.SLA_TIERS:  # the worst tier missed applies
+        if lowest is not None and lowest < threshold:
+            credit_percent = percent
+    sla = -cents(demo.SUPPORT_FEE * credit_percent / 100)
+    return [*advance(demo.SUPPORT_FEE), arrears(used("tickets_resolved").events * demo.PER_TICKET + sla)]
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """One demo run through the CLI, shared by the checks below: (its directory, what it printed)."""
+    directory = tmp_path_factory.mktemp("demo") / "out"
+    result = CliRunner().invoke(main, ["demo", "--dir", str(directory), "--customers", str(N), "--seed", str(SEED)])
+    assert result.exit_code == 0, result.output
+    return directory, result.output
+
+
+def test_demo_invoices_match_an_independent_computation(demo_run: tuple[Path, str]) -> None:
+    directory, _ = demo_run
+    specs = demo.customer_specs(N, SEED)
+    # The seed gives every case a check below depends on.
+    assert {s.plan for s in specs} == set(demo.PLANS)
+    studio = [s for s in specs if s.plan == "studio"]
+    assert any(s.top_up_usd for s in studio) and any(s.top_up_usd is None for s in studio)
+
+    summary = json.loads((directory / "summary.json").read_text())
+    last = datetime.strptime(summary["month"] + "-01", "%Y-%m-%d").replace(tzinfo=UTC)
+    this = demo.month_bounds(last + timedelta(days=45))[1]
+    usage = read_events(directory / "events.csv")
+    assert sum(u.events for u in usage.values()) == summary["events"]
+
+    engine = make_engine(f"sqlite:///{directory / 'tally.db'}")
+    try:
+        tenant_id = get_tenant(engine, demo.TENANT).id
+        subscribed = {
+            s.customer_external_id: get_plan_version_by_id(engine, tenant_id, s.plan_version_id).code
+            for s in list_subscriptions(engine, tenant_id)
+        }
+        assert subscribed == {s.external_id: s.plan for s in specs}
+        every = []
+        per_plan: dict[str, list[Decimal]] = defaultdict(lambda: [Decimal(0)] * 3)
+        breaches = 0
+        for spec in specs:
+            stored = list_invoices(engine, tenant_id, customer=spec.external_id, limit=100)
+            every.extend(stored)
+            got = sorted(
+                (i.timing or "", i.period_start, i.money(i.subtotal), i.money(i.credits_applied), i.money(i.total))
+                for i in stored
+            )
+            want = sorted(expected_invoices(spec, usage, last, this))
+            assert got == want, spec
+            for _, _, subtotal, credits, total in want:
+                sums = per_plan[spec.plan]
+                sums[0] += subtotal
+                sums[1] += credits
+                sums[2] += total
+            breaches += any(ln.kind == "sla_credit" and ln.amount < 0 for i in stored for ln in i.lines)
+        assert breaches > 0  # an SLA credit was actually computed, not only "objective met"
+    finally:
+        engine.dispose()
+
+    # Every invoice finalized, numbered without gaps, and the printed summary adds up to the same totals.
+    assert all(i.status == "finalized" for i in every)
+    assert sorted(i.number or 0 for i in every) == list(range(1, len(every) + 1))
+    for code, sums in per_plan.items():
+        reported = summary["plans"][code]
+        assert [Decimal(reported[k]) for k in ("subtotal", "credits", "total")] == sums, code
+    assert sum(p["invoices"] for p in summary["plans"].values()) == len(every)
+    assert sum(Decimal(p["credits"]) for p in summary["plans"].values()) > 0
+
+    # Each invoice exported three ways; the JSON says the same total as the database.
+    files = sorted((directory / "invoices").iterdir())
+    assert len(files) == 3 * len(every)
+    by_label = {f"INV-{i.number:06d}": i for i in every}
+    for label, invoice in by_label.items():
+        pdf = directory / "invoices" / f"{label}.pdf"
+        assert pdf.read_bytes().startswith(b"%PDF")
+        doc = json.loads((directory / "invoices" / f"{label}.json").read_text())
+        assert Decimal(doc["total"]) == invoice.money(invoice.total)
+        rows = list(csv.DictReader((directory / "invoices" / f"{label}.csv").open(newline="")))
+        assert rows[-1]["kind"] == "total" and Decimal(rows[-1]["amount"]) == invoice.money(invoice.total)
+
+
+def test_demo_prints_the_summary_and_how_to_explore(demo_run: tuple[Path, str]) -> None:
+    directory, output = demo_run
+    assert "invoices by plan" in output
+    for code in demo.PLANS:
+        assert code in output
+    assert "events/s" in output and "invoice run" in output
+    assert f"tally --database-url sqlite:///{directory / 'tally.db'} invoice list demo" in output
+    assert str(directory / "invoices") in output
+
+
+def test_demo_refuses_to_overwrite_an_earlier_run(demo_run: tuple[Path, str]) -> None:
+    directory, _ = demo_run
+    before = (directory / "tally.db").stat().st_mtime_ns
+    result = CliRunner().invoke(main, ["demo", "--dir", str(directory), "--customers", "5"])
+    assert result.exit_code == 1
+    assert "holds an earlier demo" in result.output and "--force" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert (directory / "tally.db").stat().st_mtime_ns == before
+
+
+def test_customers_and_usage_are_pure_functions_of_the_seed() -> None:
+    start, end = datetime(2026, 2, 1, tzinfo=UTC), datetime(2026, 3, 1, tzinfo=UTC)
+    a = demo.customer_specs(30, 5)
+    assert a == demo.customer_specs(30, 5) and a != demo.customer_specs(30, 6)
+    events = demo.usage_events(a, start, end, 5)
+    assert events == demo.usage_events(a, start, end, 5)
+    assert events != demo.usage_events(a, start, end, 6)
+    assert len({e.event_id for e in events}) == len(events)
+    low, high = int(start.timestamp()) * 10**6, int(end.timestamp()) * 10**6
+    assert all(low <= e.timestamp_us < high for e in events)
