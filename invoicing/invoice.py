@@ -17,6 +17,7 @@ Rules (docs/invoicing.md has the reasons):
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import io
 import json
@@ -34,6 +35,7 @@ from invoicing.customer import get_customer
 from invoicing.ledger.grant import spend
 from invoicing.ledger.tables import ledger_accounts
 from invoicing.ledger.transfer import write_transaction
+from invoicing.outbox import NewEvent, emit
 from invoicing.period import BillingCycle, floor_quarter_hour, stored_utc, utc
 from invoicing.rater import DraftInvoice, DraftLine, Rater, TaxRate, points_money, tax_amount
 from invoicing.subscription import list_subscriptions
@@ -126,6 +128,50 @@ class Invoice:
         }  # fmt: skip
 
 
+# --- events -----------------------------------------------------------------------------------------------
+#: The event announcing a new invoice document, by its kind (an adjustment is an invoice too).
+CREATED_EVENT = {"invoice": "invoice.created", "adjustment": "invoice.created", "credit_note": "credit_note.created"}
+
+
+def event_data(
+    invoice_id: int, number: int | None, kind: str, status: str, subscription_id: int | None, currency: str,
+    total: int, period_start: datetime, period_end: datetime,
+) -> dict[str, Any]:  # fmt: skip
+    """The `data` of every invoice event (docs/api.md): enough to act on without fetching the invoice."""
+    return {
+        "invoice_id": invoice_id, "number": number, "kind": kind, "status": status,
+        "subscription_id": subscription_id, "currency": currency, "total": _exact(total, _scale(currency)),
+        "period_start": _iso(period_start), "period_end": _iso(period_end),
+    }  # fmt: skip
+
+
+# A run's batch has thousands of invoices over a handful of periods and currencies: format each once.
+@functools.lru_cache(maxsize=4096)
+def _iso(moment: datetime) -> str:
+    return stored_utc(moment).isoformat()
+
+
+@functools.lru_cache(maxsize=256)
+def _scale(code: str) -> int:
+    return currency_unit(code).scale
+
+
+def _emit_transition(conn: Connection, tenant_id: int, event: str, row: Any, status: str, number: int | None) -> None:
+    """Announce a status change of invoice `row` (as read before the change); last write of the transaction."""
+    data = event_data(
+        int(row.id),
+        number,
+        row.kind,
+        status,
+        row.subscription_id,
+        row.currency,
+        int(row.total),
+        row.period_start,
+        row.period_end,
+    )
+    emit(conn, tenant_id, [NewEvent(event, _external_id(conn, int(row.customer_id)), data)])
+
+
 # --- tax --------------------------------------------------------------------------------------------------
 def set_tax_rate(
     engine: Engine, tenant_id: int, region: str, rate: str | Decimal, inclusive: bool, now: datetime
@@ -156,6 +202,11 @@ def set_tax_rate(
 
 
 # --- writing ----------------------------------------------------------------------------------------------
+def _exact(minor: int, scale: int) -> str:
+    """An amount already in minor units as `amount_exact` text: in currency units, like the rater's lines."""
+    return format(Decimal(minor).scaleb(-scale), "f")
+
+
 def spend_base(tenant_id: int, key: str) -> str:
     """Deterministic prefix of the ledger spend ids of an invoice (ids are at most 100 bytes, no '#')."""
     return f"inv-{tenant_id}-" + hashlib.sha256(key.encode()).hexdigest()[:32]
@@ -205,7 +256,7 @@ def _apply_points(
                 kind="points", charge_code=ln.charge_code, meter=ln.meter, group_key=ln.group_key,
                 plan_version_id=ln.plan_version_id, period_start=period[0], period_end=period[1],
                 quantity_units=s.total, quantity_scale=int(d["points_scale"]), unit_price=d["conversion_rate"],
-                amount=-money, amount_exact=str(-money),
+                amount=-money, amount_exact=_exact(-money, scale),
                 detail={"spend_id": s.id, "points_unit": d["points_unit"], "points_paid": s.total,
                         "draws": [{"grant": x.grant_id, "account": x.account_id, "amount": x.amount}
                                   for x in s.draws]},
@@ -228,7 +279,8 @@ def _settle(conn: Connection, tenant_id: int, draft: DraftInvoice, funded: bool)
                 kind="tax", charge_code="tax", meter=None, group_key="", plan_version_id=None,
                 period_start=period[0], period_end=period[1], quantity_units=subtotal,
                 quantity_scale=currency_unit(draft.currency).scale,
-                unit_price=str(rate.rate), amount=0 if rate.inclusive else tax, amount_exact=str(tax),
+                unit_price=str(rate.rate), amount=0 if rate.inclusive else tax,
+                amount_exact=_exact(tax, currency_unit(draft.currency).scale),
                 detail={"region": rate.region, "rate_percent": str(rate.rate), "inclusive": rate.inclusive,
                         "tax": tax, "base": subtotal},
                 lineage={"item": draft.key, "rule": "tax_rates"},
@@ -238,6 +290,7 @@ def _settle(conn: Connection, tenant_id: int, draft: DraftInvoice, funded: bool)
     paid_in_points = _apply_points(conn, tenant_id, draft, period) if due > 0 else {}
     credits = sum(paid_in_points.values())
     if funded and due > credits and first is not None:
+        scale = currency_unit(draft.currency).scale
         base = spend_base(tenant_id, draft.key)
         at_us = int(utc(draft.due_at).timestamp()) * 1_000_000
         payable = [
@@ -257,7 +310,7 @@ def _settle(conn: Connection, tenant_id: int, draft: DraftInvoice, funded: bool)
                     DraftLine(
                         kind="credit", charge_code=code, meter=None, group_key="", plan_version_id=None,
                         period_start=period[0], period_end=period[1], quantity_units=1, quantity_scale=0,
-                        unit_price=None, amount=-s.total, amount_exact=str(-s.total),
+                        unit_price=None, amount=-s.total, amount_exact=_exact(-s.total, scale),
                         detail={"spend_id": s.id, "draws": [{"grant": d.grant_id, "account": d.account_id,
                                                               "amount": d.amount} for d in s.draws]},
                         lineage={"item": draft.key, "rule": "ledger_spend"},
@@ -275,9 +328,12 @@ def write_drafts(
     run_id: int | None = None,
     kind: str = "invoice",
     corrects: dict[str, int] | None = None,
+    events: list[NewEvent] | None = None,
 ) -> dict[str, int]:
     """Write drafts not already written (by key) in the caller's transaction; key → invoice id of new ones."""
-    written = write_drafts_totals(conn, tenant_id, drafts, now, run_id=run_id, kind=kind, corrects=corrects)
+    written = write_drafts_totals(
+        conn, tenant_id, drafts, now, run_id=run_id, kind=kind, corrects=corrects, events=events
+    )
     return {k: v[0] for k, v in written.items()}
 
 
@@ -359,9 +415,12 @@ def write_drafts_totals(
     kind: str = "invoice",
     corrects: dict[str, int] | None = None,
     known_new: bool = False,
+    events: list[NewEvent] | None = None,
 ) -> dict[str, tuple[int, int, int]]:
     """`write_drafts`, returning key → (invoice id, total, credits applied) of the new invoices.
-    `known_new`: the caller has just checked, in this transaction, that no draft's key exists."""
+    `known_new`: the caller has just checked, in this transaction, that no draft's key exists.
+    `events`: receives an `invoice.created` (or `credit_note.created`) event per invoice written, for
+    the caller to `emit` as the last statement of its transaction (one insert for the whole batch)."""
     if not drafts:
         return {}
     i = invoices.c
@@ -371,9 +430,7 @@ def write_drafts_totals(
         for k in range(0, len(keys), 900):
             existing |= set(
                 conn.execute(
-                    select(i.idempotency_key).where(
-                        i.tenant_id == tenant_id, i.idempotency_key.in_(keys[k : k + 900])
-                    )
+                    select(i.idempotency_key).where(i.tenant_id == tenant_id, i.idempotency_key.in_(keys[k : k + 900]))
                 ).scalars()
             )
     todo = [d for d in drafts if d.key not in existing]
@@ -403,6 +460,14 @@ def write_drafts_totals(
             created,
         ))  # fmt: skip
         out[d.key] = (invoice_id, total, credits)
+        if events is not None:
+            events.append(
+                NewEvent(
+                    CREATED_EVENT.get(this_kind, "invoice.created"), d.customer_external_id,
+                    event_data(invoice_id, None, this_kind, "draft", d.subscription_id, d.currency, total,
+                               d.period_start, d.period_end),
+                )
+            )  # fmt: skip
         for pos, ln in enumerate(d.lines, start=1):
             line_rows.append((
                 invoice_id, pos, ln.kind, ln.charge_code, ln.meter, ln.group_key, ln.plan_version_id,
@@ -512,6 +577,7 @@ def finalize_invoice(engine: Engine, tenant_id: int, invoice_id: int, now: datet
         ).rowcount  # fmt: skip
         if not done:
             raise FailedPrecondition(f"invoice {invoice_id} was finalized concurrently")
+        _emit_transition(conn, tenant_id, "invoice.finalized", row, "finalized", number)
 
     write_transaction(engine, run)
     return get_invoice(engine, tenant_id, invoice_id)
@@ -526,6 +592,7 @@ def mark_paid(engine: Engine, tenant_id: int, invoice_id: int, now: datetime) ->
             update(invoices).where(invoices.c.id == invoice_id, invoices.c.status == "finalized")
             .values(status="paid", paid_at=utc(now))
         )  # fmt: skip
+        _emit_transition(conn, tenant_id, "invoice.paid", row, "paid", row.number)
 
     write_transaction(engine, run)
     return get_invoice(engine, tenant_id, invoice_id)
@@ -545,6 +612,7 @@ def void_invoice(engine: Engine, tenant_id: int, invoice_id: int, now: datetime,
             update(invoices).where(invoices.c.id == invoice_id, invoices.c.status == row.status)
             .values(status="void", voided_at=utc(now), void_reason=reason)
         )  # fmt: skip
+        _emit_transition(conn, tenant_id, "invoice.voided", row, "void", row.number)
 
     write_transaction(engine, run)
     return get_invoice(engine, tenant_id, invoice_id)
@@ -588,6 +656,7 @@ def correction_draft(
             fresh[ln.identity].amount += ln.amount
         else:
             fresh[ln.identity] = replace(ln)
+    scale = currency_unit(orig.currency).scale
     lines: list[DraftLine] = []
     for ident in sorted(set(billed) | set(fresh)):
         was = billed.get(ident, (0, None))[0]
@@ -604,7 +673,7 @@ def correction_draft(
                 plan_version_id=base.plan_version_id if base else orig.plan_version_id,
                 period_start=stored_utc(orig.period_start), period_end=stored_utc(orig.period_end),
                 quantity_units=base.quantity_units if base else 0, quantity_scale=base.quantity_scale if base else 0,
-                unit_price=base.unit_price if base else None, amount=delta, amount_exact=str(delta),
+                unit_price=base.unit_price if base else None, amount=delta, amount_exact=_exact(delta, scale),
                 detail={"billed": was, "recomputed": now_amount,
                         **({"recomputed_detail": base.detail} if base else {})},
                 lineage={"corrects_invoice": original_id, "item": orig.idempotency_key,
@@ -652,7 +721,11 @@ def correct_invoice(engine: Engine, tenant_id: int, invoice_id: int, at: datetim
         draft = correction_draft(conn, tenant_id, invoice_id, recomputed, f"{original.key}|corr|{n + 1}", None)
         if draft is None:
             return None
-        written = write_drafts(conn, tenant_id, [draft], at, kind="correction", corrects={draft.key: invoice_id})
+        events: list[NewEvent] = []
+        written = write_drafts(
+            conn, tenant_id, [draft], at, kind="correction", corrects={draft.key: invoice_id}, events=events
+        )
+        emit(conn, tenant_id, events)
         return written.get(draft.key)
 
     try:

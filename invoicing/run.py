@@ -15,6 +15,8 @@
    spends, mark the items done, commit. A worker killed mid-batch rolls back: its items are pending
    again and nothing of them was written. Invoices are unique per (tenant, key), so even two runs with
    different as_of never bill a period twice.
+5. The batch's `invoice.created` / `credit_note.created` events are emitted as the last statement of
+   that same transaction, in one insert: they commit with their invoices or vanish with them.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from sqlalchemy.exc import IntegrityError
 from invoicing.billing import DueItem, due_periods
 from invoicing.invoice import BulkInsert, correction_draft, write_drafts_totals
 from invoicing.ledger.transfer import write_transaction
+from invoicing.outbox import NewEvent, emit
 from invoicing.period import stored_utc, utc
 from invoicing.rater import DraftInvoice, Rater
 from invoicing.tables import invoice_run_items, invoice_runs, invoices
@@ -224,8 +227,9 @@ def _batch(
     for (row_id, _item), draft in _rate(rater, [i for _, i in fresh], failures, status, [r for r, _ in fresh]):
         drafts.append((row_id, draft))
     written: list[tuple[DraftInvoice, int, int]] = []
+    events: list[NewEvent] = []
     # The keys of `fresh` were just looked up in this transaction (`_originals`): none exists.
-    new = write_drafts_totals(conn, tenant_id, [d for _, d in drafts], at, run_id=run_id, known_new=True)
+    new = write_drafts_totals(conn, tenant_id, [d for _, d in drafts], at, run_id=run_id, known_new=True, events=events)
     for row_id, d in drafts:
         status[row_id] = ("done", new[d.key][0] if d.key in new else None, None)
     adjustments = 0
@@ -238,7 +242,7 @@ def _batch(
         adj = (
             {} if delta is None
             else write_drafts_totals(conn, tenant_id, [delta], at, run_id=run_id, kind="correction",
-                                     corrects={key: int(orig.id)})
+                                     corrects={key: int(orig.id)}, events=events)
         )  # fmt: skip
         if delta is not None and adj:
             adjustments += 1
@@ -254,6 +258,7 @@ def _batch(
         f"UPDATE {invoice_run_items.name} SET status = {mark}, invoice_id = {mark}, error = {mark} WHERE id = {mark}",
         [(st, invoice_id, error, row_id) for row_id, (st, invoice_id, error) in status.items()],
     )
+    emit(conn, tenant_id, events)  # last: it holds the tenant's event head until this batch commits
     return len(claimed), written, adjustments, skipped, failures
 
 

@@ -13,7 +13,8 @@ spend is all-or-nothing. The accounts are locked before the amounts are chosen, 
 spends can never both draw the same remainder.
 
 Expiry moves whatever is left (less any reservation still pending) to the expiry account by a
-transfer dated at the grant's expiry time.
+transfer dated at the grant's expiry time, and announces each such lapse as a `grant.expired`
+event in the same transaction (so a rerun of the sweep, which moves nothing, announces nothing).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy import Connection, select
 
@@ -30,6 +31,7 @@ from invoicing.ledger.errors import ExistsWithDifferentBody, InsufficientFunds, 
 from invoicing.ledger.tables import ledger_accounts, ledger_grants, ledger_transfers
 from invoicing.ledger.transfer import (
     SYSTEM_PREFIX,
+    Result,
     StoredTransfer,
     Transfer,
     TransferFlags,
@@ -37,8 +39,9 @@ from invoicing.ledger.transfer import (
     stored_from_row,
 )
 from invoicing.ledger.unit import resolve_unit
+from invoicing.outbox import NewEvent, emit
 from metering.errors import InvalidArgument
-from rating.fixedpoint import INT64_MAX
+from rating.fixedpoint import INT64_MAX, from_scaled
 
 GrantKind = Literal["paid", "promotional"]
 #: Grant and spend ids leave room for the suffixes of the transfers they write.
@@ -316,7 +319,7 @@ def expire_grants(conn: Connection, tenant_id: int, now_us: int) -> list[tuple[s
     """Move the remainder of every grant expired at `now_us` to the expiry account; returns (grant, amount)."""
     c = ledger_grants.c
     rows = conn.execute(
-        select(c.grant_id, c.account_id, c.unit, c.expires_at_us)
+        select(c.grant_id, c.customer, c.account_id, c.unit, c.expires_at_us)
         .where(c.tenant_id == tenant_id, c.expires_at_us.is_not(None), c.expires_at_us <= now_us)
         .order_by(c.expires_at_us, c.grant_id)
     ).all()
@@ -330,6 +333,7 @@ def expire_grants(conn: Connection, tenant_id: int, now_us: int) -> list[tuple[s
     }
     batch: list[Transfer] = []
     moved: list[tuple[str, int]] = []
+    lapsed: list[Any] = []
     for r in rows:
         left = available.get(int(r.account_id), 0)
         if left <= 0:
@@ -341,9 +345,19 @@ def expire_grants(conn: Connection, tenant_id: int, now_us: int) -> list[tuple[s
         tid = f"{SYSTEM_PREFIX}gexp:{digest}:{debits[int(r.account_id)]}"
         batch.append(Transfer(tid, int(r.account_id), expiry, left, "expire", r.grant_id, at_us=int(r.expires_at_us)))
         moved.append((r.grant_id, left))
+        lapsed.append(r)
     if batch:
         results = apply_batch(conn, tenant_id, batch, now_us, allow_system_ids=True)
         bad = [res for res in results if not res.ok]
         if bad:
             raise InvalidTransfer(bad[0].message())
+        units = {u: resolve_unit(conn, tenant_id, u) for u in {r.unit for r in lapsed}}
+        emit(conn, tenant_id, [
+            NewEvent("grant.expired", r.customer, {
+                "grant_id": r.grant_id, "unit": r.unit,
+                "expired": f"{from_scaled(left, units[r.unit].scale):f}",
+            })
+            for r, (_, left), res in zip(lapsed, moved, results, strict=True)
+            if res.result is Result.CREATED
+        ])  # fmt: skip
     return moved

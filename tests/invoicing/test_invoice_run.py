@@ -298,7 +298,7 @@ def test_points_priced_charge_is_paid_from_the_points_wallet(engine: Engine, ten
     check_totals(inv)
     assert inv.lines[0].detail["points_charged"] == 500 and inv.lines[1].quantity == Decimal(300)
     assert ledger.balance(ledger.wallet(customer, "pts")).balance == 0
-    pdf = PdfReader(io.BytesIO(render_invoice_pdf(engine, tid, inv.id)))
+    pdf = PdfReader(io.BytesIO(render_invoice_pdf(engine, tid, inv.id or 0)))
     pdf_text = "".join(page.extract_text() for page in pdf.pages)
     assert "500 pts at 0.05 USD per point" in pdf_text and "300 pts paid 15.00 of calls" in pdf_text
     run_cycle(engine, tid, FEB + timedelta(hours=1))  # a re-run draws no more points

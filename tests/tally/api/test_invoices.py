@@ -1,0 +1,260 @@
+"""Invoice RPCs over a real server: the cycle, listing, lifecycle, credit notes, exports, previews."""
+
+from __future__ import annotations
+
+import io
+import json
+from datetime import UTC, datetime, timedelta
+
+import grpc
+import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
+from pypdf import PdfReader
+
+from invoicing.customer import CustomerDefinition, create_customer
+from invoicing.invoice import set_tax_rate
+from invoicing.ledger import Grant, Ledger
+from invoicing.subscription import create_subscription
+from tests.invoicing.conftest import T0, flat, publish, write_events
+from tests.invoicing.test_invoice_run import FEB, GRADUATED, calls
+from tests.tally.api.conftest import Api, pb
+
+PLAN = [
+    {"code": "base", "kind": "flat", "price": flat("30")},
+    {"code": "calls", "kind": "usage", "meter": "api_calls", "price": GRADUATED},
+]
+
+
+def ts(moment: datetime) -> Timestamp:
+    out = Timestamp()
+    out.FromDatetime(moment)
+    return out
+
+
+def setup_billing(api: Api) -> None:
+    """cus_1 on a $30 + graduated plan with 1,500 January calls (500 billable at $0.002)."""
+    tid = api.tenant.tenant_id
+    create_customer(api.engine, tid, CustomerDefinition(external_id="cus_1", timezone="UTC"), T0)
+    publish(api.engine, tid, "pro", PLAN)
+    create_subscription(api.engine, tid, "cus_1", "pro", T0)
+    write_events(api.engine, tid, calls(1500))
+
+
+@pytest.fixture
+def billed(api: Api) -> list[pb.Invoice]:
+    """The three drafts of the February run: January's fee, January's usage, February's fee (by id)."""
+    setup_billing(api)
+    api.call("RunInvoiceCycle", pb.RunInvoiceCycleRequest(as_of=ts(FEB)))
+    return list(api.call("ListInvoices", pb.ListInvoicesRequest()).invoices)
+
+
+def by_role(billed: list[pb.Invoice]) -> tuple[pb.Invoice, pb.Invoice, pb.Invoice]:
+    """(January's fee, January's usage, February's fee)."""
+    fee = {i.period_start.ToDatetime(tzinfo=UTC): i for i in billed if i.total == "30.00"}
+    (usage,) = [i for i in billed if i.total == "1.00"]
+    return fee[T0], usage, fee[FEB]
+
+
+def code(err: grpc.RpcError) -> grpc.StatusCode:
+    return err.code()
+
+
+def test_run_invoice_cycle_invoices_once(api: Api) -> None:
+    setup_billing(api)
+    first = api.call("RunInvoiceCycle", pb.RunInvoiceCycleRequest(as_of=ts(FEB)))
+    assert (first.items, first.invoices_created, first.already_invoiced, first.failed) == (3, 3, 0, 0)
+    assert first.seconds > 0
+    again = api.call("RunInvoiceCycle", pb.RunInvoiceCycleRequest(as_of=ts(FEB + timedelta(hours=1))))
+    assert (again.items, again.invoices_created, again.already_invoiced) == (3, 0, 3)
+    totals = sorted(i.total for i in api.call("ListInvoices", pb.ListInvoicesRequest()).invoices)
+    assert totals == ["1.00", "30.00", "30.00"]
+
+
+def test_run_invoice_cycle_refuses_a_future_as_of_and_a_read_key(api: Api) -> None:
+    setup_billing(api)
+    future = datetime.now(UTC) + timedelta(days=3)
+    err = api.fails("RunInvoiceCycle", pb.RunInvoiceCycleRequest(as_of=ts(future)))
+    assert code(err) == grpc.StatusCode.INVALID_ARGUMENT and "as_of" in (err.details() or "")
+    err = api.fails("RunInvoiceCycle", pb.RunInvoiceCycleRequest(as_of=ts(FEB)), key=api.read)
+    assert code(err) == grpc.StatusCode.PERMISSION_DENIED and "admin" in (err.details() or "")
+    assert not api.call("ListInvoices", pb.ListInvoicesRequest()).invoices  # nothing was invoiced
+
+
+def test_get_invoice_has_money_as_decimal_strings_and_the_external_customer(api: Api, billed: list[pb.Invoice]) -> None:
+    fee, usage, _ = by_role(billed)
+    got = api.call("GetInvoice", pb.GetInvoiceRequest(id=fee.id), key=api.read)
+    assert got == fee
+    assert (got.label, got.number, got.kind, got.status) == (f"draft {fee.id}", 0, "invoice", "draft")
+    assert (got.customer, got.currency, got.subscription_id > 0) == ("cus_1", "USD", True)
+    assert (got.subtotal, got.tax, got.credits_applied, got.total) == ("30.00", "0.00", "0.00", "30.00")
+    assert got.period_start.ToDatetime(tzinfo=UTC) == T0
+    assert got.period_end.ToDatetime(tzinfo=UTC) == FEB
+    (line,) = got.lines
+    assert (line.position, line.kind, line.charge, line.quantity, line.amount) == (1, "charge", "base", "1", "30.00")
+    assert [(ln.charge, ln.meter, ln.quantity, ln.amount) for ln in usage.lines] == [
+        ("calls", "api_calls", "1500", "1.00")
+    ]
+    assert json.loads(usage.lines[0].detail_json)["model"] == "graduated"
+
+
+def test_get_invoice_not_found_bad_id_and_other_tenant(api: Api, billed: list[pb.Invoice]) -> None:
+    err = api.fails("GetInvoice", pb.GetInvoiceRequest(id=99_999))
+    assert code(err) == grpc.StatusCode.NOT_FOUND and "99999" in (err.details() or "")
+    err = api.fails("GetInvoice", pb.GetInvoiceRequest(id=0))
+    assert code(err) == grpc.StatusCode.INVALID_ARGUMENT and "id must be a positive id" in (err.details() or "")
+    err = api.fails("GetInvoice", pb.GetInvoiceRequest(id=billed[0].id), key=api.other.key)
+    assert code(err) == grpc.StatusCode.NOT_FOUND
+
+
+def test_list_invoices_pages_by_two_and_filters(api: Api, billed: list[pb.Invoice]) -> None:
+    ids = [i.id for i in billed]
+    assert ids == sorted(ids) and len(ids) == 3
+    first = api.call("ListInvoices", pb.ListInvoicesRequest(page_size=2), key=api.read)
+    assert [i.id for i in first.invoices] == ids[:2] and first.next_page_token
+    second = api.call("ListInvoices", pb.ListInvoicesRequest(page_size=2, page_token=first.next_page_token))
+    assert [i.id for i in second.invoices] == ids[2:] and second.next_page_token == ""
+    assert all(i.customer == "cus_1" for i in [*first.invoices, *second.invoices])
+    api.call("FinalizeInvoice", pb.InvoiceActionRequest(id=ids[1]))
+    finalized = api.call("ListInvoices", pb.ListInvoicesRequest(status="finalized", customer="cus_1"))
+    assert [(i.id, i.label) for i in finalized.invoices] == [(ids[1], "INV-000001")]
+    drafts = api.call("ListInvoices", pb.ListInvoicesRequest(status="draft", page_size=1))
+    assert [i.id for i in drafts.invoices] == [ids[0]] and drafts.next_page_token
+    rest = api.call(
+        "ListInvoices", pb.ListInvoicesRequest(status="draft", page_size=1, page_token=drafts.next_page_token)
+    )
+    assert [i.id for i in rest.invoices] == [ids[2]] and rest.next_page_token == ""
+    assert not api.call("ListInvoices", pb.ListInvoicesRequest(), key=api.other.key).invoices  # tenant B has none
+
+
+def test_list_invoices_bad_input(api: Api, billed: list[pb.Invoice]) -> None:
+    for request, fragment, status in (
+        (pb.ListInvoicesRequest(status="open"), "status 'open'", grpc.StatusCode.INVALID_ARGUMENT),
+        (pb.ListInvoicesRequest(page_size=1001), "page_size must be 0..1000", grpc.StatusCode.INVALID_ARGUMENT),
+        (pb.ListInvoicesRequest(page_token="garbage!"), "page_token", grpc.StatusCode.INVALID_ARGUMENT),
+        (pb.ListInvoicesRequest(customer="nobody"), "no customer 'nobody'", grpc.StatusCode.NOT_FOUND),
+    ):
+        err = api.fails("ListInvoices", request)
+        assert code(err) == status and fragment in (err.details() or ""), err.details()
+
+
+def test_finalize_pay_and_void(api: Api, billed: list[pb.Invoice]) -> None:
+    jan, usage, feb = by_role(billed)
+    done = api.call("FinalizeInvoice", pb.InvoiceActionRequest(id=feb.id))
+    assert (done.status, done.number, done.label, done.total) == ("finalized", 1, "INV-000001", "30.00")
+    err = api.fails("FinalizeInvoice", pb.InvoiceActionRequest(id=feb.id))
+    assert code(err) == grpc.StatusCode.FAILED_PRECONDITION and "only a draft can be finalized" in (err.details() or "")
+    err = api.fails("MarkInvoicePaid", pb.InvoiceActionRequest(id=jan.id))
+    assert code(err) == grpc.StatusCode.FAILED_PRECONDITION and "only a finalized invoice" in (err.details() or "")
+    assert api.call("GetInvoice", pb.GetInvoiceRequest(id=jan.id)).status == "draft"  # the refusal changed nothing
+    paid = api.call("MarkInvoicePaid", pb.InvoiceActionRequest(id=feb.id))
+    assert (paid.status, paid.number) == ("paid", 1)
+    err = api.fails("VoidInvoice", pb.VoidInvoiceRequest(id=feb.id))
+    assert code(err) == grpc.StatusCode.FAILED_PRECONDITION and "only a draft or finalized" in (err.details() or "")
+    err = api.fails("VoidInvoice", pb.VoidInvoiceRequest(id=jan.id, reason="x" * 501))
+    assert code(err) == grpc.StatusCode.INVALID_ARGUMENT and "reason" in (err.details() or "")
+    assert api.call("GetInvoice", pb.GetInvoiceRequest(id=jan.id)).status == "draft"
+    voided = api.call("VoidInvoice", pb.VoidInvoiceRequest(id=jan.id, reason="duplicate"))
+    assert (voided.status, voided.number) == ("void", 0)
+    # The failed finalize took no number: the next one is 2.
+    assert api.call("FinalizeInvoice", pb.InvoiceActionRequest(id=usage.id)).number == 2
+
+
+def test_lifecycle_needs_admin_and_the_tenant(api: Api, billed: list[pb.Invoice]) -> None:
+    for method, request in (
+        ("FinalizeInvoice", pb.InvoiceActionRequest(id=billed[0].id)),
+        ("MarkInvoicePaid", pb.InvoiceActionRequest(id=billed[0].id)),
+        ("VoidInvoice", pb.VoidInvoiceRequest(id=billed[0].id)),
+        ("CreateCreditNote", pb.InvoiceActionRequest(id=billed[0].id)),
+    ):
+        assert code(api.fails(method, request, key=api.read)) == grpc.StatusCode.PERMISSION_DENIED
+        assert code(api.fails(method, request, key=api.other.key)) == grpc.StatusCode.NOT_FOUND
+        assert code(api.fails(method, pb.InvoiceActionRequest(id=-3) if "Void" not in method
+                              else pb.VoidInvoiceRequest(id=-3))) == grpc.StatusCode.INVALID_ARGUMENT  # fmt: skip
+    assert api.call("GetInvoice", pb.GetInvoiceRequest(id=billed[0].id)).status == "draft"
+
+
+def test_create_credit_note_none_then_an_adjustment(api: Api, billed: list[pb.Invoice]) -> None:
+    _, usage, _ = by_role(billed)
+    api.call("FinalizeInvoice", pb.InvoiceActionRequest(id=usage.id))
+    nothing = api.call("CreateCreditNote", pb.InvoiceActionRequest(id=usage.id))
+    assert not nothing.HasField("document")
+    write_events(api.engine, api.tenant.tenant_id, calls(500, start=T0 + timedelta(days=3), prefix="late"))
+    doc = api.call("CreateCreditNote", pb.InvoiceActionRequest(id=usage.id)).document
+    assert (doc.kind, doc.status, doc.corrects_invoice_id, doc.customer) == ("adjustment", "draft", usage.id, "cus_1")
+    assert (doc.subtotal, doc.total) == ("1.00", "1.00")  # 500 more calls at $0.002
+    assert [(ln.kind, ln.charge, ln.amount, ln.amount_exact) for ln in doc.lines] == [
+        ("charge", "calls", "1.00", "1.00")
+    ]
+    assert api.call("GetInvoice", pb.GetInvoiceRequest(id=usage.id)).total == "1.00"  # the original stays
+    assert not api.call("CreateCreditNote", pb.InvoiceActionRequest(id=usage.id)).HasField("document")
+    err = api.fails("CreateCreditNote", pb.InvoiceActionRequest(id=doc.id))
+    assert code(err) == grpc.StatusCode.FAILED_PRECONDITION and "correct the invoice it corrects" in (
+        err.details() or ""
+    )
+    err = api.fails("CreateCreditNote", pb.InvoiceActionRequest(id=99_999))
+    assert code(err) == grpc.StatusCode.NOT_FOUND
+
+
+def test_export_json_csv_and_pdf(api: Api, billed: list[pb.Invoice]) -> None:
+    fee, _, _ = by_role(billed)
+    out = api.call("ExportInvoice", pb.ExportInvoiceRequest(id=fee.id, format="json"), key=api.read)
+    assert (out.content_type, out.filename) == ("application/json", f"draft-{fee.id}.json")
+    doc = json.loads(out.content)
+    assert (doc["id"], doc["total"], doc["lines"][0]["amount"]) == (fee.id, "30.00", "30.00")
+    api.call("FinalizeInvoice", pb.InvoiceActionRequest(id=fee.id))
+    out = api.call("ExportInvoice", pb.ExportInvoiceRequest(id=fee.id, format="csv"))
+    assert (out.content_type, out.filename) == ("text/csv", "INV-000001.csv")
+    rows = out.content.decode().splitlines()
+    assert rows[0].startswith("invoice,number,status") and rows[-1].split(",")[11] == "30.00"
+    out = api.call("ExportInvoice", pb.ExportInvoiceRequest(id=fee.id, format="pdf"))
+    assert (out.content_type, out.filename) == ("application/pdf", "INV-000001.pdf")
+    text = "".join(page.extract_text() for page in PdfReader(io.BytesIO(out.content)).pages)
+    assert "INV-000001" in text and "30.00" in text
+
+
+def test_export_bad_format_and_not_found(api: Api, billed: list[pb.Invoice]) -> None:
+    err = api.fails("ExportInvoice", pb.ExportInvoiceRequest(id=billed[0].id, format="xlsx"))
+    assert code(err) == grpc.StatusCode.INVALID_ARGUMENT and "format 'xlsx'" in (err.details() or "")
+    err = api.fails("ExportInvoice", pb.ExportInvoiceRequest(id=99_999, format="pdf"))
+    assert code(err) == grpc.StatusCode.NOT_FOUND
+    err = api.fails("ExportInvoice", pb.ExportInvoiceRequest(id=billed[0].id, format="json"), key=api.other.key)
+    assert code(err) == grpc.StatusCode.NOT_FOUND
+
+
+def test_upcoming_invoice_rates_the_open_period_and_writes_nothing(api: Api, billed: list[pb.Invoice]) -> None:
+    write_events(api.engine, api.tenant.tenant_id, calls(1800, start=FEB, prefix="feb"))
+    at = datetime(2026, 2, 20, 10, 7, tzinfo=UTC)
+    got = api.call("GetUpcomingInvoice", pb.GetUpcomingInvoiceRequest(customer="cus_1", at=ts(at)), key=api.read)
+    # February's usage so far: 800 billable calls x $0.002 = $1.60; March's fee is due at February's end.
+    assert sorted((i.period_start.ToDatetime().date().isoformat(), i.total) for i in got.invoices) == [
+        ("2026-02-01", "1.60"), ("2026-03-01", "30.00")
+    ]  # fmt: skip
+    assert all((i.id, i.label, i.kind, i.status, i.customer) == (0, "preview", "preview", "preview", "cus_1")
+               for i in got.invoices)  # fmt: skip
+    assert len(api.call("ListInvoices", pb.ListInvoicesRequest()).invoices) == len(billed)
+
+
+def test_upcoming_invoice_bad_input(api: Api, billed: list[pb.Invoice]) -> None:
+    err = api.fails("GetUpcomingInvoice", pb.GetUpcomingInvoiceRequest())
+    assert code(err) == grpc.StatusCode.INVALID_ARGUMENT and "customer is required" in (err.details() or "")
+    err = api.fails("GetUpcomingInvoice", pb.GetUpcomingInvoiceRequest(customer="nobody"))
+    assert code(err) == grpc.StatusCode.NOT_FOUND and "nobody" in (err.details() or "")
+    err = api.fails("GetUpcomingInvoice", pb.GetUpcomingInvoiceRequest(customer="cus_1"), key=api.other.key)
+    assert code(err) == grpc.StatusCode.NOT_FOUND
+
+
+def test_tax_and_credits_to_the_cent(api: Api) -> None:
+    """A FR customer (20% exclusive) with a $10.00 grant: $30.00 + $6.00 tax - $10.00 = $26.00."""
+    tid = api.tenant.tenant_id
+    create_customer(api.engine, tid, CustomerDefinition(external_id="cus_fr", timezone="UTC", tax_region="FR"), T0)
+    set_tax_rate(api.engine, tid, "FR", "20", False, T0)
+    publish(api.engine, tid, "basic", [{"code": "base", "kind": "flat", "price": flat("30")}])
+    create_subscription(api.engine, tid, "cus_fr", "basic", T0)
+    Ledger(api.engine, tid, clock=lambda: T0).grant(Grant("welcome", "cus_fr", 1000, "USD"))
+    api.call("RunInvoiceCycle", pb.RunInvoiceCycleRequest(as_of=ts(T0 + timedelta(hours=1))))
+    (inv,) = api.call("ListInvoices", pb.ListInvoicesRequest(customer="cus_fr")).invoices
+    assert (inv.subtotal, inv.tax, inv.credits_applied, inv.total) == ("30.00", "6.00", "10.00", "26.00")
+    assert (inv.tax_region, inv.tax_rate, inv.tax_inclusive) == ("FR", "20", False)
+    assert [(ln.kind, ln.amount, ln.amount_exact) for ln in inv.lines] == [
+        ("charge", "30.00", "30"), ("tax", "6.00", "6.00"), ("credit", "-10.00", "-10.00")
+    ]  # fmt: skip
