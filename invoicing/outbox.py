@@ -43,6 +43,7 @@ EVENT_TYPES = (
     "subscription.paused",
     "subscription.resumed",
     "subscription.cancelled",
+    "subscription.trial_ended",
     "subscription.end_scheduled",
 )
 

@@ -31,7 +31,7 @@ from enum import StrEnum
 from fractions import Fraction
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, and_, insert, or_, select, update
 
 from invoicing.customer import get_customer
 from invoicing.outbox import NewEvent, emit
@@ -463,6 +463,7 @@ def _load_for_update(conn: Connection, tenant_id: int, sub_id: int, at: datetime
             f"subscription {sub_id} already has a change at {stored_utc(latest).isoformat()}; the history is "
             f"append-only, so a change cannot take effect earlier ({at.isoformat()})"
         )
+    events: list[NewEvent] = []
     for t in scheduled_transitions(sub, at):
         previous = sub
         sub = replace(sub, state=t.state, plan_version_id=t.plan_version_id)
@@ -473,7 +474,56 @@ def _load_for_update(conn: Connection, tenant_id: int, sub_id: int, at: datetime
             previous.state, previous.plan_version_id, "scheduler", "scheduled change reached its instant",
         )  # fmt: skip
         _store(conn, sub)
+        data: dict[str, Any] = {
+            "subscription_id": sub_id,
+            "plan": (ref := _plan_ref(conn, t.plan_version_id))[0],
+            "plan_version": ref[1],
+            "state": t.state.value,
+            "effective_at": t.at.isoformat(),
+            "scheduled": True,
+        }
+        if t.plan_version_id != previous.plan_version_id:
+            data["previous_plan"], data["previous_plan_version"] = _plan_ref(conn, previous.plan_version_id)
+        events.append(NewEvent(f"subscription.{t.kind}", sub.customer_external_id, data))
+    # Written down now, announced now: consumers hear of a scheduled change when it is recorded.
+    emit(conn, tenant_id, events)
     return sub
+
+
+def apply_scheduled(engine: Engine, now: datetime, limit: int = 500) -> int:
+    """Record every scheduled change whose instant has passed (trial ends, plan changes and
+    cancellations at period end), each with its `subscription.*` event; returns how many
+    subscriptions moved.
+
+    Without this sweep a scheduled change is written down only when the subscription is next touched
+    (billing already reads it as applied), so webhooks and WatchEvents would hear of a trial ending
+    or a cancellation days late, or never. The server runs it every few seconds.
+    """
+    s = subscriptions.c
+    at = floor_quarter_hour(now)
+    due = (
+        select(s.id, s.tenant_id)
+        .where(
+            or_(
+                and_(s.state == State.TRIAL.value, s.trial_ends_at <= at),
+                s.pending_change_at <= at,
+                and_(s.state != State.CANCELLED.value, s.ends_at <= at),
+            )
+        )
+        .order_by(s.id)
+        .limit(limit)
+    )
+    with engine.connect() as conn:
+        rows = conn.execute(due).all()
+    moved = 0
+    for r in rows:
+        try:
+            with _writer(engine) as conn:
+                _load_for_update(conn, r.tenant_id, r.id, at)
+            moved += 1
+        except FailedPrecondition:  # a change recorded after `at` already settled it
+            continue
+    return moved
 
 
 def _store(conn: Connection, sub: Subscription) -> None:
@@ -649,6 +699,7 @@ __all__ = [
     "State",
     "Subscription",
     "Transition",
+    "apply_scheduled",
     "as_of",
     "cancel_subscription",
     "change_plan",

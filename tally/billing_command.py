@@ -669,6 +669,18 @@ def invoice_run(ctx: click.Context, tenant_name: str, as_of: str | None, batch_s
         raise click.ClickException(f"{summary.failed} item(s) failed; fix them and run again (done items are kept)")
 
 
+def _external_ids(engine: Engine, tenant_id: int, ids: set[int]) -> dict[int, str]:
+    """Customers' external ids (what users know them by) for internal ids, in one query."""
+    from sqlalchemy import select
+
+    from invoicing.tables import customers
+
+    c = customers.c
+    with engine.connect() as conn:
+        rows = conn.execute(select(c.id, c.external_id).where(c.tenant_id == tenant_id, c.id.in_(ids or {0})))
+        return {int(r.id): str(r.external_id) for r in rows}
+
+
 @invoice.command("list")
 @click.argument("tenant_name", metavar="TENANT")
 @click.option("--customer", default=None, help="Only this customer's (external id).")
@@ -689,11 +701,12 @@ def invoice_list(
 
     engine, tenant_id = _tenant(ctx, tenant_name)
     found = list_invoices(engine, tenant_id, customer=customer, status=status, after_id=after_id, limit=limit)
+    external = _external_ids(engine, tenant_id, {i.customer_id for i in found})
     _grid(
         f"invoices of {tenant_name}",
         ["id", "number", "kind", "status", "customer", "period", "timing", "total"],
         [
-            [str(i.id), str(i.number or ""), i.kind, i.status, str(i.customer_id),
+            [str(i.id), str(i.number or ""), i.kind, i.status, external.get(i.customer_id, str(i.customer_id)),
              f"{_when(i.period_start)} – {_when(i.period_end)}", i.timing or "", _money(i.total, i.currency)]
             for i in found
         ],

@@ -158,6 +158,7 @@ def create_grant(conn: Connection, tenant_id: int, g: Grant, now_us: int) -> Gra
 
 
 def list_grants(conn: Connection, tenant_id: int, customer: str | None = None) -> list[GrantInfo]:
+    """Grants per customer in the order a spend draws them (priority, then earliest expiry, ...)."""
     c = ledger_grants.c
     a = ledger_accounts.c
     stmt = (
@@ -168,10 +169,12 @@ def list_grants(conn: Connection, tenant_id: int, customer: str | None = None) -
     )
     if customer is not None:
         stmt = stmt.where(c.customer == customer)
-    return [
+    out = [
         GrantInfo(_grant_from_row(r), int(r.account_id), int(r.credits_posted) - int(r.debits_posted))
         for r in conn.execute(stmt)
     ]
+    out.sort(key=lambda info: (info.grant.customer, _order_key(info.grant)))
+    return out
 
 
 def _order_key(g: Grant) -> tuple[int, int, int, int, str]:

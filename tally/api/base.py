@@ -16,6 +16,7 @@ import binascii
 import functools
 import json
 import logging
+import threading
 from collections.abc import AsyncIterator, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -48,6 +49,46 @@ class Worker(Protocol):
     def start(self) -> None: ...
 
     def stop(self) -> None: ...
+
+
+class Periodic:
+    """A Worker that runs `job(now)` every `interval_s` on its own thread until stopped.
+
+    A failing pass is logged and the next one retries: a database hiccup must not end the worker.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        interval_s: float,
+        job: Callable[[datetime], Any],
+        on_result: Callable[[Any], None] | None = None,
+    ) -> None:
+        self.name = name
+        self.interval_s = interval_s
+        self.job = job
+        self.on_result = on_result
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                result = self.job(datetime.now(UTC))
+            except Exception:
+                log.exception("%s pass failed", self.name)
+                continue
+            if self.on_result is not None:
+                self.on_result(result)
 
 
 #: Called after a change that can alter what a customer is entitled to (plan change, cancel,
@@ -229,6 +270,7 @@ __all__ = [
     "READ",
     "ApiBase",
     "ChangeListener",
+    "Periodic",
     "Worker",
     "abort",
     "decimal_arg",

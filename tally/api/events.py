@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator
 from invoicing import alert as alerts
 from invoicing import webhook as webhooks
 from invoicing.outbox import DomainEvent, check_patterns, read_events
+from invoicing.subscription import apply_scheduled
 from metering.errors import InvalidArgument, Unavailable
 from metering.tenant import Principal
 from tally.api.base import (
@@ -29,6 +30,7 @@ from tally.api.base import (
     READ,
     ApiBase,
     Context,
+    Periodic,
     Worker,
     decimal_str,
     decode_token,
@@ -154,8 +156,16 @@ class EventRpcs(ApiBase):
             self.engine, retry_policy(self.platform), self.platform.webhook_interval_s
         )
         self.alert_evaluator = alerts.Evaluator(self.engine, self.platform.alert_interval_s, self._alerts_fired)
+        # Scheduled subscription changes (trial end, change or cancellation at period end) are recorded and
+        # announced when their instant passes, within one interval.
+        scheduler = Periodic(
+            "subscription-scheduler",
+            self.platform.alert_interval_s,
+            lambda now: apply_scheduled(self.engine, now),
+            lambda moved: self._alerts_fired([]) if moved else None,
+        )
         self.listeners.append(self._changed)
-        return [self.webhook_dispatcher, self.alert_evaluator]
+        return [self.webhook_dispatcher, self.alert_evaluator, scheduler]
 
     def close_watches(self) -> None:
         """Shutdown: every WatchEvents stream ends now with UNAVAILABLE and its resume cursor."""
@@ -168,6 +178,7 @@ class EventRpcs(ApiBase):
         self.webhook_dispatcher.wake()
 
     def _alerts_fired(self, _fired: list[alerts.Crossing]) -> None:
+        """New events are in the outbox: wake the watchers and the dispatcher."""
         self.event_waker.wake()
         self.webhook_dispatcher.wake()
 

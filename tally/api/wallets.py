@@ -19,7 +19,7 @@ from invoicing.customer import get_customer
 from invoicing.ledger import Grant, Ledger, Result, StoredTransfer, Transfer, TransferFlags, TransferResult
 from invoicing.ledger.account import Account, find_account, wallet_kind
 from invoicing.ledger.errors import ExistsWithDifferentBody, LedgerError
-from invoicing.ledger.grant import OWN_ID_BYTES_MAX, GrantInfo, _order_key
+from invoicing.ledger.grant import OWN_ID_BYTES_MAX, GrantInfo
 from invoicing.ledger.tables import ledger_accounts
 from invoicing.ledger.transfer import ID_BYTES_MAX, SYSTEM_PREFIX
 from invoicing.ledger.unit import from_us, to_us
@@ -278,7 +278,7 @@ class WalletRpcs(ApiBase):
         customer = self._customer(principal, request.customer)
         ledger = self._ledger(principal)
         units = Units(ledger)
-        found = sorted(ledger.grants(customer), key=lambda info: _order_key(info.grant))
+        found = ledger.grants(customer)  # in drawing order
         return pb.ListGrantsResponse(grants=[grant_pb(info, units) for info in found])
 
     # --- balances and history --------------------------------------------------------------------------------

@@ -178,7 +178,7 @@ def test_failed_operations_emit_nothing(engine: Engine, tenant: TenantKey, custo
     assert _new_events(engine, t, before) == []
 
 
-def test_scheduled_change_reaching_its_instant_emits_no_second_event(
+def test_a_scheduled_change_written_down_by_the_next_operation_is_announced_before_it(
     engine: Engine, tenant: TenantKey, customer: str
 ) -> None:
     t = tenant.tenant_id
@@ -187,8 +187,48 @@ def test_scheduled_change_reaching_its_instant_emits_no_second_event(
     sub = create_subscription(engine, t, customer, "basic", T0)
     change_plan(engine, t, sub.id, "pro", T0, timing="period_end")
     before = head(engine, t)
-    # The next operation writes the scheduled change down first, then pauses: one event, the pause.
+    # The next operation writes the scheduled change down first, then pauses: two events, in that order.
     paused = pause_subscription(engine, t, sub.id, FEB1 + timedelta(days=1))
-    e = _one(engine, t, before)
-    assert e.type == "subscription.paused" and e.data["plan"] == "pro"
+    changed, pause = _new_events(engine, t, before)
+    assert (changed.type, changed.data["scheduled"], changed.data["effective_at"]) == (
+        "subscription.plan_changed",
+        True,
+        _iso(FEB1),
+    )
+    assert (changed.data["plan"], changed.data["previous_plan"]) == ("pro", "basic")
+    assert pause.type == "subscription.paused" and pause.data["plan"] == "pro"
     assert paused.plan_version_id != sub.plan_version_id
+
+
+def test_scheduled_changes_are_recorded_and_announced_when_due(
+    engine: Engine, tenant: TenantKey, customer: str
+) -> None:
+    """A trial end, a plan change at period end and a cancellation at period end each become one event
+    when the sweep passes their instant, never before, and never twice."""
+    from invoicing.subscription import apply_scheduled, get_history
+
+    t = tenant.tenant_id
+    published(engine, t, "pro")
+    published(engine, t, "max")
+    published(engine, t, "trial", trial_days=14)
+    trial = create_subscription(engine, t, customer, "trial", T0)  # trial ends Jan 15
+    pro = create_subscription(engine, t, customer, "pro", T0)
+    change_plan(engine, t, pro.id, "max", JAN10, timing="period_end")  # Feb 1
+    cancel_subscription(engine, t, trial.id, JAN10, timing="period_end")
+    start = head(engine, t)
+    assert apply_scheduled(engine, JAN10) == 0 and head(engine, t) == start
+    assert apply_scheduled(engine, datetime(2026, 1, 15, 0, 5, tzinfo=UTC)) >= 1
+    mid = _new_events(engine, t, start)
+    assert [(e.type, e.data["subscription_id"]) for e in mid][:1] == [("subscription.trial_ended", trial.id)]
+    assert all(e.data["scheduled"] is True for e in mid)
+    apply_scheduled(engine, FEB1 + timedelta(minutes=20))
+    events = _new_events(engine, t, start)
+    kinds = [(e.type, e.data["subscription_id"]) for e in events]
+    assert ("subscription.plan_changed", pro.id) in kinds and ("subscription.cancelled", trial.id) in kinds
+    changed = next(e for e in events if e.type == "subscription.plan_changed")
+    assert (changed.data["plan"], changed.data["previous_plan"]) == ("max", "pro")
+    assert changed.data["effective_at"] == _iso(FEB1)
+    # Each transition is in the history once, and a second sweep finds nothing more.
+    assert [h.kind for h in get_history(engine, t, pro.id)].count("plan_changed") == 1
+    before = head(engine, t)
+    assert apply_scheduled(engine, FEB1 + timedelta(days=3)) == 0 and head(engine, t) == before

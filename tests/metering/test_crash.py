@@ -224,7 +224,7 @@ def test_kill_9_loses_nothing_acked_and_stores_nothing_twice(
         server.stop()
     assert kills_while_sending >= KILLS // 2, f"seed {seed}: the client finished before most kills"
     summary = producer.summary
-    assert summary is not None and summary.retries >= 1
+    assert summary is not None and summary.retries >= 1, producer.error
     assert_exact(engine, tenant, producer)
 
 
