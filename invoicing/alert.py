@@ -20,8 +20,6 @@ recovers, which is what re-arms it.
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
@@ -314,38 +312,6 @@ def evaluate_alerts(engine: Engine, now: datetime, tenant_id: int | None = None)
     return fired
 
 
-class Evaluator:
-    """The background worker: `evaluate_alerts` every `interval_s` until stopped."""
-
-    def __init__(
-        self, engine: Engine, interval_s: float, on_fired: Callable[[list[Crossing]], None] | None = None
-    ) -> None:
-        self.engine = engine
-        self.interval_s = interval_s
-        self.on_fired = on_fired
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="alert-evaluator", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            try:
-                fired = evaluate_alerts(self.engine, datetime.now(UTC))
-            except Exception:  # a database hiccup must not end the worker; the next pass retries
-                log.exception("alert evaluator pass failed")
-                continue
-            if fired and self.on_fired is not None:
-                self.on_fired(fired)
-
-
 __all__ = [
     "BALANCE",
     "KINDS",
@@ -354,7 +320,6 @@ __all__ = [
     "USAGE",
     "Alert",
     "Crossing",
-    "Evaluator",
     "create_alert",
     "current_period",
     "delete_alert",

@@ -145,7 +145,7 @@ class EventRpcs(ApiBase):
     platform: PlatformSettings
     event_waker: Waker
     webhook_dispatcher: webhooks.Dispatcher
-    alert_evaluator: alerts.Evaluator
+    alert_evaluator: Periodic
 
     def setup_events(self) -> list[Worker]:
         """The webhook dispatcher and the alert evaluator; watchers are woken by in-process changes."""
@@ -155,7 +155,12 @@ class EventRpcs(ApiBase):
         self.webhook_dispatcher = webhooks.Dispatcher(
             self.engine, retry_policy(self.platform), self.platform.webhook_interval_s
         )
-        self.alert_evaluator = alerts.Evaluator(self.engine, self.platform.alert_interval_s, self._alerts_fired)
+        self.alert_evaluator = Periodic(
+            "alert-evaluator",
+            self.platform.alert_interval_s,
+            lambda now: alerts.evaluate_alerts(self.engine, now),
+            lambda fired: self._alerts_fired(fired) if fired else None,
+        )
         # Scheduled subscription changes (trial end, change or cancellation at period end) are recorded and
         # announced when their instant passes, within one interval.
         scheduler = Periodic(

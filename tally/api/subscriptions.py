@@ -12,6 +12,7 @@ flat charge (by day when a plan has none), which is the split the customer sees 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from fractions import Fraction
 
 from invoicing.customer import get_customer
@@ -165,20 +166,18 @@ class SubscriptionRpcs(ApiBase):
 
     @rpc(ADMIN)
     def PauseSubscription(self, principal: Principal, request: pb.SubscriptionActionRequest) -> pb.Subscription:
-        at = instant(request, "at", now())
-        assert at is not None
-        sub = pause_subscription(
-            self.engine, principal.tenant_id, positive_id(request.id), at,
-            actor=f"api key {principal.key_id}", reason=request.reason,
-        )  # fmt: skip
-        self.changed(principal.tenant_id, sub.customer_external_id)
-        return self._out(principal.tenant_id, sub)
+        return self._lifecycle(principal, request, pause_subscription)
 
     @rpc(ADMIN)
     def ResumeSubscription(self, principal: Principal, request: pb.SubscriptionActionRequest) -> pb.Subscription:
+        return self._lifecycle(principal, request, resume_subscription)
+
+    def _lifecycle(
+        self, principal: Principal, request: pb.SubscriptionActionRequest, operation: Callable[..., Subscription]
+    ) -> pb.Subscription:
         at = instant(request, "at", now())
         assert at is not None
-        sub = resume_subscription(
+        sub = operation(
             self.engine, principal.tenant_id, positive_id(request.id), at,
             actor=f"api key {principal.key_id}", reason=request.reason,
         )  # fmt: skip

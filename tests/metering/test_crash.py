@@ -145,10 +145,12 @@ class Producer:
             return set(self.acked)
 
     def run(self, target: str, key: str) -> threading.Thread:
+        # retries_max counts failures since the last ack: the kill loop can take the server down several
+        # times before the client gets an ack in (a restart takes ~3 s), and the client must keep trying.
         def body() -> None:
             try:
                 with IngestClient(
-                    target, key, batch_events_max=500, retries_max=60, backoff_max_ms=500, ack_timeout_s=20
+                    target, key, batch_events_max=500, retries_max=300, backoff_max_ms=500, ack_timeout_s=20
                 ) as client:
                     self.summary = client.send(self.stream(), on_ack=self.on_ack)
             except BaseException as exc:

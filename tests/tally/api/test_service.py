@@ -16,3 +16,32 @@ def test_every_rpc_is_implemented_with_a_scope() -> None:
 def test_unknown_key_is_unauthenticated(api: Api) -> None:
     err = api.fails("ListCustomers", pb.ListCustomersRequest(), key="tly_nope")
     assert err.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_periodic_worker_survives_a_failing_pass_and_reports_results() -> None:
+    """The background jobs (alert evaluator, subscription scheduler) must outlive a database hiccup."""
+    import threading
+    from datetime import datetime
+
+    from tally.api.base import Periodic
+
+    calls: list[datetime] = []
+    results: list[int] = []
+    done = threading.Event()
+
+    def job(now: datetime) -> int:
+        calls.append(now)
+        if len(calls) == 1:
+            raise RuntimeError("database went away")
+        return len(calls)
+
+    def on_result(n: int) -> None:
+        results.append(n)
+        if n >= 3:
+            done.set()
+
+    worker = Periodic("test-periodic", 0.01, job, on_result)
+    worker.start()
+    assert done.wait(10)
+    worker.stop()
+    assert results[:2] == [2, 3] and all(c.tzinfo is not None for c in calls)
