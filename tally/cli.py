@@ -68,11 +68,15 @@ def main(ctx: click.Context, database_url: str | None) -> None:
     """Tally: usage metering and billing with exact money.
 
     \b
+    See it all work (30-40 s, writes ./tally-demo):
+      tally demo
+
+    \b
     Start here (embedded SQLite, no server needed):
       tally tenant create acme          # a tenant
       tally apikey create acme          # prints a key, shown once
       tally meter create acme api_calls --aggregation count
-      tally serve                       # gRPC ingest on 127.0.0.1:50051
+      tally serve                       # gRPC ingest + billing API on 127.0.0.1:50051
       tally send events.jsonl --api-key KEY
       tally usage acme cus_42 api_calls --from 2026-11-01T00:00Z --to 2026-12-01T00:00Z --window day
 
@@ -132,7 +136,7 @@ def serve(
     no_migrate: bool,
     verbose: bool,
 ) -> None:
-    """Run the gRPC server (IngestService, health, reflection) until SIGTERM.
+    """Run the gRPC server (IngestService, BillingService, health, reflection) until SIGTERM.
 
     \b
     An ack means committed: with SQLite the default synchronous=FULL makes it
