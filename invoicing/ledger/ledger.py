@@ -156,11 +156,11 @@ class Ledger:
             dst = _account.get_or_create(c, self.tenant_id, _account.wallet_kind(unit), unit, customer)
             src = _account.get_or_create(c, self.tenant_id, "cash_in", unit)
             batch = [Transfer(top_up_id, src, dst, amount, "top_up", reference or customer)]
-            return _transfer.apply_batch(c, self.tenant_id, batch, self.now_us())[0]
+            result = _transfer.apply_batch(c, self.tenant_id, batch, self.now_us())[0]
+            raise_for(result)  # inside the transaction: a refused top-up leaves no new wallet behind
+            return result
 
-        result = _transfer.write_transaction(self.engine, run)
-        raise_for(result)
-        return result
+        return _transfer.write_transaction(self.engine, run)
 
     # -- grants -----------------------------------------------------------------------------------------
     def grant(self, g: _grant.Grant) -> _grant.GrantInfo:

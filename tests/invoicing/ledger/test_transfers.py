@@ -225,3 +225,11 @@ def test_accounts_of_other_tenants_are_invisible(ledger: Ledger, engine) -> None
         assert (
             c.execute(select(ledger_accounts.c.credits_posted).where(ledger_accounts.c.id == theirs)).scalar_one() == 0
         )
+
+
+def test_a_refused_top_up_leaves_no_new_wallet_behind(ledger: Ledger) -> None:
+    ledger.top_up("t1", "cus_a", 100, "USD")
+    with pytest.raises(ExistsWithDifferentBody):
+        ledger.top_up("t1", "cus_new", 100, "USD")  # same id, another customer: refused
+    assert ledger.accounts("cus_new") == []
+    assert [a.customer for a in ledger.accounts("cus_a")] == ["cus_a"]
