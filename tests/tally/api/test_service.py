@@ -45,3 +45,17 @@ def test_periodic_worker_survives_a_failing_pass_and_reports_results() -> None:
     assert done.wait(10)
     worker.stop()
     assert results[:2] == [2, 3] and all(c.tzinfo is not None for c in calls)
+
+
+def test_changes_need_admin_and_reads_need_read() -> None:
+    """The scope follows from what an RPC does: a verb that changes state needs admin."""
+    changing = ("Create", "Update", "Publish", "Change", "Pause", "Resume", "Cancel", "Finalize", "Mark", "Void",
+                "Run", "TopUp", "Convert", "Disable", "Replay", "Delete")  # fmt: skip
+    reading = ("Get", "List", "Query", "Simulate", "Watch", "Export")
+    for name, scope in scopes().items():
+        if name in ("CheckEntitlement", "ListEntitlements"):  # product services gate with ingest keys
+            assert scope == "ingest|read"
+        elif name.startswith(changing):
+            assert scope == "admin", name
+        else:
+            assert name.startswith(reading) and scope == "read", (name, scope)
