@@ -134,7 +134,38 @@ def in_process(engine: Engine, tenant_id: int, ids: list[str], args: argparse.Na
         "check_p99_us": p99,
         "dict_lookup_p50_us": b50,
         "ratio_check_to_dict_p50": p50 / b50 if b50 else 0.0,
+        **under_load(cache, tenant_id, pairs),
     }
+
+
+def under_load(cache: EntitlementCache, tenant_id: int, pairs: list[tuple[str, str]], threads: int = 4) -> Figures:
+    """The same checks from `threads` threads at once, as a server's handler threads would call it: the
+    latency of each call includes waiting for the GIL, which is what a caller under load sees."""
+    one = Decimal(1)
+    clock = time.perf_counter_ns
+    per_thread: list[list[int]] = [[] for _ in range(threads)]
+    barrier = threading.Barrier(threads)
+
+    def worker(k: int) -> None:
+        mine, times = pairs[k::threads], per_thread[k]
+        barrier.wait()
+        for customer, feature in mine:
+            t0 = clock()
+            cache.check(tenant_id, customer, feature, one)
+            times.append(clock() - t0)
+
+    start = time.perf_counter()
+    workers = [threading.Thread(target=worker, args=(k,)) for k in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    elapsed = time.perf_counter() - start
+    times = [t for ts in per_thread for t in ts]
+    p50, p99 = percentile(times, 50) / 1e3, percentile(times, 99) / 1e3
+    log(f"in process, {threads} threads at once: check p50 {p50:.1f} us, p99 {p99:.1f} us, "
+        f"{len(times) / elapsed:,.0f} checks/s in all")
+    return {"loaded_check_p50_us": p50, "loaded_check_p99_us": p99, "loaded_checks_per_s": len(times) / elapsed}
 
 
 def insight(engine: Engine, tenant_id: int, ids: list[str]) -> Figures:
