@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
 import secrets
+import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -65,6 +67,9 @@ class RetryPolicy:
     backoff_max_s: float = 3600.0
     timeout_s: float = 5.0
     parallel: int = 8
+    #: Refuse endpoints whose host is (or resolves to) a loopback, private, link-local or reserved
+    #: address: on a shared deployment a tenant must not reach the operator's internal network.
+    block_private: bool = False
 
     def delay(self, attempt: int) -> timedelta:
         """The wait after failed attempt number `attempt` (1-based): base, 2×base, 4×base, ... capped."""
@@ -120,7 +125,23 @@ class PassSummary:
 
 
 # --- endpoints -------------------------------------------------------------------------------------------------
-def check_url(url: str, field: str = "url") -> str:
+def private_address(host: str) -> str | None:
+    """The first address `host` resolves to that is not a public unicast one, else None.
+
+    Unresolvable hosts are not private (delivery will fail and be logged like any other failure).
+    """
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return None
+    for info in infos:
+        address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
+        if not address.is_global or address.is_multicast:
+            return str(address)
+    return None
+
+
+def check_url(url: str, field: str = "url", block_private: bool = False) -> str:
     if not url:
         raise InvalidArgument(f"{field} is required: the http(s) URL events are POSTed to")
     if len(url) > URL_MAX:
@@ -132,6 +153,11 @@ def check_url(url: str, field: str = "url") -> str:
         raise InvalidArgument(f"{field}: {url!r} is not a valid URL ({exc})") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidArgument(f"{field}: {url!r} must be an http:// or https:// URL with a host")
+    if block_private and (found := private_address(parts.hostname)) is not None:
+        raise InvalidArgument(
+            f"{field}: {parts.hostname!r} is a private or loopback address ({found}); this server only "
+            "delivers to public hosts (TALLY_PLATFORM__WEBHOOK_BLOCK_PRIVATE)"
+        )
     return url
 
 
@@ -147,10 +173,16 @@ def _endpoint(r: Any) -> Endpoint:
 
 
 def create_endpoint(
-    engine: Engine, tenant_id: int, url: str, types: Sequence[str], after_sequence: int, now: datetime
+    engine: Engine,
+    tenant_id: int,
+    url: str,
+    types: Sequence[str],
+    after_sequence: int,
+    now: datetime,
+    block_private: bool = False,
 ) -> Endpoint:
     """A new endpoint with a fresh secret; it gets events after `after_sequence` (0: only new ones)."""
-    check_url(url)
+    check_url(url, block_private=block_private)
     patterns = check_patterns(types)
     current = head(engine, tenant_id)
     if after_sequence < 0:
@@ -432,6 +464,10 @@ def _post(ctx: _Context, endpoint: Endpoint, event: DomainEvent) -> tuple[int, s
         SEQUENCE_HEADER: str(event.sequence),
         "User-Agent": "Tally-Webhooks/1",
     }
+    host = urlsplit(endpoint.url).hostname or ""
+    if ctx.policy.block_private and (found := private_address(host)) is not None:
+        # Checked again at delivery: a name can be re-pointed at an internal address after creation.
+        return 0, f"refused: {host} resolves to a private or loopback address ({found})"
     try:
         response = ctx.client.post(endpoint.url, content=body, headers=headers)
     except httpx.HTTPError as exc:

@@ -157,7 +157,8 @@ def webhook_create(ctx: click.Context, tenant_name: str, url: str, types: tuple[
 
     patterns = _types(types)
     engine, tenant_id = _tenant(ctx, tenant_name)
-    ep = create_endpoint(engine, tenant_id, url, patterns, after, datetime.now(UTC))
+    block = ctx.obj.platform.webhook_block_private
+    ep = create_endpoint(engine, tenant_id, url, patterns, after, datetime.now(UTC), block_private=block)
     click.echo(f"created webhook endpoint {ep.id} -> {ep.url} (events after {ep.delivered_sequence})")
     click.echo(f"signing secret (shown once): {ep.secret}")
 

@@ -30,6 +30,9 @@ class PlatformSettings(BaseModel):
     webhook_backoff_max_s: float = Field(3600.0, ge=0, description="cap on the wait between attempts")
     webhook_parallel: int = Field(8, ge=1, le=256, description="endpoints served at once by one dispatcher")
     alert_interval_s: float = Field(5.0, gt=0, description="alert evaluator: pause between passes")
+    webhook_block_private: bool = Field(
+        False, description="refuse webhook URLs on loopback/private/link-local addresses (shared deployments)"
+    )
 
 
 class Settings(BaseSettings):

@@ -137,6 +137,7 @@ def retry_policy(platform: PlatformSettings) -> webhooks.RetryPolicy:
         backoff_max_s=platform.webhook_backoff_max_s,
         timeout_s=platform.webhook_timeout_s,
         parallel=platform.webhook_parallel,
+        block_private=platform.webhook_block_private,
     )
 
 
@@ -224,8 +225,9 @@ class EventRpcs(ApiBase):
         self, principal: Principal, request: pb.CreateWebhookEndpointRequest
     ) -> pb.WebhookEndpoint:
         endpoint = webhooks.create_endpoint(
-            self.engine, principal.tenant_id, request.url, list(request.types), request.after_sequence, now()
-        )
+            self.engine, principal.tenant_id, request.url, list(request.types), request.after_sequence, now(),
+            block_private=self.platform.webhook_block_private,
+        )  # fmt: skip
         return endpoint_pb(endpoint, show_secret=True)
 
     @rpc(READ)

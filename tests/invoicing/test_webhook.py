@@ -334,3 +334,30 @@ def test_two_dispatchers_at_once_send_each_event_once_in_order(
         t.join()
     assert not errors
     assert receiver.sequences == list(range(1, 13))
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://127.0.0.1:9/x", "http://localhost/x", "http://10.1.2.3/x", "http://192.168.0.7/x",
+     "http://169.254.169.254/latest/meta-data", "http://[::1]/x", "http://0.0.0.0/x"],
+)  # fmt: skip
+def test_private_addresses_are_refused_when_the_server_blocks_them(url: str) -> None:
+    """A shared deployment must not let a tenant aim webhooks at the operator's network (SSRF)."""
+    assert check_url(url) == url  # allowed by default: self-hosted receivers on localhost are common
+    with pytest.raises(InvalidArgument, match="private or loopback"):
+        check_url(url, block_private=True)
+
+
+def test_public_addresses_pass_the_block() -> None:
+    assert check_url("https://93.184.216.34/hooks", block_private=True) == "https://93.184.216.34/hooks"
+
+
+def test_delivery_rechecks_the_address(engine: Engine, tenant: TenantKey, receiver: Receiver) -> None:
+    """An endpoint created while allowed (or a name re-pointed later) is refused at delivery time."""
+    ep = create_endpoint(engine, tenant.tenant_id, receiver.url, [], 0, NOW)
+    publish_events(engine, tenant.tenant_id, ["invoice.created"])
+    blocking = RetryPolicy(max_attempts=1, timeout_s=2, block_private=True)
+    summary = deliver_once(engine, NOW, policy=blocking)
+    assert (summary.attempts, summary.succeeded) == (1, 0) and receiver.requests == []
+    (delivery,) = list_deliveries(engine, tenant.tenant_id, ep.id, limit=10)[0]
+    assert delivery.http_status == 0 and "private or loopback" in delivery.error
