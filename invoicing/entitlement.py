@@ -485,11 +485,13 @@ class EntitlementCache:
         changed = outcome is None or (outcome.accepted > 0 and not outcome.refused)
         exact = outcome is not None and not outcome.refused and not outcome.errors and not outcome.duplicate
         exact = exact and outcome is not None and outcome.accepted == len(batch)
-        touched: dict[str, list[int]] = {}
-        for k, customer in enumerate(batch.customers):
-            touched.setdefault(customer, []).append(k)
+        tenant_id = batch.tenant_id
+        # On the event loop's hot path: distinct customers at C speed, and positions only for the
+        # customers that have a live snapshot (usually few of a batch's), in one comprehension.
+        distinct = set(batch.customers)
         with self._lock:
-            for customer, positions in touched.items():
+            apply: dict[str, tuple[Snapshot, bool]] = {}
+            for customer in distinct:
                 count = inflight.get(customer)
                 if count is not None:
                     if count <= 1:
@@ -498,14 +500,20 @@ class EntitlementCache:
                         inflight[customer] = count - 1
                 if not changed:
                     continue
-                key = (batch.tenant_id, customer)
+                key = (tenant_id, customer)
                 if key in self._loading:
                     self._loading[key] = True  # the load may or may not have read this batch
                 snap = self._entries.get(key)
-                if snap is None or snap.stale:
-                    continue
-                # count None: queued before the tenant was tracked, so the snapshot may already hold it.
-                if not self._apply(snap, batch, positions, exact and count is not None):
+                if snap is not None and not snap.stale:
+                    # count None: queued before the tenant was tracked, so the snapshot may already hold it.
+                    apply[customer] = (snap, exact and count is not None)
+            if not apply:
+                return
+            positions: dict[str, list[int]] = {c: [] for c in apply}
+            for k in [k for k, c in enumerate(batch.customers) if c in positions]:
+                positions[batch.customers[k]].append(k)
+            for customer, (snap, exact_here) in apply.items():
+                if not self._apply(snap, batch, positions[customer], exact_here):
                     snap.stale = True
 
     @staticmethod

@@ -21,6 +21,9 @@ tree (`rating.errors`), when they reach an RPC, are invalid arguments.
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 import grpc
 
 from rating.errors import RatingError
@@ -83,3 +86,16 @@ def grpc_status(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     if isinstance(exc, RatingError):
         return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
     return grpc.StatusCode.INTERNAL, f"internal error ({type(exc).__name__}); the server log has details"
+
+
+async def abort(context: grpc.aio.ServicerContext[Any, Any], exc: BaseException, service: str) -> None:
+    """End an RPC with `exc`'s status (and a retry hint when the server is saturated); every servicer's
+    one way out. Internal errors are logged with their traceback; the client sees only their type."""
+    code, message = grpc_status(exc)
+    if code == grpc.StatusCode.INTERNAL:
+        logging.getLogger(__name__).error("internal error in %s", service, exc_info=exc)
+    if isinstance(exc, ResourceExhausted):
+        context.set_trailing_metadata((("retry-after-ms", str(exc.retry_after_ms)),))
+    if not isinstance(exc, TallyError) and isinstance(exc, grpc.aio.AbortError):
+        raise exc
+    await context.abort(code, message)

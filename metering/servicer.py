@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import grpc
 
 from metering.committer import Committer
-from metering.errors import ResourceExhausted, TallyError, Unavailable, grpc_status
+from metering.errors import ResourceExhausted, Unavailable, abort
 from metering.event import Clock, PreparedBatch, check_batch_shape, prepare
 from metering.limits import IngestLimits
 from metering.meter import MeterCatalog
@@ -146,11 +146,7 @@ class IngestServicer(pb_grpc.IngestServiceServicer):
         self._draining.set()
 
     def _principal(self, context: grpc.aio.ServicerContext[Any, Any]) -> Principal:
-        authorization = None
-        for key, value in context.invocation_metadata() or ():
-            if key == "authorization":
-                authorization = value if isinstance(value, str) else value.decode()
-        principal = self._keys.authenticate(authorization)
+        principal = self._keys.authenticate_call(context.invocation_metadata())
         principal.require("ingest")
         return principal
 
@@ -195,7 +191,7 @@ class IngestServicer(pb_grpc.IngestServiceServicer):
             principal = self._principal(context)
             return await self._ack(await self._submit(principal, request), 1)
         except Exception as exc:
-            await _abort(context, exc)
+            await abort(context, exc, "ingest")
             raise  # unreachable: abort raises
 
     async def Ingest(
@@ -204,7 +200,7 @@ class IngestServicer(pb_grpc.IngestServiceServicer):
         try:
             principal = self._principal(context)
         except Exception as exc:
-            await _abort(context, exc)
+            await abort(context, exc, "ingest")
             return
         pending: asyncio.Queue[tuple[int, Submitted] | BaseException | None] = asyncio.Queue(
             self._limits.stream_inflight_batches_max
@@ -216,13 +212,13 @@ class IngestServicer(pb_grpc.IngestServiceServicer):
                 if item is None:
                     return
                 if isinstance(item, BaseException):
-                    await _abort(context, item)
+                    await abort(context, item, "ingest")
                     return
                 sequence, fut = item
                 try:
                     ack = await self._ack(fut, sequence)
                 except Exception as exc:
-                    await _abort(context, exc)
+                    await abort(context, exc, "ingest")
                     return
                 yield ack
         finally:
@@ -275,14 +271,3 @@ def _settled(hook: CommitHook, batch: PreparedBatch, fut: asyncio.Future[BatchOu
         hook.committed(batch, outcome)
     except Exception:  # a cache bug must never fail an ingest that is already committed
         log.exception("commit hook failed")
-
-
-async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: BaseException) -> None:
-    code, message = grpc_status(exc)
-    if code == grpc.StatusCode.INTERNAL:
-        log.exception("internal error in ingest", exc_info=exc)
-    if isinstance(exc, ResourceExhausted):
-        context.set_trailing_metadata((("retry-after-ms", str(exc.retry_after_ms)),))
-    if not isinstance(exc, TallyError) and isinstance(exc, grpc.aio.AbortError):
-        raise exc
-    await context.abort(code, message)

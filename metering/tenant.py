@@ -13,6 +13,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -141,6 +142,14 @@ class KeyStore:
         self._ttl_s = ttl_s
         self._lock = threading.Lock()
         self._cache: dict[str, tuple[float, Principal]] = {}
+
+    def authenticate_call(self, metadata: Any) -> Principal:
+        """The principal of a gRPC call, from its `authorization: Bearer <key>` metadata."""
+        authorization = None
+        for key, value in metadata or ():
+            if key == "authorization":
+                authorization = value if isinstance(value, str) else value.decode()
+        return self.authenticate(authorization)
 
     def authenticate(self, authorization: str | None) -> Principal:
         if not authorization:

@@ -27,7 +27,7 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import Engine
 
-from metering.errors import InvalidArgument, ResourceExhausted, TallyError, grpc_status
+from metering.errors import InvalidArgument, abort
 from metering.tenant import KeyStore, Principal
 
 log = logging.getLogger(__name__)
@@ -110,11 +110,7 @@ class ApiBase:
             listener(tenant_id, customer)
 
     def principal(self, context: Context, scope: str) -> Principal:
-        authorization = None
-        for key, value in context.invocation_metadata() or ():
-            if key == "authorization":
-                authorization = value if isinstance(value, str) else value.decode()
-        principal = self.keys.authenticate(authorization)
+        principal = self.keys.authenticate_call(context.invocation_metadata())
         allowed = scope.split("|")
         if not any(s in principal.scopes for s in allowed) and "admin" not in principal.scopes:
             principal.require(allowed[-1])  # raises PermissionDenied naming the scope
@@ -122,17 +118,6 @@ class ApiBase:
 
     async def run(self, fn: Callable[..., Resp], *args: Any) -> Resp:
         return await asyncio.get_running_loop().run_in_executor(self.executor, functools.partial(fn, *args))
-
-
-async def abort(context: Context, exc: BaseException) -> None:
-    code, message = grpc_status(exc)
-    if code == grpc.StatusCode.INTERNAL:
-        log.error("internal error in BillingService", exc_info=exc)
-    if isinstance(exc, ResourceExhausted):
-        context.set_trailing_metadata((("retry-after-ms", str(exc.retry_after_ms)),))
-    if not isinstance(exc, TallyError) and isinstance(exc, grpc.aio.AbortError):
-        raise exc
-    await context.abort(code, message)
 
 
 Handler = Callable[[Any, Principal, Any], Any]
@@ -149,7 +134,7 @@ def rpc(scope: str) -> Callable[[Handler], AsyncHandler]:
                 principal = self.principal(context, scope)
                 return await self.run(fn, self, principal, request)
             except Exception as exc:
-                await abort(context, exc)
+                await abort(context, exc, "BillingService")
                 raise  # unreachable: abort raises
 
         method.tally_scope = scope  # type: ignore[attr-defined]
@@ -172,7 +157,7 @@ def stream_rpc(scope: str) -> Callable[[StreamHandler], Callable[[Any, Any, Cont
                 async for item in fn(self, principal, request, context):
                     yield item
             except Exception as exc:
-                await abort(context, exc)
+                await abort(context, exc, "BillingService")
 
         method.tally_scope = scope  # type: ignore[attr-defined]
         return method
@@ -272,7 +257,6 @@ __all__ = [
     "ChangeListener",
     "Periodic",
     "Worker",
-    "abort",
     "decimal_arg",
     "decimal_str",
     "decode_token",
