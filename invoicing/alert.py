@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, insert, select, update
@@ -42,6 +42,8 @@ from invoicing.tables import customers
 from metering.errors import InvalidArgument, NotFound
 from metering.meter import get_meter
 from metering.usage import usage
+from rating.errors import RatingError
+from rating.fixedpoint import parse_decimal
 
 log = logging.getLogger(__name__)
 
@@ -79,11 +81,9 @@ def parse_threshold(text: str, field: str = "alert.threshold") -> Decimal:
     if not text:
         raise InvalidArgument(f'{field} is required (an exact decimal such as "1000" or "49.50")')
     try:
-        value = Decimal(text)
-    except InvalidOperation:
-        raise InvalidArgument(f"{field}: {text!r} is not a decimal number") from None
-    if not value.is_finite() or "e" in text.lower() or len(text) > THRESHOLD_CHARS_MAX:
-        raise InvalidArgument(f"{field}: {text!r} must be a finite decimal in plain notation")
+        value = parse_decimal(text, field, THRESHOLD_CHARS_MAX)
+    except RatingError as exc:
+        raise InvalidArgument(str(exc)) from None
     if value <= 0:
         raise InvalidArgument(f"{field} must be positive, got {text}")
     return value

@@ -40,6 +40,7 @@ from invoicing.subscription import (
     subscription_from_row,
 )
 from invoicing.tables import subscription_history, subscriptions
+from metering.deadline import checkpoint
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +195,7 @@ def due_items(
             if in_arrears:
                 arrears.setdefault((plan.id, period.index), (period, []))[1].append(span)
             period = grid.next(cycle, period)
+            checkpoint()  # a subscription backdated by centuries has as many periods: stop with the request
     for (version, _), (period, spans) in arrears.items():
         due = period.end if ended_at is None or not period.start < ended_at < period.end else ended_at
         if due <= as_of:

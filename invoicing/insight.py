@@ -40,6 +40,7 @@ from invoicing.period import BillingCycle, Interval, Period, floor_quarter_hour,
 from invoicing.plan import PlanVersion, get_plan_version_by_id
 from invoicing.subscription import State, Subscription, as_of, select_subscriptions, subscription_from_row
 from invoicing.tables import customers, invoices, subscriptions
+from metering.deadline import checkpoint
 from metering.meter import Aggregation, Meter, list_meters
 from metering.usage import period_columns, usage
 from rating.unit import currency as currency_unit
@@ -172,6 +173,7 @@ class _Picture:
 def _picture(
     external_id: str, created_at: datetime | None, recorded: list[Subscription], plans: _Plans, at: datetime
 ) -> _Picture:
+    checkpoint()  # once per customer: a portfolio builds one picture for each
     subs = [as_of(s, at) for s in recorded]
     live = [s for s in subs if s.state in LIVE and s.started_at <= at]
     running = [s for s in live if s.state is not State.PAUSED] or live
@@ -211,6 +213,7 @@ def _window_usage(
         parts.setdefault((cust, meter), []).append(Decimal(units).scaleb(-scale))
     out: dict[tuple[str, str], Decimal] = {}
     for (cust, code), values in parts.items():
+        checkpoint()
         meter = meters.get(code)
         if (
             len(values) > 1
@@ -240,6 +243,7 @@ def _usages(
         else:
             out[p.external_id] = []
     for (now_w, prev_w), members in groups.items():
+        checkpoint()
         ids = sorted(p.external_id for p in members)
         current = _window_usage(engine, tenant_id, meters, now_w, ids)
         previous = _window_usage(engine, tenant_id, meters, prev_w, ids) if prev_w[0] < prev_w[1] else {}
@@ -442,6 +446,7 @@ def portfolio(engine: Engine, tenant_id: int, at: datetime) -> Portfolio:
     stage_by_id: dict[int, str] = {}
     members: dict[str, list[str]] = {s: [] for s in STAGES}
     for r, p in zip(people, pictures, strict=True):
+        checkpoint()
         stage = stage_of(p, uses.get(p.external_id, []), plans, at).name
         stage_by_id[int(r.id)] = stage
         members[stage].append(p.external_id)

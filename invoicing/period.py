@@ -43,9 +43,11 @@ class Interval(StrEnum):
 def zone(name: str) -> ZoneInfo:
     """A validated IANA zone; "UTC" spelled any standard way is accepted."""
     try:
+        if len(name) > 64:
+            raise ValueError(name)
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise InvalidArgument(f"unknown time zone {name!r}; use an IANA name such as Europe/Paris or UTC") from None
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise InvalidArgument(f"unknown time zone {name[:64]!r}; use an IANA name such as Europe/Paris") from None
 
 
 def utc(instant: datetime) -> datetime:

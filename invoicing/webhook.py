@@ -16,6 +16,10 @@ Why it works the way it does:
 - The signature is Stripe's scheme: `t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`.
   The timestamp is signed, so a captured request cannot be replayed later: receivers reject a
   stale `t` (`verify_signature`).
+- A URL is accepted only if httpx can send it unambiguously (`_sendable`: at creation and again
+  before every attempt). A stored URL that fails the rules (a row older than them, or edited in the
+  database) makes its delivery dead at once. Anything else that goes wrong in one attempt is a failed
+  attempt on that delivery, and one endpoint's failure never ends the pass for the others.
 """
 
 from __future__ import annotations
@@ -29,12 +33,13 @@ import secrets
 import socket
 import threading
 import time
+import unicodedata
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import httpx
 from sqlalchemy import Connection, Engine, exists, func, insert, select, update
@@ -141,21 +146,124 @@ def private_address(host: str) -> str | None:
     return None
 
 
-def check_url(url: str, field: str = "url", block_private: bool = False) -> str:
+#: Ports a URL's scheme implies when it names none.
+DEFAULT_PORTS = {"http": 80, "https": 443}
+#: DNS limits: a name of at most 253 characters, each dot-separated label 1 to 63.
+HOST_MAX, LABEL_MAX = 253, 63
+_HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_.")
+
+
+def _shown(url: str) -> str:
+    """`url` for an error message: escaped (control characters visible) and cut short."""
+    return repr(url if len(url) <= 100 else url[:100] + "...")
+
+
+def _bad_character(url: str) -> str | None:
+    """Why a character of `url` makes it unsendable or ambiguous, else None."""
+    for position, char in enumerate(url):
+        category = unicodedata.category(char)
+        if char.isspace() or category.startswith("C"):  # Cc control, Cf format, Cs surrogate, Co, Cn
+            kind = {"Cc": "a control", "Cf": "an invisible format"}.get(category) or (
+                "a whitespace" if char.isspace() else "a surrogate, private-use or unassigned"
+            )
+            return f"contains {kind} character (U+{ord(char):04X}) at position {position}"
+        if char == "\\":
+            return f"contains a backslash at position {position} (browsers read it as '/'; percent-encode it as %5C)"
+        if char == "#":
+            return "has a #fragment, which is never sent to the server; remove it"
+    return None
+
+
+def _bad_host(raw_host: str, bracketed: bool) -> str | None:
+    """Why the host httpx would connect to (ASCII, IDNA-encoded) is not a plain DNS name or IP, else None."""
+    if bracketed:
+        try:
+            address = ipaddress.IPv6Address(raw_host)
+        except ValueError:
+            return f"[{raw_host}] is not an IPv6 address"
+        return f"[{raw_host}] has an IPv6 zone id; use a routable address" if address.scope_id else None
+    if not set(raw_host) <= _HOST_CHARS:
+        return f"host {raw_host!r} may only hold letters, digits, '-', '_' and '.' (IDNA-encoded)"
+    name = raw_host.removesuffix(".")  # a trailing dot (fully qualified name) is fine
+    labels = name.split(".")
+    if len(name) > HOST_MAX or any(not 0 < len(label) <= LABEL_MAX for label in labels):
+        return f"host {raw_host!r} is not a DNS name (at most {HOST_MAX} characters, labels of 1 to {LABEL_MAX})"
+    for label in labels:
+        if label.startswith("xn--"):
+            try:
+                httpx.URL(f"http://{label}/").host  # noqa: B018 - decodes the label; raises when it is not IDNA
+            except Exception:  # idna's own errors: any failure means the label is not IDNA
+                return f"host {raw_host!r} has a label ({label!r}) that is not valid IDNA"
+    last = labels[-1]
+    if last.isdigit() or last.startswith("0x"):  # resolvers read this as an IPv4 address in some form
+        try:
+            ipaddress.IPv4Address(name)
+        except ValueError:
+            return f"host {raw_host!r} looks numeric but is not a dotted-quad IPv4 address (like 203.0.113.7)"
+    return None
+
+
+def _sendable(url: str, field: str = "url") -> httpx.URL:
+    """`url` parsed as httpx will send it, or InvalidArgument naming `field` and why it cannot be sent.
+
+    The rules (also applied before every delivery, so a row edited in the database cannot be sent):
+    at most URL_MAX characters; no control, format or whitespace character anywhere (nor a backslash or a
+    #fragment); scheme http or https; a host; no user:password@; a port from 1 to 65535; a host that
+    survives IDNA encoding and is a DNS name or an IP address; and httpx and urllib must read the same
+    scheme, host, port, path and query out of it (a URL two parsers disagree on is refused).
+    """
     if not url:
         raise InvalidArgument(f"{field} is required: the http(s) URL events are POSTed to")
     if len(url) > URL_MAX:
         raise InvalidArgument(f"{field} is {len(url)} characters; at most {URL_MAX}")
+    if (bad := _bad_character(url)) is not None:
+        raise InvalidArgument(f"{field}: {_shown(url)} {bad}")
     try:
         parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError on a bad port
+        port = parts.port  # raises ValueError on a bad port
+        hostname = parts.hostname
     except ValueError as exc:
-        raise InvalidArgument(f"{field}: {url!r} is not a valid URL ({exc})") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidArgument(f"{field}: {url!r} must be an http:// or https:// URL with a host")
-    if block_private and (found := private_address(parts.hostname)) is not None:
+        raise InvalidArgument(f"{field}: {_shown(url)} is not a valid URL ({exc})") from None
+    if parts.scheme not in DEFAULT_PORTS or not hostname:
+        raise InvalidArgument(f"{field}: {_shown(url)} must be an http:// or https:// URL with a host")
+    if "@" in parts.netloc or parts.username is not None or parts.password is not None:
         raise InvalidArgument(
-            f"{field}: {parts.hostname!r} is a private or loopback address ({found}); this server only "
+            f"{field}: {_shown(url)} must not carry credentials (user:password@); authenticate the request "
+            "with the endpoint's signing secret"
+        )
+    if port == 0:
+        raise InvalidArgument(f"{field}: {_shown(url)} is not a valid URL (port 0; ports are 1 to 65535)")
+    try:
+        sent = httpx.URL(url)
+        host, raw_host = sent.host, sent.raw_host.decode("ascii")
+    except Exception as exc:  # httpx.InvalidURL, idna errors, ...: httpx could not send it
+        raise InvalidArgument(f"{field}: {_shown(url)} is not a valid URL ({exc})") from None
+    if (bad := _bad_host(raw_host, parts.netloc.startswith("["))) is not None:
+        raise InvalidArgument(f"{field}: {_shown(url)}: {bad}")
+    # httpx lowercases the host and IDNA-encodes it (raw_host) or decodes an ACE one (host); urllib only lowercases.
+    same_host = hostname in (host, raw_host)
+    ours = (parts.scheme, port or DEFAULT_PORTS[parts.scheme], unquote(parts.path) or "/",
+            unquote(parts.query))  # fmt: skip
+    theirs = (sent.scheme, sent.port or DEFAULT_PORTS.get(sent.scheme, 0), sent.path,
+              unquote(sent.query.decode("ascii")))  # fmt: skip
+    if not same_host or ours != theirs or sent.userinfo:
+        raise InvalidArgument(
+            f"{field}: {_shown(url)} is ambiguous: URL parsers disagree on where it points; write it plainly"
+        )
+    return sent
+
+
+def _host(url: httpx.URL) -> str:
+    """The host httpx connects to (IDNA-encoded): the name resolved for the private-address check."""
+    return url.raw_host.decode("ascii")
+
+
+def check_url(url: str, field: str = "url", block_private: bool = False) -> str:
+    """`url` when events can be POSTed to it, else InvalidArgument naming `field` (rules: `_sendable`)."""
+    host = _host(_sendable(url, field))
+    if block_private and (found := private_address(host)) is not None:
+        raise InvalidArgument(
+            f"{field}: {host!r} is a private or loopback address ({found}); this server only "
             "delivers to public hosts (TALLY_PLATFORM__WEBHOOK_BLOCK_PRIVATE)"
         )
     return url
@@ -455,7 +563,15 @@ def _event(engine: Engine, tenant_id: int, sequence: int) -> DomainEvent:
     return events[0]
 
 
-def _post(ctx: _Context, endpoint: Endpoint, event: DomainEvent) -> tuple[int, str]:
+#: Longest error text kept in the delivery log.
+ERROR_MAX = 500
+
+
+def _failure(exc: BaseException) -> str:
+    return (f"{type(exc).__name__}: {exc}"[:ERROR_MAX]).strip() or type(exc).__name__
+
+
+def _post(ctx: _Context, endpoint: Endpoint, event: DomainEvent, url: httpx.URL) -> tuple[int, str]:
     """(HTTP status, error text): status 0 when no response came back."""
     body = payload(event, ctx.tenant_names.get(endpoint.tenant_id, ""))
     headers = {
@@ -464,26 +580,48 @@ def _post(ctx: _Context, endpoint: Endpoint, event: DomainEvent) -> tuple[int, s
         SEQUENCE_HEADER: str(event.sequence),
         "User-Agent": "Tally-Webhooks/1",
     }
-    host = urlsplit(endpoint.url).hostname or ""
+    host = _host(url)
     if ctx.policy.block_private and (found := private_address(host)) is not None:
         # Checked again at delivery: a name can be re-pointed at an internal address after creation.
         return 0, f"refused: {host} resolves to a private or loopback address ({found})"
     try:
-        response = ctx.client.post(endpoint.url, content=body, headers=headers)
+        response = ctx.client.post(url, content=body, headers=headers)
     except httpx.HTTPError as exc:
-        return 0, f"{type(exc).__name__}: {exc}"[:500] or type(exc).__name__
+        return 0, _failure(exc)
     if 200 <= response.status_code < 300:
         return response.status_code, ""
     text = response.text[:200].strip()
     return response.status_code, f"HTTP {response.status_code}" + (f": {text}" if text else "")
 
 
-def _record(ctx: _Context, endpoint: Endpoint, delivery: Delivery, http_status: int, error: str) -> str:
+def _attempt(ctx: _Context, endpoint: Endpoint, delivery: Delivery) -> tuple[int, str, bool]:
+    """Make one delivery attempt: (HTTP status, error text, final). Never raises.
+
+    `final` is True when no later attempt could succeed (the stored URL cannot be sent: a row from
+    before the URL rules, or edited in the database): the delivery is dead at once. Anything else that
+    goes wrong (reading the event, signing, any exception out of httpx) is a failed attempt, retried
+    on the normal schedule.
+    """
+    try:
+        url = _sendable(endpoint.url)
+    except InvalidArgument as exc:
+        return 0, f"refused: {exc}"[:ERROR_MAX], True
+    try:
+        return (*_post(ctx, endpoint, _event(ctx.engine, endpoint.tenant_id, delivery.sequence), url), False)
+    except Exception as exc:  # one delivery's failure is recorded on it, never raised into the pass
+        log.warning("webhook %s: attempt %s of event %s raised", endpoint.id, delivery.attempt, delivery.sequence,
+                    exc_info=True)  # fmt: skip
+        return 0, _failure(exc), False
+
+
+def _record(
+    ctx: _Context, endpoint: Endpoint, delivery: Delivery, http_status: int, error: str, final: bool = False
+) -> str:
     """Write the attempt's outcome, queue the retry or move the cursor, in one transaction."""
     d, e = webhook_deliveries.c, webhook_endpoints.c
     now = ctx.clock()
     ok = 200 <= http_status < 300
-    last = delivery.attempt >= ctx.policy.max_attempts
+    last = final or delivery.attempt >= ctx.policy.max_attempts
     status = SUCCEEDED if ok else (DEAD if last else FAILED)
     retry_at = now + ctx.policy.delay(delivery.attempt) if status == FAILED else None
     with _writer(ctx.engine) as conn, conn.begin():
@@ -512,18 +650,17 @@ def _record(ctx: _Context, endpoint: Endpoint, delivery: Delivery, http_status: 
     return status
 
 
-def _serve_endpoint(ctx: _Context, endpoint: Endpoint, budget: int) -> PassSummary:
+def _serve_endpoint(ctx: _Context, endpoint: Endpoint, budget: int, summary: PassSummary) -> None:
     """Send the endpoint's due attempts in queue order, until one is not due (or `budget` or the pass's
-    time is spent: a slow endpoint must not hold the next pass back for the others)."""
-    summary = PassSummary()
+    time is spent: a slow endpoint must not hold the next pass back for the others). Counts into `summary`."""
     deadline = time.monotonic() + PASS_SECONDS_MAX
     while summary.attempts < budget and not ctx.should_stop() and time.monotonic() < deadline:
         _advance(ctx, endpoint.id)
         delivery = _claim(ctx, endpoint.id)
         if delivery is None:
             break
-        http_status, error = _post(ctx, endpoint, _event(ctx.engine, endpoint.tenant_id, delivery.sequence))
-        status = _record(ctx, endpoint, delivery, http_status, error)
+        http_status, error, final = _attempt(ctx, endpoint, delivery)
+        status = _record(ctx, endpoint, delivery, http_status, error, final)
         summary.attempts += 1
         if status == SUCCEEDED:
             summary.succeeded += 1
@@ -532,6 +669,19 @@ def _serve_endpoint(ctx: _Context, endpoint: Endpoint, budget: int) -> PassSumma
         else:
             summary.failed += 1
             break  # the rest of this endpoint waits for the retry: order is kept
+
+
+def _serve_isolated(ctx: _Context, endpoint: Endpoint, budget: int) -> PassSummary:
+    """`_serve_endpoint`, whose failure (the database, a bug) ends this endpoint's turn only, never the pass.
+
+    An attempt claimed but not recorded stays pending and is sent again once its lease is over.
+    """
+    summary = PassSummary()
+    try:
+        _serve_endpoint(ctx, endpoint, budget, summary)
+    except Exception:
+        log.exception("webhook %s (tenant %s): serving the endpoint failed; the pass goes on", endpoint.id,
+                      endpoint.tenant_id)  # fmt: skip
     return summary
 
 
@@ -550,7 +700,13 @@ def _candidates(engine: Engine, tenant_id: int | None) -> tuple[list[Endpoint], 
         query = query.where(e.tenant_id == tenant_id)
     with engine.connect() as conn:
         rows = conn.execute(query).all()
-    return [_endpoint(r) for r in rows], {r.tenant_id: r.tenant_name for r in rows}
+    endpoints = []
+    for r in rows:
+        try:
+            endpoints.append(_endpoint(r))
+        except Exception:  # a row edited into nonsense must not hold back the other endpoints
+            log.exception("webhook %s (tenant %s): unreadable endpoint row skipped", r.id, r.tenant_id)
+    return endpoints, {r.tenant_id: r.tenant_name for r in rows}
 
 
 def deliver_once(
@@ -582,12 +738,13 @@ def deliver_once(
     http = client or httpx.Client(timeout=policy.timeout_s, follow_redirects=False)
     ctx = _Context(engine, policy, http, clock, should_stop, names)
     try:
-        if len(endpoints) == 1 or policy.parallel == 1:
+        # `_serve_isolated` never raises: one endpoint's failure cannot end the pass for the others.
+        if len(endpoints) == 1 or policy.parallel <= 1:
             for ep in endpoints:
-                summary.add(_serve_endpoint(ctx, ep, budget_per_endpoint))
+                summary.add(_serve_isolated(ctx, ep, budget_per_endpoint))
         else:
             with ThreadPoolExecutor(min(policy.parallel, len(endpoints)), thread_name_prefix="webhook") as pool:
-                for result in pool.map(lambda ep: _serve_endpoint(ctx, ep, budget_per_endpoint), endpoints):
+                for result in pool.map(lambda ep: _serve_isolated(ctx, ep, budget_per_endpoint), endpoints):
                     summary.add(result)
     finally:
         if own:

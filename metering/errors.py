@@ -10,7 +10,9 @@ The tree (each leaf names when it is raised)::
     ├── FailedPrecondition          the request is valid but the current state forbids it
     ├── Unauthenticated             missing, malformed, unknown or revoked API key
     ├── PermissionDenied            the key is valid but lacks the scope for the call
-    ├── ResourceExhausted           the ingest queue stayed full past queue_wait_ms_max
+    ├── ResourceExhausted           a queue, stream or per-key limit is full; retry later
+    ├── DeadlineExceeded            the request's work outran its deadline and was stopped
+    ├── Cancelled                   the caller went away; its work was stopped
     └── Unavailable                 storage failed or the server is draining; resend
 
 Lower-layer exceptions (SQLAlchemy, sqlite3, psycopg) are translated into these
@@ -66,13 +68,37 @@ class PermissionDenied(TallyError):
 class ResourceExhausted(TallyError):
     status = grpc.StatusCode.RESOURCE_EXHAUSTED
 
-    def __init__(self, message: str, retry_after_ms: int) -> None:
+    def __init__(self, message: str, retry_after_ms: int = 1000) -> None:
         super().__init__(message)
         self.retry_after_ms = retry_after_ms
 
 
+class DeadlineExceeded(TallyError):
+    status = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+class Cancelled(TallyError):
+    status = grpc.StatusCode.CANCELLED
+
+
 class Unavailable(TallyError):
     status = grpc.StatusCode.UNAVAILABLE
+
+
+#: SQLSTATEs of contention, not of a fault: serialization failure, deadlock, lock not available.
+_CONTENTION_SQLSTATES = frozenset({"40001", "40P01", "55P03"})
+
+
+def contended(exc: BaseException) -> bool:
+    """A transaction lost to a concurrent one (SQLite's busy lock, PostgreSQL's serialization failure or
+    deadlock): it was rolled back whole, so the client may simply retry, and the answer is UNAVAILABLE."""
+    orig = getattr(exc, "orig", None) or exc
+    if getattr(orig, "sqlstate", None) in _CONTENTION_SQLSTATES:
+        return True
+    if type(orig).__name__ != "OperationalError":
+        return False
+    text = str(orig).lower()
+    return "database is locked" in text or "database is busy" in text
 
 
 def grpc_status(exc: BaseException) -> tuple[grpc.StatusCode, str]:
@@ -85,6 +111,8 @@ def grpc_status(exc: BaseException) -> tuple[grpc.StatusCode, str]:
         return exc.status, str(exc)
     if isinstance(exc, RatingError):
         return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
+    if contended(exc):
+        return grpc.StatusCode.UNAVAILABLE, "the database was busy and the change was rolled back: retry the request"
     return grpc.StatusCode.INTERNAL, f"internal error ({type(exc).__name__}); the server log has details"
 
 

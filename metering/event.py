@@ -13,7 +13,6 @@ wrong, because a Python loop per event is what limits ingest throughput.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -23,6 +22,8 @@ import numpy.typing as npt
 from metering.errors import BatchTooLarge, InvalidArgument
 from metering.limits import IngestLimits
 from metering.meter import Aggregation, MeterSpec, dimension_problem
+from metering.text import any_control, control_problem
+from rating.fixedpoint import DECIMAL_RE
 from tally.v1 import ingest_pb2 as pb
 
 INT64_MAX = 2**63 - 1
@@ -30,8 +31,9 @@ INT64_MIN = -(2**63)
 SCALE_MAX = 18
 POW10: tuple[int, ...] = tuple(10**k for k in range(2 * SCALE_MAX + 1))
 
-# Plain decimal notation only: no exponent, no NaN/Infinity, no spaces, no underscores.
-_DECIMAL_RE = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
+# Plain decimal notation only (no exponent, NaN/Infinity, spaces, underscores or non-ASCII digits): the
+# one notation every Tally edge accepts. Ingest parses it by hand, straight to units, for speed.
+_DECIMAL_RE = DECIMAL_RE
 
 Code = int  # a pb.EventErrorCode value
 
@@ -131,6 +133,8 @@ def check_batch_shape(batch: pb.EventBatch, limits: IngestLimits) -> int:
     """Whole-batch checks that refuse the batch with a status (not per event). Returns its size."""
     if len(batch.batch_id.encode()) > 128:
         raise InvalidArgument("batch_id is longer than 128 bytes")
+    if problem := control_problem(batch.batch_id, "batch_id"):
+        raise InvalidArgument(problem)
     has_cols = batch.HasField("columns")
     if batch.events and has_cols:
         raise InvalidArgument("batch carries both `events` and `columns`; send one form per batch")
@@ -187,6 +191,8 @@ def _text_error(i: int, field_name: str, code: Code, value: str, bytes_max: int)
         return EventError(i, field_name, code, f"{field_name} is empty")
     if len(value) * 4 > bytes_max and len(value.encode()) > bytes_max:
         return EventError(i, field_name, code, f"{field_name} is longer than {bytes_max} bytes")
+    if problem := control_problem(value, field_name):
+        return EventError(i, field_name, code, problem)
     return None
 
 
@@ -237,6 +243,8 @@ def _properties_error(i: int, props: Mapping[str, str], limits: IngestLimits) ->
                 pb.INVALID_PROPERTIES,
                 f"property keys must be 1 to {limits.property_key_bytes_max} bytes",
             )
+        if problem := control_problem(key, "properties key"):
+            return EventError(i, "properties", pb.INVALID_PROPERTIES, problem)
         if not value or len(value.encode()) > limits.property_value_bytes_max:
             return EventError(
                 i,
@@ -244,6 +252,8 @@ def _properties_error(i: int, props: Mapping[str, str], limits: IngestLimits) ->
                 pb.INVALID_PROPERTIES,
                 f"property values must be 1 to {limits.property_value_bytes_max} bytes",
             )
+        if problem := control_problem(value, f"properties.{key}"):
+            return EventError(i, f"properties.{key}", pb.INVALID_PROPERTIES, problem)
     return None
 
 
@@ -359,12 +369,12 @@ def _prepare_columns(
     meter_codes = list(c.meters)
     bad: dict[int, EventError] = {}
 
-    if _long_strings(ids, limits.event_id_bytes_max):
+    if _long_strings(ids, limits.event_id_bytes_max) or any_control(ids):
         for i, v in enumerate(ids):
             err = _id_error(i, v, limits)
             if err is not None:
                 bad[i] = err
-    if _long_strings(customers, limits.customer_bytes_max):
+    if _long_strings(customers, limits.customer_bytes_max) or any_control(customers):
         for i, v in enumerate(customers):
             if i not in bad:
                 err = _customer_error(i, v, limits)
@@ -522,14 +532,20 @@ def _column_properties(
     key_max = limits.property_key_bytes_max
     value_max = limits.property_value_bytes_max
     for key, values in sorted(columns):
+        key_error = None
         if not key or len(key.encode()) > key_max:
             key_error = f"property keys must be 1 to {key_max} bytes"
+        else:
+            key_error = control_problem(key, "properties key")
+        if key_error is not None:
             for i, v in enumerate(values):
                 if v:
                     bad.setdefault(i, EventError(i, "properties", pb.INVALID_PROPERTIES, key_error))
-        elif values and max(map(len, values)) * 4 > value_max:
+        elif values and (max(map(len, values)) * 4 > value_max or any_control(values)):
             for i, v in enumerate(values):
-                if len(v.encode()) > value_max:
+                if problem := control_problem(v, f"properties.{key}"):
+                    bad.setdefault(i, EventError(i, f"properties.{key}", pb.INVALID_PROPERTIES, problem))
+                elif len(v.encode()) > value_max:
                     bad.setdefault(
                         i,
                         EventError(

@@ -33,3 +33,40 @@ class IngestLimits(BaseModel):
     property_value_bytes_max: int = Field(256, ge=1, le=4096)
     properties_max: int = Field(32, ge=0, le=256, description="properties on one event")
     value_chars_max: int = Field(40, ge=1, le=64, description="characters of a decimal value string")
+    stream_buffered_bytes_max: int = Field(
+        4 * 1024 * 1024, ge=1024, description="bytes of batches one stream has read but not yet acked"
+    )
+
+
+class ApiLimits(BaseModel):
+    """What one BillingService request may cost. Each is a setting (`TALLY_API__<NAME>`); a request that
+    would exceed one is refused up front with the limit named, and work that still runs long stops at
+    `request_seconds_max` or at the client's own deadline, whichever comes first."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    request_seconds_max: float = Field(
+        30.0, gt=0, le=3600, description="work of one unary request (or one page of a stream) before it is stopped"
+    )
+    usage_windows_max: int = Field(
+        10_000,
+        ge=1,
+        le=1_000_000,
+        description="windows (hours, days or months) one QueryUsage may span, and rows it may return "
+        "(windows × dimension values when grouped)",
+    )
+    usage_buckets_max: int = Field(
+        2_000_000,
+        ge=1,
+        description="15-minute rollup rows one usage query may read, plus for a gauge one per window of "
+        "each series it integrates",
+    )
+    simulate_points_max: int = Field(
+        1_000_000, ge=1, description="SimulatePrice: quantities × (tiers + 1) priced in one call"
+    )
+    streams_per_key_max: int = Field(
+        64, ge=1, le=10_000, description="open streams (Ingest, WatchEvents) of one API key at once"
+    )
+    streams_max: int = Field(256, ge=1, description="open streams of all keys at once")
+    json_bytes_max: int = Field(1024 * 1024, ge=1024, description="bytes of one JSON document in a request")
+    json_depth_max: int = Field(32, ge=2, le=256, description="nesting of objects and arrays in request JSON")

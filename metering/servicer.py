@@ -3,9 +3,10 @@
 Flow of one batch: shape checks (status error for the whole batch) → per-event
 validation (errors by index) → admission against the shared queue budget
 (back-pressure) → the committer's group commit → ack. A stream keeps at most
-stream_inflight_batches_max batches between "read" and "acked"; when that many
-are waiting it stops reading, and gRPC flow control slows the producer down,
-so memory stays bounded however fast clients send.
+stream_inflight_batches_max batches, and at most stream_buffered_bytes_max bytes of
+them, between "read" and "acked"; when either is reached it stops reading, and gRPC
+flow control slows the producer down, so memory stays bounded however fast clients
+send, and a client that never reads its acks pins one stream's budget, no more.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from metering.limits import IngestLimits
 from metering.meter import MeterCatalog
 from metering.store import BatchOutcome
 from metering.tenant import KeyStore, Principal
+from metering.text import any_control, control_problem
 from tally.v1 import ingest_pb2 as pb
 from tally.v1 import ingest_pb2_grpc as pb_grpc
 
@@ -86,10 +88,35 @@ class CommitHook(Protocol):
     def committed(self, batch: PreparedBatch, outcome: BatchOutcome | None) -> None: ...
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Submitted:
     batch: PreparedBatch
     outcome: asyncio.Future[BatchOutcome]
+    size: int = 0  # bytes of the request message, held against the stream's buffer budget
+
+
+class _Buffered:
+    """Bytes of one stream's batches read but not yet acked; reading waits while they exceed the budget.
+
+    At least one batch always fits (a batch may be as large as message_bytes_max), so a stream
+    holds at most bytes_max + one message. Used only on the server's event loop."""
+
+    def __init__(self, bytes_max: int) -> None:
+        self._max = bytes_max
+        self._held = 0
+        self._freed = asyncio.Event()
+
+    def take(self, size: int) -> None:
+        self._held += size
+
+    def release(self, size: int) -> None:
+        self._held -= size
+        self._freed.set()
+
+    async def room(self) -> None:
+        while self._held >= self._max:
+            self._freed.clear()
+            await self._freed.wait()
 
 
 def build_ack(batch: PreparedBatch, outcome: BatchOutcome, sequence: int) -> pb.IngestAck:
@@ -132,6 +159,7 @@ class IngestServicer(pb_grpc.IngestServiceServicer):
         self._budget: AdmissionBudget | None = None
         self._draining = asyncio.Event()
         self.events_acked = 0
+        self.batches_read = 0  # from every stream, for operators and tests
         #: Optional post-commit hook (the entitlement cache); None costs nothing per batch.
         self.commit_hook: CommitHook | None = None
 
@@ -154,6 +182,8 @@ class IngestServicer(pb_grpc.IngestServiceServicer):
         """Validate and queue one batch; the returned future resolves after COMMIT."""
         check_batch_shape(batch, self._limits)
         meters = set(batch.columns.meters) if batch.HasField("columns") else {e.meter for e in batch.events}
+        if any_control(meters):  # never let such a code reach a query; the events are refused as unknown
+            meters = {m for m in meters if control_problem(m, "meter") is None}
         specs = self._catalog.specs(principal.tenant_id, meters)
         prepared = prepare(principal.tenant_id, batch, specs, self._limits, Clock.at(self._clock_us(), self._limits))
         loop = asyncio.get_running_loop()
@@ -205,7 +235,8 @@ class IngestServicer(pb_grpc.IngestServiceServicer):
         pending: asyncio.Queue[tuple[int, Submitted] | BaseException | None] = asyncio.Queue(
             self._limits.stream_inflight_batches_max
         )
-        reader = asyncio.create_task(self._read(principal, request_iterator, pending))
+        buffered = _Buffered(self._limits.stream_buffered_bytes_max)
+        reader = asyncio.create_task(self._read(principal, request_iterator, pending, buffered))
         try:
             while True:
                 item = await pending.get()
@@ -221,6 +252,7 @@ class IngestServicer(pb_grpc.IngestServiceServicer):
                     await abort(context, exc, "ingest")
                     return
                 yield ack
+                buffered.release(fut.size)
         finally:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -231,12 +263,14 @@ class IngestServicer(pb_grpc.IngestServiceServicer):
         principal: Principal,
         requests: AsyncIterator[pb.EventBatch],
         pending: asyncio.Queue[tuple[int, Submitted] | BaseException | None],
+        buffered: _Buffered,
     ) -> None:
         sequence = 0
         drained = asyncio.ensure_future(self._draining.wait())
         try:
             iterator = aiter(requests)
             while True:
+                await buffered.room()
                 nxt = asyncio.ensure_future(anext(iterator))
                 await asyncio.wait({nxt, drained}, return_when=asyncio.FIRST_COMPLETED)
                 if not nxt.done():
@@ -253,11 +287,15 @@ class IngestServicer(pb_grpc.IngestServiceServicer):
                     await pending.put(None)
                     return
                 sequence += 1
+                self.batches_read += 1
+                size = batch.ByteSize()
+                buffered.take(size)
                 try:
                     fut = await self._submit(principal, batch)
                 except Exception as exc:
                     await pending.put(exc)
                     return
+                fut.size = size
                 await pending.put((sequence, fut))
         except Exception as exc:  # the transport failed while reading
             await pending.put(exc)

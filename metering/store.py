@@ -14,6 +14,12 @@ How each event is classified, exactly and without a time window:
    the stored event is never changed.
 An atomic batch runs inside a SAVEPOINT and is rolled back whole on any conflict.
 
+`probe(batches)` does all of `write` in a transaction that is rolled back: the
+outcomes `write` would give, or the exception it would raise, with nothing
+stored. The committer uses it to find which events of an atomic batch the
+database refuses without storing any of them; `subset` cuts a batch down to some
+of its events (the committer's bisection; see metering/committer.py).
+
 SQLite has one writer at a time (BEGIN IMMEDIATE), so "inserted by this batch"
 is "rowid above the largest rowid before it". PostgreSQL may have many writers; there
 rows go through COPY into a temporary staging table and INSERT … SELECT …
@@ -67,6 +73,10 @@ class EventStore(Protocol):
 
     def write(self, batches: Sequence[PreparedBatch]) -> list[BatchOutcome]: ...
 
+    def probe(self, batches: Sequence[PreparedBatch]) -> list[BatchOutcome]:
+        """What `write` would return (or raise) for these batches, storing nothing."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -75,6 +85,9 @@ class NullEventStore:
 
     def write(self, batches: Sequence[PreparedBatch]) -> list[BatchOutcome]:
         return [BatchOutcome(accepted=len(b)) for b in batches]
+
+    def probe(self, batches: Sequence[PreparedBatch]) -> list[BatchOutcome]:
+        return self.write(batches)
 
     def close(self) -> None:
         pass
@@ -91,6 +104,30 @@ def open_store(engine: Engine, rollups: bool = True) -> EventStore:
 
 def now_us() -> int:
     return time.time_ns() // 1000
+
+
+def subset(batch: PreparedBatch, positions: Sequence[int], atomic: bool | None = None) -> PreparedBatch:
+    """The events of `batch` at `positions` (indices into its columns) as a batch of their own.
+
+    Same tenant, batch id, meter specs and (unless `atomic` is given) atomic flag; `index` still maps
+    each event to its position in the client's batch, so outcomes of the subset report the client's
+    indices. Validation errors stay with the original batch: the subset carries none.
+    """
+    return PreparedBatch(
+        tenant_id=batch.tenant_id,
+        batch_id=batch.batch_id,
+        size=len(positions),
+        atomic=batch.atomic if atomic is None else atomic,
+        index=[batch.index[k] for k in positions],
+        event_ids=[batch.event_ids[k] for k in positions],
+        customers=[batch.customers[k] for k in positions],
+        meters=[batch.meters[k] for k in positions],
+        ts_us=[batch.ts_us[k] for k in positions],
+        value_units=[batch.value_units[k] for k in positions],
+        value_scale=[batch.value_scale[k] for k in positions],
+        properties=[batch.properties[k] for k in positions],
+        specs=batch.specs,
+    )
 
 
 # --- classification shared by both dialects --------------------------------------------------------
@@ -187,9 +224,15 @@ class SqliteEventStore:
         return self._conn
 
     def write(self, batches: Sequence[PreparedBatch]) -> list[BatchOutcome]:
+        return self._run(batches, commit=True)
+
+    def probe(self, batches: Sequence[PreparedBatch]) -> list[BatchOutcome]:
+        return self._run(batches, commit=False)
+
+    def _run(self, batches: Sequence[PreparedBatch], commit: bool) -> list[BatchOutcome]:
         conn = self._connection()
         try:
-            with conn.begin():
+            with conn.begin() as tx:
                 ingested = now_us()
                 # One writer holds the lock, and SQLite gives each new row max(rowid) + 1, so
                 # the rows a batch inserted are exactly those above the high-water mark before it.
@@ -202,6 +245,8 @@ class SqliteEventStore:
                     outcomes.append(outcome)
                 for tenant_id, into in rollups.by_tenant.items():
                     upsert(conn, tenant_id, into)
+                if not commit:
+                    tx.rollback()
                 return outcomes
         except BaseException:
             self.close()
@@ -330,28 +375,46 @@ class PostgresEventStore:
         self._rollups = rollups
 
     def write(self, batches: Sequence[PreparedBatch]) -> list[BatchOutcome]:
-        with self._engine.begin() as conn:
-            raw = conn.connection.driver_connection
-            assert raw is not None
-            with raw.cursor() as cur:
-                if not conn.info.get("ingest_staging"):
-                    cur.execute(self._STAGING)
-                    conn.info["ingest_staging"] = True
-                outcomes = [BatchOutcome() for _ in batches]
-                keeps = [_dedup_in_batch(b, o) for b, o in zip(batches, outcomes, strict=True)]
-                with cur.copy(self._COPY) as copy:
-                    copy.set_types(self._COPY_TYPES)
-                    for b_no, (batch, keep) in enumerate(zip(batches, keeps, strict=True)):
-                        for row in _rows(batch, keep, 0):
-                            copy.write_row((b_no, *row[:8]))
-                ingested = now_us()
-                results = []
-                rollups = _Rollups(self._rollups)
-                for b_no, (batch, keep, outcome) in enumerate(zip(batches, keeps, outcomes, strict=True)):
-                    results.append(self._insert_one(cur, b_no, batch, keep, outcome, ingested, rollups))
-                for tenant_id, into in rollups.by_tenant.items():
-                    upsert_dbapi(cur, "postgresql", tenant_id, into)
-                return results
+        return self._run(batches, commit=True)
+
+    def probe(self, batches: Sequence[PreparedBatch]) -> list[BatchOutcome]:
+        return self._run(batches, commit=False)
+
+    def _run(self, batches: Sequence[PreparedBatch], commit: bool) -> list[BatchOutcome]:
+        with self._engine.connect() as conn:
+            if not conn.info.get("ingest_staging"):
+                # In a transaction of its own: created inside the write's transaction, the table would
+                # vanish with the first write that fails or is probed (rolled back) while the flag stayed
+                # set, and every later write on this pooled connection would fail ("relation
+                # ingest_staging does not exist") whatever its data.
+                with conn.begin():
+                    conn.exec_driver_sql(self._STAGING)
+                conn.info["ingest_staging"] = True
+            with conn.begin() as tx:
+                outcomes = self._write_in(conn, batches)
+                if not commit:
+                    tx.rollback()
+                return outcomes
+
+    def _write_in(self, conn: Connection, batches: Sequence[PreparedBatch]) -> list[BatchOutcome]:
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        with raw.cursor() as cur:
+            outcomes = [BatchOutcome() for _ in batches]
+            keeps = [_dedup_in_batch(b, o) for b, o in zip(batches, outcomes, strict=True)]
+            with cur.copy(self._COPY) as copy:
+                copy.set_types(self._COPY_TYPES)
+                for b_no, (batch, keep) in enumerate(zip(batches, keeps, strict=True)):
+                    for row in _rows(batch, keep, 0):
+                        copy.write_row((b_no, *row[:8]))
+            ingested = now_us()
+            results = []
+            rollups = _Rollups(self._rollups)
+            for b_no, (batch, keep, outcome) in enumerate(zip(batches, keeps, outcomes, strict=True)):
+                results.append(self._insert_one(cur, b_no, batch, keep, outcome, ingested, rollups))
+            for tenant_id, into in rollups.by_tenant.items():
+                upsert_dbapi(cur, "postgresql", tenant_id, into)
+            return results
 
     def _insert_one(
         self,

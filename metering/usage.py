@@ -15,8 +15,11 @@ expressed in the meter's time unit, rounded once, half-even, to `Meter.quantity_
 
 from __future__ import annotations
 
+import itertools
 import json
-from collections.abc import Callable, Sequence
+from bisect import bisect_right
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -26,9 +29,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy import ColumnElement, Connection, Engine, Table, func, literal, select
 
+from metering.deadline import checkpoint
 from metering.errors import FailedPrecondition, InvalidArgument
+from metering.limits import ApiLimits
 from metering.meter import GAUGE_EXTRA_SCALE, Aggregation, Meter, get_meter, list_meters
 from metering.rollup import BUCKET_US, INT64_MAX, INT64_MIN
 from metering.tables import rollup_values, rollups
@@ -49,7 +54,30 @@ class Window(StrEnum):
             return local.replace(hour=0, minute=0, second=0, microsecond=0)
         return local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
+    def following(self, label: datetime) -> datetime:
+        """The label of the next window, in wall time (that local time may not exist: a DST gap)."""
+        if self is Window.HOUR:
+            return label + timedelta(hours=1)
+        if self is Window.DAY:
+            return label + timedelta(days=1)
+        return label.replace(year=label.year + label.month // 12, month=label.month % 12 + 1)
 
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+#: `usage`'s bounds default to the API's (settings TALLY_API__USAGE_WINDOWS_MAX and _BUCKETS_MAX).
+_LIMITS = ApiLimits()
+#: Rows fetched per round trip by the streaming reads; the request's budget is checked once per chunk.
+_CHUNK = 4096
+#: Window steps and gauge window integrals between two budget checks (a mask: 4096 per check).
+_CHECK_EVERY = 4095
+#: Average lengths, for the up-front estimate of a range's windows (a Gregorian month for months).
+_NOMINAL_US = {Window.HOUR: 3_600_000_000, Window.DAY: 86_400_000_000, Window.MONTH: 2_629_746_000_000}
+_ADJECTIVE = {Window.HOUR: "hourly", Window.DAY: "daily", Window.MONTH: "monthly"}
+#: The window builder steps at most this far before looking at the UTC offset again, so that one step
+#: holds at most one change of offset: the closest two changes of any tz database zone are 3.99 days
+#: apart (Africa/Freetown, 1939); most zones change twice a year.
+_STEP_US = 3 * 86_400_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,23 +109,159 @@ def _check_range(start_us: int, end_us: int) -> None:
         raise InvalidArgument("start and end must fall on 15-minute boundaries (the rollup bucket)")
 
 
-def _quantity(meter: Meter, rows: Sequence[Any]) -> tuple[Decimal, int]:
-    """Combine bucket rows exactly into the meter's quantity."""
-    n_events = sum(r.events for r in rows)
-    agg = meter.aggregation
-    if agg is Aggregation.COUNT:
-        return Decimal(n_events), n_events
-    if agg is Aggregation.SUM:
-        units = sum(r.sum_units for r in rows)
-    elif agg is Aggregation.MAX:
-        units = max(r.max_units for r in rows)
-    elif agg is Aggregation.MIN:
-        units = min(r.min_units for r in rows)
-    else:
-        units = max(rows, key=lambda r: (r.latest_ts_us, r.latest_event_id)).latest_units
-    return Decimal(units).scaleb(-meter.value_scale), n_events
+# --- windows ---------------------------------------------------------------------------------------------------
+WindowSpan = tuple[datetime | None, int, int]  # (label, start_us, end_us); the label is None when not windowed
 
 
+def windows_of(
+    window: Window | None, zone: ZoneInfo, start_us: int, end_us: int, windows_max: int | None = None
+) -> list[WindowSpan]:
+    """The windows of [start, end): each maximal run of buckets whose local time truncates to one label.
+
+    Exactly the windows that labelling every 15-minute bucket would give (a label repeated by a DST fall
+    back is one window, as are two runs whose labels compare equal), but found by stepping from one
+    window boundary to the next: a few steps per window, never one per bucket, so the cost follows the
+    windows returned, not the range. More than `windows_max` windows is refused (`InvalidArgument`
+    naming usage_windows_max), before any step when the range is plainly too long.
+    """
+    if window is None:
+        return [(None, start_us, end_us)]
+    if windows_max is not None:
+        approx = (end_us - start_us) // _NOMINAL_US[window]
+        if approx > 2 * windows_max + 2:  # no window is twice its nominal length: surely too many
+            raise _too_many_windows(window, approx, windows_max, about=True)
+    out: list[WindowSpan] = []
+    b, steps = start_us, 0
+    while b < end_us:
+        steps += 1
+        if not steps & _CHECK_EVERY:
+            checkpoint()
+        local = _local(b, zone)
+        label = window.truncate(local)
+        offset = _offset_us(local)
+        # Under a constant offset the label changes where wall time reaches the next label.
+        stop = min(end_us, b + _STEP_US)
+        with suppress(OverflowError, ValueError):  # past year 9999 there is no next label: the range ends first
+            stop = min(stop, _ceil_bucket(_wall_us(window.following(label)) - offset))
+        last = stop - BUCKET_US
+        if last > b and _offset_us(_local(last, zone)) != offset:
+            # The offset changes (once) inside the step: end the run at the first bucket with the new one.
+            lo, hi = b, last
+            while hi - lo > BUCKET_US:
+                mid = lo + (hi - lo) // BUCKET_US // 2 * BUCKET_US
+                if _offset_us(_local(mid, zone)) == offset:
+                    lo = mid
+                else:
+                    hi = mid
+            stop = hi
+        if out and out[-1][0] == label:  # equal labels (a repeated hour, a capped step) make one window
+            out[-1] = (out[-1][0], out[-1][1], stop)
+        else:
+            out.append((label, b, stop))
+        b = stop
+    if windows_max is not None and len(out) > windows_max:
+        raise _too_many_windows(window, len(out), windows_max, about=False)
+    return out
+
+
+def _too_many_windows(window: Window, n: int, limit: int, *, about: bool) -> InvalidArgument:
+    longer = "" if window is Window.MONTH else " or use a longer window"
+    return InvalidArgument(
+        f"the usage query would return {'about ' if about else ''}{n:,} {_ADJECTIVE[window]} windows; the limit "
+        f"is usage_windows_max={limit}: narrow the range{longer}"
+    )
+
+
+def _local(us: int, zone: ZoneInfo) -> datetime:
+    moment = EPOCH + timedelta(microseconds=us)
+    try:
+        return moment.astimezone(zone)
+    except OverflowError:
+        raise InvalidArgument(f"{moment.isoformat()} is outside the years 1-9999 in time zone {zone.key}") from None
+
+
+def _offset_us(local: datetime) -> int:
+    offset = local.utcoffset()
+    assert offset is not None
+    return (offset.days * 86_400 + offset.seconds) * 1_000_000 + offset.microseconds
+
+
+def _wall_us(local: datetime) -> int:
+    """A local time's wall clock as microseconds since 1970-01-01T00:00 (as if it were UTC)."""
+    return to_us(local.replace(tzinfo=UTC))
+
+
+def _ceil_bucket(us: int) -> int:
+    return -(-us // BUCKET_US) * BUCKET_US
+
+
+# --- bounds ----------------------------------------------------------------------------------------------------
+class _Work:
+    """What one usage query reads and integrates, held to `limit` (usage_buckets_max): rollup rows (a
+    bounded count up front, then as they stream), plus for a gauge one per window of every series; and
+    the rows it returns (windows × dimension values), held to `rows_max` (usage_windows_max)."""
+
+    __slots__ = ("cells", "counted", "grouped", "limit", "longer", "read", "rows_max", "what")
+
+    def __init__(self, limit: int, rows_max: int, what: str, windowed: bool, grouped: bool) -> None:
+        self.limit, self.rows_max, self.what, self.grouped = limit, rows_max, what, grouped
+        self.longer = " or use a longer window" if windowed else ""
+        self.counted = self.read = self.cells = 0
+
+    def too_many_rows(self) -> InvalidArgument:
+        ungroup = ", or leave out group_by" if self.grouped else ""
+        return InvalidArgument(
+            f"{self.what} would return more than {self.rows_max:,} rows (windows × dimension values); the limit "
+            f"is usage_windows_max={self.rows_max}: narrow the range{self.longer}{ungroup}"
+        )
+
+    def count(self, n: int) -> None:
+        self.counted += n
+        self._check()
+
+    def rows(self, n: int) -> None:
+        self.read += n
+        if self.read > self.counted:  # rows arrived since the count
+            self._check()
+
+    def integrals(self, n: int) -> None:
+        self.cells += n
+        self._check()
+
+    def _check(self) -> None:
+        rows = max(self.counted, self.read)
+        if rows + self.cells <= self.limit:
+            return
+        if self.cells:
+            detail = f"{rows:,} rollup rows and {self.cells:,} gauge window integrals (windows × dimension values)"
+        else:
+            detail = f"more than {self.limit:,} rollup rows (one per 15-minute bucket and dimension value)"
+        raise InvalidArgument(
+            f"{self.what} would read {detail}; the limit is usage_buckets_max={self.limit}: "
+            f"narrow the range{self.longer}"
+        )
+
+
+def _count(conn: Connection, table: Table, where: Sequence[ColumnElement[bool]], limit: int) -> int:
+    """How many rows match, counting no further than `limit + 1`: enough to refuse before reading them."""
+    some = select(literal(1)).select_from(table).where(*where).limit(limit + 1).subquery()
+    return int(conn.execute(select(func.count()).select_from(some)).scalar_one())
+
+
+def _stream(conn: Connection, query: Any, work: _Work, expected: int) -> Iterator[Any]:
+    """The query's rows, `_CHUNK` per fetch (a server-side cursor on PostgreSQL) when more than one chunk
+    is `expected`: memory stays flat, the rows read are counted against the bound (which stops a read
+    that outgrows it), and the request's budget is checked between chunks. A small result comes in one
+    fetch, without the cursor's round trips."""
+    if expected > _CHUNK:
+        query = query.execution_options(yield_per=_CHUNK)
+    for part in conn.execute(query).partitions(_CHUNK):
+        checkpoint()
+        work.rows(len(part))
+        yield from part
+
+
+# --- usage -----------------------------------------------------------------------------------------------------
 def usage(
     engine: Engine,
     tenant_id: int,
@@ -109,88 +273,165 @@ def usage(
     group_by: bool = False,
     window: Window | None = None,
     tz: str = "UTC",
+    windows_max: int = _LIMITS.usage_windows_max,
+    buckets_max: int = _LIMITS.usage_buckets_max,
 ) -> list[UsageRow]:
     """A customer's usage of one meter over [start, end), optionally per dimension and per window.
 
     Windows and groups with no events are left out; an empty list means no usage.
+
+    Bounded, each refusal an `InvalidArgument` naming the limit: a range of more than `windows_max`
+    windows is refused before any read, as is a query that would read more than `buckets_max` rollup
+    rows (a bounded count first), counting for a gauge one more per window of each series it
+    integrates; more than `windows_max` rows to return (windows × dimension values) stops the query
+    as it finds them. Rows stream in chunks, so memory follows the rows returned, and the work checks
+    the request's budget as it goes (`metering.deadline.checkpoint`).
     """
     meter = get_meter(engine, tenant_id, meter_code)
     start_us, end_us = to_us(start), to_us(end)
     _check_range(start_us, end_us)
     zone = _zone(tz)
-    r = rollups.c
+    windows = windows_of(window, zone, start_us, end_us, windows_max)
+    what = f"usage of {meter_code!r} by {customer!r} from {start.isoformat()} to {end.isoformat()}"
+    work = _Work(buckets_max, windows_max, what, window is not None, group_by)
+    r, v = rollups.c, rollup_values.c
     mine = (r.tenant_id == tenant_id, r.meter == meter_code, r.customer == customer)
+    in_range = (*mine, r.bucket_us >= start_us, r.bucket_us < end_us)
+    agg = meter.aggregation
+    span = (end_us - start_us) // BUCKET_US
     with engine.connect() as conn:
-        rows = conn.execute(select(rollups).where(*mine, r.bucket_us >= start_us, r.bucket_us < end_us)).all()
-        distinct: Sequence[Any] = []
-        carry: dict[str, int] = {}
-        if meter.aggregation is Aggregation.UNIQUE_COUNT:
-            v = rollup_values.c
-            distinct = conn.execute(
-                select(v.bucket_us, v.group_key, v.value).where(
-                    v.tenant_id == tenant_id,
-                    v.meter == meter_code,
-                    v.customer == customer,
-                    v.bucket_us >= start_us,
-                    v.bucket_us < end_us,
-                )
-            ).all()
-        elif meter.aggregation is Aggregation.GAUGE:
+        # One series (no group_by) has at most a row per bucket of the range: no need to count those.
+        expected = span
+        if meter.group_by or span > buckets_max:
+            work.count(expected := _count(conn, rollups, in_range, buckets_max))
+        if agg is Aggregation.GAUGE:
             carry = {key[2]: units for key, units in _carried(conn, mine, start_us).items()}
-
-    def window_of(bucket_us: int) -> datetime | None:
-        if window is None:
-            return None
-        return window.truncate((EPOCH + timedelta(microseconds=bucket_us)).astimezone(zone))
-
-    if meter.aggregation is Aggregation.GAUGE:
-        return _gauge_usage(meter, rows, carry, start_us, end_us, window_of, group_by)
-    groups: dict[tuple[datetime | None, str], list[Any]] = {}
-    for row in rows:
-        groups.setdefault((window_of(row.bucket_us), row.group_key if group_by else ""), []).append(row)
-    values: dict[tuple[datetime | None, str], set[str]] = {}
-    for row in distinct:
-        values.setdefault((window_of(row.bucket_us), row.group_key if group_by else ""), set()).add(row.value)
+            work.integrals(len(windows) * len(carry))
+            query = select(r.group_key, r.bucket_us, r.gauge_first_ts_us, r.gauge_integral, r.latest_units, r.events)
+            rows = _stream(conn, query.where(*in_range).order_by(r.group_key, r.bucket_us), work, expected)
+            return _gauge_usage(meter, rows, carry, windows, group_by, work)
+        values_in_range = (
+            v.tenant_id == tenant_id,
+            v.meter == meter_code,
+            v.customer == customer,
+            v.bucket_us >= start_us,
+            v.bucket_us < end_us,
+        )
+        distinct = 0
+        if agg is Aggregation.UNIQUE_COUNT:  # any number of values per bucket: always counted
+            work.count(distinct := _count(conn, rollup_values, values_in_range, buckets_max))
+        label_of = _labeller(windows)
+        groups: dict[tuple[datetime | None, str], list[Any]] = {}  # -> [events, aggregate state...]
+        combine = _COMBINE[agg]
+        query = select(r.bucket_us, r.group_key, r.events, *_COLUMNS[agg]).where(*in_range)
+        for row in _stream(conn, query, work, expected):
+            k = (label_of(row[0]), row[1] if group_by else "")
+            acc = groups.get(k)
+            if acc is None:
+                if len(groups) >= windows_max:
+                    raise work.too_many_rows()
+                groups[k] = list(row[2:])
+            else:
+                combine(acc, row)
+        values: dict[tuple[datetime | None, str], set[str]] = {}
+        if agg is Aggregation.UNIQUE_COUNT:
+            query = select(v.bucket_us, v.group_key, v.value).where(*values_in_range)
+            for row in _stream(conn, query, work, distinct):
+                values.setdefault((label_of(row[0]), row[1] if group_by else ""), set()).add(row[2])
     out = []
-    for (w, key), members in sorted(
-        groups.items(), key=lambda kv: (kv[0][0] or datetime.min.replace(tzinfo=UTC), kv[0][1])
+    for i, ((w, key), acc) in enumerate(
+        sorted(groups.items(), key=lambda kv: (kv[0][0] or datetime.min.replace(tzinfo=UTC), kv[0][1]))
     ):
-        if meter.aggregation is Aggregation.UNIQUE_COUNT:
-            quantity, n = Decimal(len(values.get((w, key), ()))), sum(m.events for m in members)
-        else:
-            quantity, n = _quantity(meter, members)
-        out.append(UsageRow(w, _group(key), quantity, n))
+        if not i & _CHECK_EVERY:
+            checkpoint()
+        n_events = int(acc[0])
+        if agg is Aggregation.COUNT:
+            quantity = Decimal(n_events)
+        elif agg is Aggregation.UNIQUE_COUNT:
+            quantity = Decimal(len(values.get((w, key), ())))
+        else:  # sum, max, min: the units; latest: (timestamp, event id, units)
+            quantity = Decimal(int(acc[-1])).scaleb(-meter.value_scale)
+        out.append(UsageRow(w, _group(key), quantity, n_events))
     return out
 
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+def _labeller(windows: list[WindowSpan]) -> Callable[[int], datetime | None]:
+    """bucket_us → the label of its window."""
+    if len(windows) == 1:
+        only = windows[0][0]
+        return lambda _bucket_us: only
+    starts = [w[1] for w in windows]
+    labels = [w[0] for w in windows]
+    return lambda bucket_us: labels[bisect_right(starts, bucket_us) - 1]
+
+
+def _add_sum(acc: list[Any], row: Any) -> None:
+    acc[0] += row[2]
+    acc[1] += row[3]
+
+
+def _add_max(acc: list[Any], row: Any) -> None:
+    acc[0] += row[2]
+    if row[3] > acc[1]:
+        acc[1] = row[3]
+
+
+def _add_min(acc: list[Any], row: Any) -> None:
+    acc[0] += row[2]
+    if row[3] < acc[1]:
+        acc[1] = row[3]
+
+
+def _add_latest(acc: list[Any], row: Any) -> None:
+    """The latest event by (timestamp, event id); on a tie the first row read keeps it, as `max` would."""
+    acc[0] += row[2]
+    if (row[3], row[4]) > (acc[1], acc[2]):
+        acc[1:] = row[3:]
+
+
+def _add_events(acc: list[Any], row: Any) -> None:
+    acc[0] += row[2]
+
+
+#: Per aggregation: the columns read after (bucket_us, group_key, events), and how a row joins its window.
+_COLUMNS: dict[Aggregation, tuple[Any, ...]] = {
+    Aggregation.SUM: (rollups.c.sum_units,),
+    Aggregation.MAX: (rollups.c.max_units,),
+    Aggregation.MIN: (rollups.c.min_units,),
+    Aggregation.LATEST: (rollups.c.latest_ts_us, rollups.c.latest_event_id, rollups.c.latest_units),
+    Aggregation.COUNT: (),
+    Aggregation.UNIQUE_COUNT: (),
+}
+_COMBINE: dict[Aggregation, Callable[[list[Any], Any], None]] = {
+    Aggregation.SUM: _add_sum,
+    Aggregation.MAX: _add_max,
+    Aggregation.MIN: _add_min,
+    Aggregation.LATEST: _add_latest,
+    Aggregation.COUNT: _add_events,
+    Aggregation.UNIQUE_COUNT: _add_events,
+}
 
 
 def _carried(conn: Connection, where: tuple[Any, ...], before_us: int) -> dict[tuple[str, str, str], int]:
     """The latest gauge reading before `before_us` per (meter, customer, group key): what a range starts with."""
+    # A window function, one pass over the earlier buckets: joining each series to its max(bucket_us)
+    # lets PostgreSQL pick a nested loop on fresh statistics, re-aggregating the history once per row.
     r = rollups.c
     series = (r.meter, r.customer, r.group_key)
-    last = (
-        select(*series, func.max(r.bucket_us).label("bucket_us"))
+    ranked = (
+        select(
+            *series,
+            r.latest_units,
+            func.row_number().over(partition_by=series, order_by=r.bucket_us.desc()).label("rank"),
+        )
         .where(*where, r.bucket_us < before_us)
-        .group_by(*series)
         .subquery()
     )
-    rows = conn.execute(
-        select(*series, r.latest_units).where(
-            *where,
-            r.meter == last.c.meter,
-            r.customer == last.c.customer,
-            r.group_key == last.c.group_key,
-            r.bucket_us == last.c.bucket_us,
-        )
-    )
+    rows = conn.execute(select(ranked).where(ranked.c.rank == 1))
     return {(row.meter, row.customer, row.group_key): int(row.latest_units) for row in rows}
 
 
-def gauge_integral(
-    buckets: Sequence[tuple[int, int, int, int]], carry: int, start_us: int, end_us: int
-) -> int:
+def gauge_integral(buckets: Sequence[tuple[int, int, int, int]], carry: int, start_us: int, end_us: int) -> int:
     """Integral over [start, end) in units x us from bucket summaries (bucket_us, first_ts, integral, latest).
 
     Buckets must be sorted and inside the range. Before each bucket's first reading the value is the
@@ -212,44 +453,99 @@ def gauge_quantity(meter: Meter, integral: int) -> Decimal:
 
 def _gauge_usage(
     meter: Meter,
-    rows: Sequence[Any],
+    rows: Iterable[Any],
     carry: dict[str, int],
-    start_us: int,
-    end_us: int,
-    window_of: Callable[[int], datetime | None],
+    windows: list[WindowSpan],
     group_by: bool,
+    work: _Work,
 ) -> list[UsageRow]:
-    """Per group key, chain buckets across windows; ungrouped, the groups' integrals add up."""
-    by_group: dict[str, list[Any]] = {}
-    for row in sorted(rows, key=lambda x: x.bucket_us):
-        by_group.setdefault(row.group_key, []).append(row)
-    windows: list[tuple[datetime | None, int, int]] = []  # (window, start_us, end_us)
-    for b in range(start_us, end_us, BUCKET_US):
-        w = window_of(b)
-        if windows and windows[-1][0] == w:
-            windows[-1] = (w, windows[-1][1], b + BUCKET_US)
-        else:
-            windows.append((w, b, b + BUCKET_US))
+    """Per series (group key), chain its buckets across the windows; ungrouped, the series' integrals add up.
+
+    `rows` are (group_key, bucket_us, first_ts, integral, latest, events), sorted by group key then bucket,
+    and are consumed as they stream. Carried series were counted up front (every window); a series that
+    starts inside the range is counted as it is integrated.
+    """
     totals: dict[tuple[datetime | None, str], list[int]] = {}  # -> [integral, events]
-    for key in sorted(by_group.keys() | carry.keys()):
-        members, value, i = by_group.get(key, []), carry.get(key, 0), 0
-        for w, w_start, w_end in windows:
-            inside = []
-            while i < len(members) and members[i].bucket_us < w_end:
-                inside.append(members[i])
-                i += 1
-            summary = [(m.bucket_us, m.gauge_first_ts_us, m.gauge_integral, m.latest_units) for m in inside]
-            integral = gauge_integral(summary, value, w_start, w_end)
-            if inside:
-                value = inside[-1].latest_units
-            if integral or inside:
-                acc = totals.setdefault((w, key if group_by else ""), [0, 0])
-                acc[0] += integral
-                acc[1] += sum(m.events for m in inside)
-    return [
-        UsageRow(w, _group(key), gauge_quantity(meter, acc[0]), acc[1])
-        for (w, key), acc in sorted(totals.items(), key=lambda kv: (kv[0][0] or EPOCH, kv[0][1]))
-    ]
+    starts = [w[1] for w in windows]
+    seen: set[str] = set()
+    for key, members in itertools.groupby(rows, key=lambda row: str(row[0])):
+        seen.add(key)
+        carried = key in carry
+        _integrate(windows, starts, carry.get(key, 0), members, totals, key if group_by else "", work, carried)
+    for key in sorted(carry.keys() - seen):
+        _integrate(windows, starts, carry[key], (), totals, key if group_by else "", work, True)
+    out = []
+    for i, ((w, key), acc) in enumerate(sorted(totals.items(), key=lambda kv: (kv[0][0] or EPOCH, kv[0][1]))):
+        if not i & _CHECK_EVERY:
+            checkpoint()
+        out.append(UsageRow(w, _group(key), gauge_quantity(meter, acc[0]), acc[1]))
+    return out
+
+
+def _integrate(
+    windows: list[WindowSpan],
+    starts: list[int],
+    value: int,
+    members: Iterable[Any],
+    totals: dict[tuple[datetime | None, str], list[int]],
+    out_key: str,
+    work: _Work,
+    counted: bool,
+) -> None:
+    """One series over every window, as `gauge_integral` per window: `value` is in force at the range's
+    start; each window's integral (and events) is added to totals[(label, out_key)] when it is not zero
+    or the window has buckets. While the value is zero the windows without buckets are skipped."""
+    checkpoint()
+    label, cursor, w_end = windows[0]
+    wi, acc, events, inside, walked = 0, 0, 0, False, 0
+    for _key, bucket_us, first_ts, integral, latest, n_events in members:
+        while bucket_us >= w_end:  # close the windows before this bucket's
+            acc += value * (w_end - cursor)
+            if acc or inside:
+                _add_total(totals, (label, out_key), acc, events, work)
+            walked += 1
+            if not walked & _CHECK_EVERY:
+                checkpoint()
+                work.integrals(0 if counted else _CHECK_EVERY + 1)
+            wi = bisect_right(starts, bucket_us) - 1 if value == 0 else wi + 1
+            label, cursor, w_end = windows[wi]
+            acc, events, inside = 0, 0, False
+        acc += value * (first_ts - cursor) + integral
+        value, cursor = latest, bucket_us + BUCKET_US
+        events += n_events
+        inside = True
+    while True:  # the bucket-less rest: the last value holds to the range's end
+        acc += value * (w_end - cursor)
+        if acc or inside:
+            _add_total(totals, (label, out_key), acc, events, work)
+        wi += 1
+        if wi == len(windows) or value == 0:  # a zero value adds nothing to the windows left
+            break
+        walked += 1
+        if not walked & _CHECK_EVERY:
+            checkpoint()
+            work.integrals(0 if counted else _CHECK_EVERY + 1)
+        label, cursor, w_end = windows[wi]
+        acc, events, inside = 0, 0, False
+    if not counted:
+        work.integrals(walked & _CHECK_EVERY)
+
+
+def _add_total(
+    totals: dict[tuple[datetime | None, str], list[int]],
+    key: tuple[datetime | None, str],
+    integral: int,
+    events: int,
+    work: _Work,
+) -> None:
+    total = totals.get(key)
+    if total is None:
+        if len(totals) >= work.rows_max:
+            raise work.too_many_rows()
+        totals[key] = [integral, events]
+    else:
+        total[0] += integral
+        total[1] += events
 
 
 def _group(key: str) -> dict[str, str]:
@@ -349,7 +645,9 @@ def period_columns(
             }
         gauge_rows = _gauge_period(conn, tenant_id, gauges, start_us, end_us, wanted) if gauges else {}
     out: list[tuple[str, str, str, int, int, int]] = []  # meter, customer, group, units, scale, events
-    for row in grouped:
+    for i, row in enumerate(grouped):
+        if not i & _CHECK_EVERY:
+            checkpoint()
         key = (row.meter, row.customer, row.group_key)
         meter = by_code.get(row.meter)
         agg = meter.aggregation if meter else None
@@ -369,7 +667,9 @@ def period_columns(
             raise FailedPrecondition(f"rollups hold usage of {row.meter!r}, which is no longer a meter")
         assert meter is not None
         out.append((*key, _fits(value, key), meter.quantity_scale, int(row.events)))
-    for key, (integral, n_events) in gauge_rows.items():
+    for i, (key, (integral, n_events)) in enumerate(gauge_rows.items()):
+        if not i & _CHECK_EVERY:
+            checkpoint()
         meter = by_code[key[0]]
         units = int(gauge_quantity(meter, integral).scaleb(meter.quantity_scale))
         out.append((*key, _fits(units, key), meter.quantity_scale, n_events))
@@ -396,6 +696,7 @@ def _rollup_meters(conn: Connection, tenant_id: int) -> list[str]:
     r = rollups.c
     out: list[str] = []
     while True:
+        checkpoint()
         query = select(func.min(r.meter)).where(r.tenant_id == tenant_id)
         if out:
             query = query.where(r.meter > out[-1])
@@ -420,16 +721,22 @@ def _gauge_period(
     carry = _carried(conn, (r.tenant_id == tenant_id, r.meter.in_(gauges), *only), start_us)
     buckets: dict[tuple[str, str, str], list[tuple[int, int, int, int]]] = {}
     events: dict[tuple[str, str, str], int] = {}
-    for row in conn.execute(
-        select(*series, r.bucket_us, r.gauge_first_ts_us, r.gauge_integral, r.latest_units, r.events)
-        .where(r.tenant_id == tenant_id, r.meter.in_(gauges), r.bucket_us >= start_us, r.bucket_us < end_us, *only)
-        .order_by(*series, r.bucket_us)
+    for i, row in enumerate(
+        conn.execute(
+            select(*series, r.bucket_us, r.gauge_first_ts_us, r.gauge_integral, r.latest_units, r.events)
+            .where(r.tenant_id == tenant_id, r.meter.in_(gauges), r.bucket_us >= start_us, r.bucket_us < end_us, *only)
+            .order_by(*series, r.bucket_us)
+        )
     ):
+        if not i & _CHECK_EVERY:
+            checkpoint()
         key = (row.meter, row.customer, row.group_key)
         buckets.setdefault(key, []).append((row.bucket_us, row.gauge_first_ts_us, row.gauge_integral, row.latest_units))
         events[key] = events.get(key, 0) + int(row.events)
     out = {}
-    for key in buckets.keys() | carry.keys():
+    for i, key in enumerate(buckets.keys() | carry.keys()):
+        if not i & _CHECK_EVERY:
+            checkpoint()
         integral = gauge_integral(buckets.get(key, []), carry.get(key, 0), start_us, end_us)
         if integral or key in buckets:
             out[key] = (integral, events.get(key, 0))

@@ -14,13 +14,19 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BeforeValidator, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
-from rating.fixedpoint import INT64_MAX, decimal_places
+from rating.errors import RatingError
+from rating.fixedpoint import INT64_MAX, decimal_places, parse_decimal
 
 MAX_DECIMAL_PLACES = 12
 DECIMAL_PATTERN = r"^-?[0-9]+(\.[0-9]+)?$"
 
 
 def _refuse_float(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return parse_decimal(value, "value")
+        except RatingError as exc:
+            raise PydanticCustomError("invalid_decimal", "{reason}", {"reason": str(exc).partition(": ")[2]}) from None
     if isinstance(value, bool):
         raise PydanticCustomError("bool_not_allowed", "booleans are not numbers; write a decimal string")
     if isinstance(value, float):

@@ -25,6 +25,8 @@ from metering.meter import MeterCatalog
 from metering.servicer import IngestServicer
 from metering.store import EventStore, NullEventStore, open_store
 from metering.tenant import KeyStore
+from tally import redact
+from tally.api.guard import Guard
 from tally.api.service import BillingServicer
 from tally.db import make_engine, upgrade
 from tally.settings import Settings
@@ -62,6 +64,7 @@ class RunningServer:
 
 
 async def start(settings: Settings, migrate: bool = True) -> RunningServer:
+    redact.install()
     engine = make_engine(settings.database_url, settings.sqlite_synchronous, pool_size=settings.postgres_writers + 4)
     if migrate:
         await asyncio.get_running_loop().run_in_executor(None, upgrade, engine)
@@ -73,14 +76,16 @@ async def start(settings: Settings, migrate: bool = True) -> RunningServer:
     committer = Committer(store_factory, writers=writers, commit_events_max=settings.ingest.commit_events_max)
     committer.start()
     limits = settings.ingest
+    keys = KeyStore(engine)
+    guard = Guard(keys, settings.api)
     server = grpc.aio.server(
+        interceptors=[guard],
         options=[
             ("grpc.max_receive_message_length", limits.message_bytes_max),
             ("grpc.max_send_message_length", limits.message_bytes_max),
             ("grpc.so_reuseport", 0),
         ]
     )
-    keys = KeyStore(engine)
     ingest = IngestServicer(keys, MeterCatalog(engine), committer, limits)
     ingest_pb2_grpc.add_IngestServiceServicer_to_server(ingest, server)  # type: ignore[no-untyped-call]
     billing = BillingServicer(engine, keys, ingest, settings=settings)

@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from metering.limits import IngestLimits
+from metering.limits import ApiLimits, IngestLimits
 
 
 class PlatformSettings(BaseModel):
@@ -49,4 +49,5 @@ class Settings(BaseSettings):
     shutdown_grace_s: float = Field(10.0, ge=0, description="time to drain in-flight batches on SIGTERM")
     store_events: bool = Field(True, description="False only for benchmarking decode+validate")
     ingest: IngestLimits = IngestLimits()
+    api: ApiLimits = ApiLimits()
     platform: PlatformSettings = PlatformSettings()

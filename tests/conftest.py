@@ -137,12 +137,17 @@ class ServerThread:
 
 @pytest.fixture
 def make_server(db_url: str, engine: Engine) -> Iterator[Callable[..., ServerThread]]:
-    """Start servers on db_url with optional ingest limit overrides; all stopped at teardown."""
+    """Start servers on db_url with optional ingest (and `api_limits=`) overrides; all stopped at teardown."""
     servers: list[ServerThread] = []
 
-    def _make(**ingest_limits: Any) -> ServerThread:
+    def _make(api_limits: dict[str, Any] | None = None, **ingest_limits: Any) -> ServerThread:
         base = Settings(database_url=db_url, port=0)
-        settings = base.model_copy(update={"ingest": base.ingest.model_copy(update=ingest_limits)})
+        settings = base.model_copy(
+            update={
+                "ingest": base.ingest.model_copy(update=ingest_limits),
+                "api": base.api.model_copy(update=api_limits or {}),
+            }
+        )
         server = ServerThread(settings)
         servers.append(server)
         return server

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from sqlalchemy import Connection, and_, or_, select
 
@@ -21,7 +21,7 @@ from invoicing.ledger.errors import RateNotFound
 from invoicing.ledger.tables import ledger_points_units, ledger_rates
 from metering.errors import AlreadyExists, InvalidArgument, NotFound
 from rating.errors import RatingError
-from rating.fixedpoint import INT64_MAX, decimal_places, from_scaled
+from rating.fixedpoint import INT64_MAX, as_decimal, decimal_places, from_scaled
 from rating.rounding import RoundingMode
 from rating.unit import CURRENCY_MINOR_UNITS, Unit, currency, points
 
@@ -95,11 +95,9 @@ def parse_amount(text: str | Decimal | int, unit: Unit) -> int:
     if isinstance(text, bool | float):
         raise InvalidArgument("amounts are decimal strings such as '12.50', never floats")
     try:
-        value = Decimal(text) if not isinstance(text, Decimal) else text
-    except InvalidOperation:
-        raise InvalidArgument(f"{text!r} is not a decimal amount; write e.g. 12.50") from None
-    if not value.is_finite():
-        raise InvalidArgument(f"{text!r} is not a finite amount")
+        value = as_decimal(text, "amount")
+    except RatingError as exc:
+        raise InvalidArgument(f"{exc}; write e.g. 12.50") from None
     if decimal_places(value) > unit.scale:
         raise InvalidArgument(f"{value} {unit} has more than {unit.scale} decimal places")
     scaled = int(value.scaleb(unit.scale))
@@ -140,8 +138,11 @@ def set_rate(
     resolve_unit(conn, tenant_id, points_unit)
     if is_currency(points_unit):
         raise InvalidArgument(f"{points_unit!r} is a currency; rates are between a currency and a points unit")
-    value = Decimal(rate) if isinstance(rate, str) else rate
-    if not isinstance(value, Decimal) or not value.is_finite() or value <= 0:
+    try:
+        value = as_decimal(rate, "rate")
+    except RatingError as exc:
+        raise InvalidArgument(str(exc)) from None
+    if value <= 0:
         raise InvalidArgument(f"rate {rate!r} must be a positive decimal string")
     places = decimal_places(value)
     if places > 12:

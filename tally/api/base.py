@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextvars
 import functools
 import json
 import logging
@@ -20,15 +21,20 @@ import threading
 from collections.abc import AsyncIterator, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, Protocol, TypeVar
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import Engine
 
+from metering.deadline import Budget, activate
 from metering.errors import InvalidArgument, abort
+from metering.limits import ApiLimits
 from metering.tenant import KeyStore, Principal
+from metering.text import control_problem
+from rating.errors import RatingError
+from rating.fixedpoint import parse_decimal
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +109,7 @@ class ApiBase:
     keys: KeyStore
     executor: ThreadPoolExecutor
     listeners: list[ChangeListener]
+    limits: ApiLimits
 
     def changed(self, tenant_id: int, customer: str) -> None:
         """Tell in-process caches that this customer's plan or balances changed."""
@@ -116,8 +123,27 @@ class ApiBase:
             principal.require(allowed[-1])  # raises PermissionDenied naming the scope
         return principal
 
-    async def run(self, fn: Callable[..., Resp], *args: Any) -> Resp:
-        return await asyncio.get_running_loop().run_in_executor(self.executor, functools.partial(fn, *args))
+    def budget(self, context: Context | None) -> Budget:
+        """The work a request may do: the server's cap, or the client's deadline when that is sooner."""
+        seconds = self.limits.request_seconds_max
+        remaining = context.time_remaining() if context is not None else None
+        if remaining is not None:
+            seconds = min(seconds, max(remaining, 0.0))
+        return Budget(seconds)
+
+    async def run(self, fn: Callable[..., Resp], *args: Any, context: Context | None = None) -> Resp:
+        """Run domain code on the pool under the request's budget; if the call is cancelled (the client
+        went away or its deadline passed) the budget is cancelled too, so the worker's next
+        `checkpoint()` stops it instead of finishing work nobody will read."""
+        budget = self.budget(context)
+        ctx = contextvars.copy_context()
+        ctx.run(activate, budget)
+        call = functools.partial(ctx.run, functools.partial(fn, *args))
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.executor, call)
+        except asyncio.CancelledError:
+            budget.cancel()
+            raise
 
 
 Handler = Callable[[Any, Principal, Any], Any]
@@ -132,7 +158,7 @@ def rpc(scope: str) -> Callable[[Handler], AsyncHandler]:
         async def method(self: ApiBase, request: Any, context: Context) -> Any:
             try:
                 principal = self.principal(context, scope)
-                return await self.run(fn, self, principal, request)
+                return await self.run(fn, self, principal, request, context=context)
             except Exception as exc:
                 await abort(context, exc, "BillingService")
                 raise  # unreachable: abort raises
@@ -175,6 +201,14 @@ def timestamp(moment: datetime | None) -> Timestamp | None:
     return ts
 
 
+#: Instants accepted from clients: billing needs no other years, and a margin of a century on both sides
+#: keeps every local time in every zone (and a period or two added to it) inside Python's datetime.
+INSTANT_MIN = datetime(1900, 1, 1, tzinfo=UTC)
+INSTANT_END = datetime(2200, 1, 1, tzinfo=UTC)
+INSTANT_MIN_S = int(INSTANT_MIN.timestamp())
+INSTANT_END_S = int(INSTANT_END.timestamp())
+
+
 def instant(message: Any, field: str, default: datetime | None = None) -> datetime | None:
     """A Timestamp field as an aware UTC datetime; unset gives `default`."""
     if not message.HasField(field):
@@ -182,10 +216,12 @@ def instant(message: Any, field: str, default: datetime | None = None) -> dateti
     ts: Timestamp = getattr(message, field)
     if not 0 <= ts.nanos < 1_000_000_000:
         raise InvalidArgument(f"{field}: nanos must be 0..999999999")
-    try:
-        return ts.ToDatetime(tzinfo=UTC)
-    except (ValueError, OverflowError) as exc:
-        raise InvalidArgument(f"{field}: not a valid instant ({exc})") from None
+    if not INSTANT_MIN_S <= ts.seconds < INSTANT_END_S:
+        raise InvalidArgument(
+            f"{field}: {ts.seconds} s since 1970 is outside the instants Tally accepts "
+            f"({INSTANT_MIN:%Y-%m-%d} to {INSTANT_END:%Y-%m-%d}, UTC)"
+        )
+    return ts.ToDatetime(tzinfo=UTC)
 
 
 def now() -> datetime:
@@ -198,9 +234,13 @@ def required(value: str, field: str) -> str:
     return value
 
 
+#: Ids are 32-bit integer keys on every database: a larger number can name nothing.
+ID_MAX = 2**31 - 1
+
+
 def positive_id(value: int, field: str = "id") -> int:
-    if value <= 0:
-        raise InvalidArgument(f"{field} must be a positive id, got {value}")
+    if not 0 < value <= ID_MAX:
+        raise InvalidArgument(f"{field} must be an id from 1 to {ID_MAX}, got {value}")
     return value
 
 
@@ -211,11 +251,9 @@ def decimal_arg(text: str, field: str, *, allow_empty: bool = False, positive: b
             return None
         raise InvalidArgument(f'{field} is required (an exact decimal such as "12.50")')
     try:
-        value = Decimal(text)
-    except InvalidOperation:
-        raise InvalidArgument(f"{field}: {text!r} is not a decimal number") from None
-    if not value.is_finite() or "e" in text.lower():
-        raise InvalidArgument(f"{field}: {text!r} must be a finite decimal in plain notation")
+        value = parse_decimal(text, field)
+    except RatingError as exc:
+        raise InvalidArgument(str(exc)) from None
     if positive and value <= 0:
         raise InvalidArgument(f"{field} must be positive, got {text}")
     return value
@@ -224,6 +262,72 @@ def decimal_arg(text: str, field: str, *, allow_empty: bool = False, positive: b
 def decimal_str(value: Decimal | int) -> str:
     """A decimal for the wire: plain notation, never an exponent."""
     return format(Decimal(value), "f")
+
+
+# --- client JSON -------------------------------------------------------------------------------------------
+def json_shape_problem(text: str, bytes_max: int, depth_max: int) -> str | None:
+    """Why a JSON document is too big or too deep to parse, found by one linear scan (no recursion), or None.
+
+    Checked before any parser sees the text: Python's and pydantic's parsers recurse per nesting level,
+    so "[[[[...]]]]" ten thousand deep would fail inside them with an error no handler expects."""
+    if len(text) > bytes_max or len(text.encode()) > bytes_max:
+        return f"is larger than json_bytes_max={bytes_max} bytes"
+    depth = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            if depth > depth_max:
+                return f"nests objects and arrays deeper than json_depth_max={depth_max}"
+        elif ch in "]}":
+            depth -= 1
+    return None
+
+
+def client_json(text: str, field: str, limits: ApiLimits) -> Any:
+    """A JSON document from a request field: bounded in size and depth, NaN/Infinity refused, and every
+    key and string in it held to the same text rule as a protobuf string field."""
+    problem = json_shape_problem(text, limits.json_bytes_max, limits.json_depth_max)
+    if problem is not None:
+        raise InvalidArgument(f"{field}: {problem}")
+    try:
+        value = json.loads(text, parse_constant=_no_constant)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidArgument(f"{field}: not JSON ({str(exc)[:200]})") from None
+    problem = _json_text_problem(value, field)
+    if problem is not None:
+        raise InvalidArgument(problem)
+    return value
+
+
+def _json_text_problem(value: Any, path: str) -> str | None:
+    """Depth is bounded by json_depth_max before this runs, so the recursion is too."""
+    if isinstance(value, str):
+        return control_problem(value, path)
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if (problem := control_problem(k, f"{path} key")) or (problem := _json_text_problem(v, f"{path}.{k}")):
+                return problem
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            if problem := _json_text_problem(v, f"{path}[{i}]"):
+                return problem
+    return None
+
+
+def checked_json(text: str, field: str, limits: ApiLimits) -> str:
+    """The text unchanged once it passes `client_json` (for parsers that take text)."""
+    client_json(text, field, limits)
+    return text
 
 
 # --- paging --------------------------------------------------------------------------------------------------
@@ -238,35 +342,72 @@ def encode_token(key: Any) -> str:
     return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode().rstrip("=")
 
 
+#: Longest page token accepted: the keys inside are one id or one code, far below this.
+TOKEN_CHARS_MAX = 2048
+_FORGED = "not a token this API issued; pass next_page_token unchanged"
+
+
 def decode_token(token: str, field: str = "page_token") -> Any:
-    """The sort key inside a page token; None for the first page."""
+    """The sort key inside a page token; None for the first page. Prefer `int_token`/`str_token`, which
+    also check the key's type and range: a token is client input like any other."""
     if not token:
         return None
+    if len(token) > TOKEN_CHARS_MAX:
+        raise InvalidArgument(f"{field}: {_FORGED}")
     try:
         padded = token + "=" * (-len(token) % 4)
-        return json.loads(base64.urlsafe_b64decode(padded.encode()))
-    except (binascii.Error, ValueError, UnicodeDecodeError):
-        raise InvalidArgument(f"{field}: not a token this API issued; pass next_page_token unchanged") from None
+        return json.loads(base64.urlsafe_b64decode(padded.encode()), parse_constant=_no_constant)
+    except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError):
+        raise InvalidArgument(f"{field}: {_FORGED}") from None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(name)  # NaN, Infinity: never in a token we issued
+
+
+def int_token(token: str, field: str = "page_token") -> int | None:
+    """A token holding one id or sequence: an integer in 0..2**63-1, or None for the first page."""
+    key = decode_token(token, field)
+    if key is None:
+        return None
+    if not isinstance(key, int) or isinstance(key, bool) or not 0 <= key <= 2**63 - 1:
+        raise InvalidArgument(f"{field}: {_FORGED}")
+    return key
+
+
+def str_token(token: str, field: str = "page_token") -> str | None:
+    """A token holding one code or external id (text without control characters), or None."""
+    key = decode_token(token, field)
+    if key is None:
+        return None
+    if not isinstance(key, str) or len(key) > 1024 or control_problem(key, field) is not None:
+        raise InvalidArgument(f"{field}: {_FORGED}")
+    return key
 
 
 __all__ = [
     "ADMIN",
+    "ID_MAX",
     "INGEST_OR_READ",
     "READ",
     "ApiBase",
     "ChangeListener",
     "Periodic",
     "Worker",
+    "checked_json",
+    "client_json",
     "decimal_arg",
     "decimal_str",
     "decode_token",
     "encode_token",
     "instant",
+    "int_token",
     "now",
     "page_size",
     "positive_id",
     "required",
     "rpc",
+    "str_token",
     "stream_rpc",
     "timestamp",
 ]

@@ -8,11 +8,10 @@ separate, explicit step because a published version is immutable and starts bill
 
 from __future__ import annotations
 
-import json
 from bisect import bisect_right
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from invoicing.plan import (
     InvalidPlan,
@@ -23,7 +22,9 @@ from invoicing.plan import (
     list_plans,
     publish_plan,
 )
+from metering.deadline import checkpoint
 from metering.errors import AlreadyExists, InvalidArgument, NotFound
+from metering.limits import ApiLimits
 from metering.meter import MeterDefinition, create_meter, get_meter, list_meters
 from metering.tenant import Principal
 from rating.errors import InvalidPriceError, RatingError
@@ -34,28 +35,41 @@ from tally.api.base import (
     ADMIN,
     READ,
     ApiBase,
+    checked_json,
+    client_json,
     decimal_arg,
     decimal_str,
-    decode_token,
     encode_token,
     now,
     page_size,
     required,
     rpc,
+    str_token,
 )
 from tally.api.convert import meter_pb, plan_summary_pb, plan_version_pb, validation_error
 from tally.v1 import billing_pb2 as pb
 
 #: SimulatePrice prices at most this many quantities per call (each is an exact Decimal quote).
 SIMULATE_QUANTITIES_MAX = 10_000
+#: Characters of one SimulatePrice quantity (as IngestLimits.value_chars_max for event values).
+QUANTITY_CHARS_MAX = 40
+
+
+def _tier_count(node: object) -> int:
+    """The tiers of every tiered model in a price, nested prices included (a dimensional price's values,
+    a commitment's or points price's inner price): what pricing one quantity may walk."""
+    if isinstance(node, BaseModel):
+        return sum(_tier_count(getattr(node, name)) for name in type(node).model_fields)
+    if isinstance(node, tuple | list):
+        return sum(1 + _tier_count(item) for item in node if isinstance(item, BaseModel))
+    if isinstance(node, dict):
+        return sum(_tier_count(value) for value in node.values())
+    return 0
 
 
 def _code_token(token: str, rpc_name: str) -> str | None:
     """The last code of the previous page (lists keyed by a code)."""
-    after = decode_token(token)
-    if after is not None and not isinstance(after, str):
-        raise InvalidArgument(f"page_token: not a token of {rpc_name}; pass next_page_token unchanged")
-    return after
+    return str_token(token)
 
 
 def _page(codes: list[str], after: str | None, size: int) -> tuple[slice, str]:
@@ -86,12 +100,8 @@ def _meter_definition(message: pb.Meter) -> MeterDefinition:
         raise validation_error(exc, "meter") from None
 
 
-def _plan_definition(text: str) -> dict[str, Any]:
-    required(text, "definition_json")
-    try:
-        raw = json.loads(text)
-    except ValueError as exc:
-        raise InvalidArgument(f"definition_json: not JSON ({exc})") from None
+def _plan_definition(text: str, limits: ApiLimits) -> dict[str, Any]:
+    raw = client_json(required(text, "definition_json"), "definition_json", limits)
     if not isinstance(raw, dict):
         raise InvalidArgument("definition_json: a plan definition is a JSON object with code, currency, charges, ...")
     return raw
@@ -125,7 +135,7 @@ class CatalogRpcs(ApiBase):
     # --- plans -------------------------------------------------------------------------------------------------
     @rpc(ADMIN)
     def CreatePlan(self, principal: Principal, request: pb.CreatePlanRequest) -> pb.PlanVersion:
-        raw = _plan_definition(request.definition_json)
+        raw = _plan_definition(request.definition_json, self.limits)
         try:
             try:
                 version = create_plan(self.engine, principal.tenant_id, raw, now())
@@ -182,7 +192,7 @@ class CatalogRpcs(ApiBase):
     @rpc(READ)
     def SimulatePrice(self, principal: Principal, request: pb.SimulatePriceRequest) -> pb.SimulatePriceResponse:
         try:
-            price = parse_price(required(request.price_json, "price_json"))
+            price = parse_price(checked_json(required(request.price_json, "price_json"), "price_json", self.limits))
         except InvalidPriceError as exc:
             raise InvalidArgument(f"price_json: {exc}") from None
         if not request.quantities:
@@ -192,9 +202,21 @@ class CatalogRpcs(ApiBase):
                 f"quantities: at most {SIMULATE_QUANTITIES_MAX:,} per call, got {len(request.quantities):,}; "
                 "split them over several calls"
             )
+        for i, text in enumerate(request.quantities):
+            if len(text) > QUANTITY_CHARS_MAX:
+                raise InvalidArgument(f"quantities[{i}]: at most {QUANTITY_CHARS_MAX} characters, got {len(text):,}")
+        tiers = _tier_count(price)
+        points = len(request.quantities) * (tiers + 1)
+        if points > self.limits.simulate_points_max:
+            raise InvalidArgument(
+                f"SimulatePrice would price {len(request.quantities):,} quantities × ({tiers:,} tiers + 1) = "
+                f"{points:,} points; the limit is simulate_points_max={self.limits.simulate_points_max}: "
+                "send fewer quantities per call"
+            )
         mode = getattr(price, "rounding", RoundingMode.HALF_EVEN)
         results = []
         for i, text in enumerate(request.quantities):
+            checkpoint()
             field = f"quantities[{i}]"
             quantity = decimal_arg(text, field)
             try:
@@ -208,4 +230,4 @@ class CatalogRpcs(ApiBase):
         return pb.SimulatePriceResponse(results=results, currency=price.unit().code)
 
 
-__all__ = ["SIMULATE_QUANTITIES_MAX", "CatalogRpcs"]
+__all__ = ["QUANTITY_CHARS_MAX", "SIMULATE_QUANTITIES_MAX", "CatalogRpcs"]

@@ -23,7 +23,7 @@ from invoicing.customer import (
 )
 from metering.errors import InvalidArgument
 from metering.tenant import Principal
-from tally.api.base import ADMIN, READ, ApiBase, decode_token, encode_token, now, page_size, required, rpc
+from tally.api.base import ADMIN, READ, ApiBase, encode_token, now, page_size, required, rpc, str_token
 from tally.api.convert import customer_pb, validation_error
 from tally.v1 import billing_pb2 as pb
 
@@ -104,9 +104,7 @@ class CustomerRpcs(ApiBase):
     @rpc(READ)
     def ListCustomers(self, principal: Principal, request: pb.ListCustomersRequest) -> pb.ListCustomersResponse:
         size = page_size(request.page_size)
-        after = decode_token(request.page_token)
-        if after is not None and not isinstance(after, str):
-            raise InvalidArgument("page_token: not a token of ListCustomers; pass next_page_token unchanged")
+        after = str_token(request.page_token)
         out: list[pb.Customer] = []
         more = True
         # The domain pages by at most DOMAIN_PAGE_MAX; the API allows larger pages, so read several.

@@ -33,8 +33,8 @@ from tally.api.base import (
     Periodic,
     Worker,
     decimal_str,
-    decode_token,
     encode_token,
+    int_token,
     now,
     page_size,
     positive_id,
@@ -125,7 +125,7 @@ def alert_pb(a: alerts.Alert) -> pb.Alert:
 
 
 def _cursor(value: int, field: str = "after_sequence") -> int:
-    if value < 0:
+    if not 0 <= value <= 2**63 - 1:
         raise InvalidArgument(f"{field} must be 0 (from the start) or a sequence received earlier, got {value}")
     return value
 
@@ -251,9 +251,7 @@ class EventRpcs(ApiBase):
     ) -> pb.ListWebhookDeliveriesResponse:
         endpoint_id = positive_id(request.endpoint_id, "endpoint_id")
         size = page_size(request.page_size)
-        before = decode_token(request.page_token)
-        if before is not None and not isinstance(before, int):
-            raise InvalidArgument("page_token: not a token this API issued; pass next_page_token unchanged")
+        before = int_token(request.page_token)
         page, next_before = webhooks.list_deliveries(self.engine, principal.tenant_id, endpoint_id, before, size)
         return pb.ListWebhookDeliveriesResponse(
             deliveries=[delivery_pb(d) for d in page],

@@ -35,9 +35,9 @@ from tally.api.base import (
     READ,
     ApiBase,
     decimal_str,
-    decode_token,
     encode_token,
     instant,
+    int_token,
     now,
     page_size,
     positive_id,
@@ -152,11 +152,7 @@ class InvoiceRpcs(ApiBase):
         if request.status and request.status not in STATUSES:
             raise InvalidArgument(f"status {request.status!r}: one of {', '.join(STATUSES)}, or empty for all")
         size = page_size(request.page_size)
-        after = decode_token(request.page_token)
-        if after is None:
-            after = 0
-        elif not isinstance(after, int) or isinstance(after, bool) or after < 0:
-            raise InvalidArgument("page_token: not a token this API issued; pass next_page_token unchanged")
+        after = int_token(request.page_token) or 0
         found = list_invoices(
             self.engine, principal.tenant_id, customer=request.customer or None, status=request.status or None,
             after_id=after, limit=size + 1,

@@ -44,6 +44,7 @@ class BillingServicer(
     ) -> None:
         self.settings = settings or Settings()
         self.engine = engine
+        self.limits = self.settings.api
         self.keys = keys
         self.ingest = ingest
         self.executor = ThreadPoolExecutor(threads, thread_name_prefix="billing-api")

@@ -40,9 +40,9 @@ from tally.api.base import (
     ADMIN,
     READ,
     ApiBase,
-    decode_token,
     encode_token,
     instant,
+    int_token,
     now,
     page_size,
     positive_id,
@@ -120,9 +120,7 @@ class SubscriptionRpcs(ApiBase):
     ) -> pb.ListSubscriptionsResponse:
         t = principal.tenant_id
         size = page_size(request.page_size)
-        after = decode_token(request.page_token)
-        if after is not None and (not isinstance(after, int) or isinstance(after, bool)):
-            raise InvalidArgument("page_token: not a token of ListSubscriptions; pass next_page_token unchanged")
+        after = int_token(request.page_token)
         query = select_subscriptions(t)
         if request.customer:
             get_customer(self.engine, t, request.customer)  # NOT_FOUND names an unknown customer
@@ -229,6 +227,8 @@ class SubscriptionRpcs(ApiBase):
             group_by=request.group_by,
             window=WINDOWS[request.window],
             tz=tz,
+            windows_max=self.limits.usage_windows_max,
+            buckets_max=self.limits.usage_buckets_max,
         )
         return pb.QueryUsageResponse(rows=[usage_row_pb(r) for r in rows])
 

@@ -25,10 +25,12 @@ from invoicing.ledger.transfer import ID_BYTES_MAX, SYSTEM_PREFIX
 from invoicing.ledger.unit import from_us, to_us
 from metering.errors import InvalidArgument, NotFound
 from metering.tenant import Principal
-from rating.fixedpoint import INT64_MAX
+from rating.errors import InvalidQuantityError, RatingOverflowError
+from rating.fixedpoint import to_scaled
 from rating.unit import Unit
 from tally.api.base import (
     ADMIN,
+    ID_MAX,
     PAGE_SIZE_DEFAULT,
     PAGE_SIZE_MAX,
     READ,
@@ -36,6 +38,7 @@ from tally.api.base import (
     decimal_arg,
     decimal_str,
     instant,
+    positive_id,
     required,
     rpc,
     timestamp,
@@ -105,12 +108,12 @@ class Units:
         value = decimal_arg(text, field, positive=True)
         assert value is not None  # allow_empty is False
         unit = self.get(code)
-        scaled = value.scaleb(unit.scale)
-        if scaled != scaled.to_integral_value():
-            raise InvalidArgument(f"{field}: {text} has more than {unit.scale} decimal places for {code}")
-        if int(scaled) > INT64_MAX:
-            raise InvalidArgument(f"{field}: {text} {code} is more than the ledger can hold")
-        return int(scaled)
+        try:
+            return to_scaled(value, unit.scale, field)
+        except InvalidQuantityError:
+            raise InvalidArgument(f"{field}: {text} has more than {unit.scale} decimal places for {code}") from None
+        except RatingOverflowError:
+            raise InvalidArgument(f"{field}: {text} {code} is more than the ledger can hold") from None
 
 
 def units_text(ledger: Ledger, steps: int, code: str) -> str:
@@ -163,7 +166,7 @@ class _Owner:
 
 def _owners(engine: Engine, tenant_id: int, ids: Iterable[int]) -> dict[int, _Owner]:
     """Unit and customer of the tenant's accounts among `ids` (others are simply absent)."""
-    wanted = sorted(set(ids))
+    wanted = sorted({i for i in ids if 0 < i <= ID_MAX})  # no other number can be an account id
     a = ledger_accounts.c
     out: dict[int, _Owner] = {}
     with engine.connect() as conn:
@@ -303,8 +306,7 @@ class WalletRpcs(ApiBase):
     def ListAccountHistory(
         self, principal: Principal, request: pb.ListAccountHistoryRequest
     ) -> pb.ListAccountHistoryResponse:
-        if request.account_id <= 0:
-            raise InvalidArgument(f"account_id must be a positive id, got {request.account_id}")
+        positive_id(request.account_id, "account_id")
         if not 0 <= request.limit <= PAGE_SIZE_MAX:
             raise InvalidArgument(f"limit must be 0..{PAGE_SIZE_MAX} (0 = {PAGE_SIZE_DEFAULT}), got {request.limit}")
         ledger = self._ledger(principal)
@@ -383,6 +385,9 @@ class WalletRpcs(ApiBase):
         for name in ("debit_account_id", "credit_account_id", "timeout_s"):
             if getattr(t, name) < 0:
                 raise InvalidArgument(f"{where}.{name} must not be negative, got {getattr(t, name)}")
+        for name in ("debit_account_id", "credit_account_id"):
+            if getattr(t, name) > ID_MAX:
+                raise InvalidArgument(f"{where}.{name} must be an account id up to {ID_MAX}, got {getattr(t, name)}")
         resolving = bool(flags & (TransferFlags.POST_PENDING | TransferFlags.VOID_PENDING))
         amount: int | None = None
         debit = t.debit_account_id or None

@@ -25,6 +25,7 @@ class EventErrorCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     INVALID_PROPERTIES: _ClassVar[EventErrorCode]
     EVENT_ID_CONFLICT: _ClassVar[EventErrorCode]
     BATCH_REFUSED: _ClassVar[EventErrorCode]
+    STORAGE_REFUSED: _ClassVar[EventErrorCode]
 EVENT_ERROR_CODE_UNSPECIFIED: EventErrorCode
 INVALID_EVENT_ID: EventErrorCode
 INVALID_CUSTOMER: EventErrorCode
@@ -38,6 +39,7 @@ VALUE_OVERFLOW: EventErrorCode
 INVALID_PROPERTIES: EventErrorCode
 EVENT_ID_CONFLICT: EventErrorCode
 BATCH_REFUSED: EventErrorCode
+STORAGE_REFUSED: EventErrorCode
 
 class Event(_message.Message):
     __slots__ = ("event_id", "customer", "meter", "timestamp", "value", "properties")

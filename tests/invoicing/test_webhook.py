@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import httpx
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, update
 
+from invoicing import webhook
 from invoicing.outbox import NewEvent, emit
-from invoicing.platform_tables import webhook_deliveries
+from invoicing.platform_tables import webhook_deliveries, webhook_endpoints
 from invoicing.webhook import (
+    URL_MAX,
+    Dispatcher,
     RetryPolicy,
     check_url,
     create_endpoint,
@@ -361,3 +366,213 @@ def test_delivery_rechecks_the_address(engine: Engine, tenant: TenantKey, receiv
     assert (summary.attempts, summary.succeeded) == (1, 0) and receiver.requests == []
     (delivery,) = list_deliveries(engine, tenant.tenant_id, ep.id, limit=10)[0]
     assert delivery.http_status == 0 and "private or loopback" in delivery.error
+
+
+# --- URLs that cannot be sent, and a dispatcher that never stalls -------------------------------------------
+@pytest.mark.parametrize(
+    ("url", "fragment"),
+    [
+        ("http://h/a\x00b", "control character (U+0000)"),
+        ("http://h/x\r\nX-Injected: 1", "control character (U+000D)"),
+        ("http://h/\tx", "control character (U+0009)"),
+        ("http://h/a b", "whitespace character (U+0020)"),
+        (" http://h/", "whitespace character (U+0020) at position 0"),
+        ("http://h/\x7f", "control character (U+007F)"),
+        ("http://h/\x85", "control character (U+0085)"),
+        ("http://h/\u00a0", "whitespace character (U+00A0)"),
+        ("http://h/\u200b", "invisible format character (U+200B)"),
+        ("javascript:alert(1)", "http:// or https://"),
+        ("ftp://h/x", "http:// or https://"),
+        ("http://", "with a host"),
+        ("http://user:pw@h/", "credentials"),
+        ("http://h\\@evil.example/", "backslash"),
+        ("http://h/#frag", "fragment"),
+        ("http://h:99999/", "not a valid URL"),
+        ("http://h:0/", "not a valid URL"),
+        ("http://h:+80/", "not a valid URL"),
+        ("https://h/" + "x" * URL_MAX, f"at most {URL_MAX}"),
+        ("http://" + "a" * 64 + ".example/", "not a DNS name"),
+        ("http://a..b/", "not a DNS name"),
+        ("http://xn--a.example/", "not a valid URL"),
+        ("http://a.xn--a.example/", "not valid IDNA"),
+        ("http://\u2100.example/", "not a valid URL"),
+        ("http://%6c%6fcalhost/", "may only hold"),
+        ("http://0x7f.1/", "dotted-quad"),
+        ("http://127.1/", "dotted-quad"),
+        ("http://[fe80::1%25eth0]/", "zone id"),
+        ("http://h\u3002example/", "parsers disagree"),
+    ],
+    ids=lambda v: v if len(v) < 40 and v.isprintable() else ascii(v)[:40],
+)
+def test_unsendable_urls_are_refused_at_creation(engine: Engine, tenant: TenantKey, url: str, fragment: str) -> None:
+    with pytest.raises(InvalidArgument, match=r"^url") as err:
+        create_endpoint(engine, tenant.tenant_id, url, [], 0, NOW)
+    assert fragment in str(err.value)
+    assert list_endpoints(engine, tenant.tenant_id) == []
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["https://example.com/hooks?tenant=acme&x=%20y", "http://127.0.0.1:8080/h", "http://[::1]:9000/h",
+     "https://EXAMPLE.com/Path", "https://b\u00fccher.example/h\u00e9", "https://xn--bcher-kva.example/",
+     "http://receiver_1:8000/hooks", "https://example.com./h", "https://h/" + "x" * (URL_MAX - 10)],
+)  # fmt: skip
+def test_sendable_urls_are_accepted_unchanged(engine: Engine, tenant: TenantKey, url: str) -> None:
+    assert create_endpoint(engine, tenant.tenant_id, url, [], 0, NOW).url == url
+    assert check_url(url) == url
+
+
+def _point_at(engine: Engine, endpoint_id: int, url: str) -> None:
+    """As if the row predates the URL rules, or was edited in the database."""
+    with engine.begin() as conn:
+        conn.execute(update(webhook_endpoints).where(webhook_endpoints.c.id == endpoint_id).values(url=url))
+
+
+@pytest.mark.parametrize("parallel", [1, 8])
+@pytest.mark.parametrize(
+    "bad",
+    ["http://h/x\r\nX-Injected: 1", "http://h/\tx", "http://" + "a" * 64 + ".example/", "http://xn--a.example/",
+     "javascript:alert(1)", "http://user:pw@h/"],
+    ids=["crlf", "tab", "long-label", "bad-idna", "javascript", "userinfo"],
+)  # fmt: skip
+def test_an_unsendable_stored_url_is_dead_after_one_pass_and_the_others_are_delivered(
+    engine: Engine, tenant: TenantKey, receiver: Receiver, bad: str, parallel: int
+) -> None:
+    other = make_tenant(engine, "globex")
+    broken = create_endpoint(engine, tenant.tenant_id, receiver.url + "?broken", [], 0, NOW)
+    fine = create_endpoint(engine, tenant.tenant_id, receiver.url + "?fine", [], 0, NOW)
+    elsewhere = create_endpoint(engine, other.tenant_id, receiver.url + "?globex", [], 0, NOW)
+    _point_at(engine, broken.id, bad)
+    publish_events(engine, tenant.tenant_id, ["invoice.created", "invoice.paid"])
+    publish_events(engine, other.tenant_id, ["invoice.created"])
+    policy = RetryPolicy(max_attempts=12, backoff_base_s=1, backoff_max_s=8, timeout_s=2, parallel=parallel)
+    summary = deliver_once(engine, NOW, policy=policy)
+    assert (summary.attempts, summary.succeeded, summary.dead, summary.failed) == (5, 3, 2, 0)
+    assert statuses(engine, tenant.tenant_id, broken.id) == [(1, 1, "dead", False), (2, 1, "dead", False)]
+    page, _ = list_deliveries(engine, tenant.tenant_id, broken.id)
+    assert all(d.http_status == 0 and d.error.startswith("refused: url") for d in page)
+    assert get_endpoint(engine, tenant.tenant_id, broken.id).delivered_sequence == 2
+    assert sorted((r.path.rsplit("?", 1)[1], r.sequence) for r in receiver.requests) == [
+        ("fine", 1), ("fine", 2), ("globex", 1),
+    ]  # fmt: skip
+    assert get_endpoint(engine, tenant.tenant_id, fine.id).delivered_sequence == 2
+    assert get_endpoint(engine, other.tenant_id, elsewhere.id).delivered_sequence == 1
+    assert deliver_once(engine, NOW + timedelta(hours=1), policy=policy).attempts == 0  # nothing left pending
+
+
+def _raise_for(marker: str, exc: BaseException) -> Callable[..., httpx.Response]:
+    real = httpx.Client.post
+
+    def post(self: httpx.Client, url: httpx.URL | str, **kwargs: object) -> httpx.Response:
+        if marker in str(url):
+            raise exc
+        return real(self, url, **kwargs)  # type: ignore[arg-type]
+
+    return post
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [RuntimeError("boom"), UnicodeError("label empty or too long"), httpx.InvalidURL("bad"), KeyError("k")],
+    ids=["RuntimeError", "UnicodeError", "InvalidURL", "KeyError"],
+)
+def test_an_exception_while_sending_is_a_failed_attempt_and_the_pass_goes_on(
+    engine: Engine, tenant: TenantKey, receiver: Receiver, monkeypatch: pytest.MonkeyPatch, exc: Exception
+) -> None:
+    tid = tenant.tenant_id
+    monkeypatch.setattr(httpx.Client, "post", _raise_for("?boom", exc))
+    boom = create_endpoint(engine, tid, receiver.url + "?boom", [], 0, NOW)
+    create_endpoint(engine, tid, receiver.url + "?fine", [], 0, NOW)
+    publish_events(engine, tid, ["invoice.created"])
+    summary = deliver_once(engine, NOW, policy=FAST)
+    assert (summary.attempts, summary.succeeded, summary.failed) == (2, 1, 1)
+    assert [r.path for r in receiver.requests] == ["/hooks?fine"]
+    ((attempt, status, error),) = [(d.attempt, d.status, d.error) for d in list_deliveries(engine, tid, boom.id)[0]
+                                   if d.status != "pending"]  # fmt: skip
+    assert (attempt, status) == (1, "failed") and error.startswith(type(exc).__name__)
+    # The normal retry schedule follows, and the event is dead after the last attempt.
+    at = NOW
+    for _ in range(FAST.max_attempts):
+        at += timedelta(seconds=FAST.backoff_max_s)
+        deliver_once(engine, at, policy=FAST)
+    assert [s[2] for s in statuses(engine, tid, boom.id)] == ["failed"] * (FAST.max_attempts - 1) + ["dead"]
+    assert get_endpoint(engine, tid, boom.id).delivered_sequence == 1
+
+
+def test_an_exception_while_signing_is_a_failed_attempt(
+    engine: Engine, tenant: TenantKey, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tid = tenant.tenant_id
+    boom = create_endpoint(engine, tid, receiver.url + "?boom", [], 0, NOW)
+    create_endpoint(engine, tid, receiver.url + "?fine", [], 0, NOW)
+    real = webhook.signature
+
+    def sign(secret: str, body: bytes, at: datetime | float) -> str:
+        if secret == boom.secret:
+            raise ValueError("no signing today")
+        return real(secret, body, at)
+
+    monkeypatch.setattr(webhook, "signature", sign)
+    publish_events(engine, tid, ["invoice.created"])
+    summary = deliver_once(engine, NOW, policy=FAST)
+    assert (summary.succeeded, summary.failed) == (1, 1)
+    assert [r.path for r in receiver.requests] == ["/hooks?fine"]
+    assert [(s[1], s[2]) for s in statuses(engine, tid, boom.id)] == [(1, "failed"), (2, "pending")]
+
+
+@pytest.mark.parametrize("parallel", [1, 8])
+def test_one_endpoint_failing_outside_an_attempt_does_not_end_the_pass(
+    engine: Engine, tenant: TenantKey, receiver: Receiver, monkeypatch: pytest.MonkeyPatch, parallel: int
+) -> None:
+    """Even a failure in the dispatcher's own bookkeeping (here: claiming) ends only that endpoint's turn."""
+    tid = tenant.tenant_id
+    boom = create_endpoint(engine, tid, receiver.url + "?boom", [], 0, NOW)
+    create_endpoint(engine, tid, receiver.url + "?fine", [], 0, NOW)
+    real = webhook._claim
+
+    def claim(ctx: webhook._Context, endpoint_id: int) -> webhook.Delivery | None:
+        if endpoint_id == boom.id:
+            raise RuntimeError("database hiccup")
+        return real(ctx, endpoint_id)
+
+    monkeypatch.setattr(webhook, "_claim", claim)
+    publish_events(engine, tid, ["invoice.created", "invoice.paid"])
+    policy = RetryPolicy(max_attempts=4, backoff_base_s=1, backoff_max_s=8, timeout_s=2, parallel=parallel)
+    assert deliver_once(engine, NOW, policy=policy).succeeded == 2
+    assert receiver.sequences == [1, 2]
+    monkeypatch.setattr(webhook, "_claim", real)
+    assert deliver_once(engine, NOW, policy=policy).succeeded == 2  # the queued event was kept, in order
+    assert [r.path for r in receiver.requests[2:]] == ["/hooks?boom"] * 2 and receiver.sequences[2:] == [1, 2]
+
+
+def _wait_for(condition: Callable[[], bool], timeout_s: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_the_dispatcher_keeps_running_after_a_delivery_raised(
+    engine: Engine, tenant: TenantKey, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tid = tenant.tenant_id
+    monkeypatch.setattr(httpx.Client, "post", _raise_for("?boom", RuntimeError("unexpected")))
+    boom = create_endpoint(engine, tid, receiver.url + "?boom", [], 0, NOW)
+    create_endpoint(engine, tid, receiver.url + "?fine", [], 0, NOW)
+    policy = RetryPolicy(max_attempts=2, backoff_base_s=0.05, backoff_max_s=0.05, timeout_s=2)
+    dispatcher = Dispatcher(engine, policy, interval_s=0.05)
+    dispatcher.start()
+    try:
+        publish_events(engine, tid, ["invoice.created"])
+        dispatcher.wake()
+        _wait_for(lambda: [s[2] for s in statuses(engine, tid, boom.id)] == ["failed", "dead"])
+        _wait_for(lambda: receiver.sequences == [1])
+        publish_events(engine, tid, ["invoice.paid"])  # after the pass that raised: still served
+        dispatcher.wake()
+        _wait_for(lambda: receiver.sequences == [1, 2])
+        _wait_for(lambda: len(statuses(engine, tid, boom.id)) == 4 and statuses(engine, tid, boom.id)[-1][2] == "dead")
+        assert dispatcher._thread is not None and dispatcher._thread.is_alive()
+        (error,) = {d.error for d in list_deliveries(engine, tid, boom.id)[0]}
+        assert error == "RuntimeError: unexpected"
+    finally:
+        dispatcher.stop()

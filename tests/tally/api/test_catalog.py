@@ -319,8 +319,8 @@ SIMULATE_REFUSALS: list[tuple[str, list[str], str]] = [
     ('{"model": "banana"}', ["1"], "price_json: model: unknown price model"),
     ('{"model": "per_unit", "unit_amount": 0.1}', ["1"], "price_json: unit_amount"),
     (json.dumps(GRADUATED), [], "quantities: give at least one"),
-    (json.dumps(GRADUATED), ["1", "abc"], "quantities[1]: 'abc' is not a decimal number"),
-    (json.dumps(GRADUATED), ["1", "1e3"], "quantities[1]: '1e3' must be a finite decimal in plain notation"),
+    (json.dumps(GRADUATED), ["1", "abc"], "quantities[1]: 'abc' is not a decimal in plain notation"),
+    (json.dumps(GRADUATED), ["1", "1e3"], "quantities[1]: '1e3' is not a decimal in plain notation"),
     (json.dumps(GRADUATED), ["5", "-2"], "quantities[1]: "),
     (json.dumps(GRADUATED), ["1"] * 10_001, "quantities: at most 10,000 per call"),
 ]

@@ -264,7 +264,7 @@ def test_webhook_rpcs_validate_and_are_tenant_scoped(api: Api) -> None:
         assert err.code() == grpc.StatusCode.NOT_FOUND and f"no webhook endpoint {ep.id}" in (err.details() or "")
     assert api.call("ListWebhookEndpoints", pb.ListWebhookEndpointsRequest(), key=api.other.key).endpoints == []
     err = api.fails("DisableWebhookEndpoint", pb.DisableWebhookEndpointRequest(id=0))
-    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "id must be a positive id" in (err.details() or "")
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "id must be an id from 1 to" in (err.details() or "")
     err = api.fails("ReplayWebhookEvents", pb.ReplayWebhookEventsRequest(endpoint_id=ep.id, to_sequence=5))
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "to_sequence" in (err.details() or "")
     assert api.call("ListWebhookEndpoints", pb.ListWebhookEndpointsRequest()).endpoints[0].enabled

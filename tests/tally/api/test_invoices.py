@@ -101,7 +101,7 @@ def test_get_invoice_not_found_bad_id_and_other_tenant(api: Api, billed: list[pb
     err = api.fails("GetInvoice", pb.GetInvoiceRequest(id=99_999))
     assert code(err) == grpc.StatusCode.NOT_FOUND and "99999" in (err.details() or "")
     err = api.fails("GetInvoice", pb.GetInvoiceRequest(id=0))
-    assert code(err) == grpc.StatusCode.INVALID_ARGUMENT and "id must be a positive id" in (err.details() or "")
+    assert code(err) == grpc.StatusCode.INVALID_ARGUMENT and "id must be an id from 1 to" in (err.details() or "")
     err = api.fails("GetInvoice", pb.GetInvoiceRequest(id=billed[0].id), key=api.other.key)
     assert code(err) == grpc.StatusCode.NOT_FOUND
 

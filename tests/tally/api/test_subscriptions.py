@@ -130,7 +130,7 @@ def test_get_missing(s: Setup) -> None:
     err = s.fails("GetSubscription", pb.GetSubscriptionRequest(id=999))
     assert err.code() == grpc.StatusCode.NOT_FOUND and "no subscription 999" in (err.details() or "")
     err = s.fails("GetSubscription", pb.GetSubscriptionRequest(id=0))
-    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "id must be a positive id" in (err.details() or "")
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "id must be an id from 1 to" in (err.details() or "")
 
 
 def test_list_pages_and_filters(s: Setup) -> None:
@@ -210,7 +210,7 @@ def test_change_plan_at_period_end(s: Setup) -> None:
 
 
 CHANGE_REFUSALS: list[tuple[dict[str, Any], grpc.StatusCode, str]] = [
-    ({"id": 0, "plan": "pro"}, grpc.StatusCode.INVALID_ARGUMENT, "id must be a positive id"),
+    ({"id": 0, "plan": "pro"}, grpc.StatusCode.INVALID_ARGUMENT, "id must be an id from 1 to"),
     ({"plan": ""}, grpc.StatusCode.INVALID_ARGUMENT, "plan is required"),
     ({"plan": "pro", "timing": "later"}, grpc.StatusCode.INVALID_ARGUMENT, "timing: 'later' is not now or"),
     ({"plan": "pro", "plan_version": -2}, grpc.StatusCode.INVALID_ARGUMENT, "plan_version must be 0"),
@@ -265,7 +265,7 @@ ACTION_REFUSALS: list[tuple[str, dict[str, Any], grpc.StatusCode, str]] = [
     ("ResumeSubscription", {}, grpc.StatusCode.FAILED_PRECONDITION, "cannot resume subscription"),
     ("CancelSubscription", {}, grpc.StatusCode.FAILED_PRECONDITION, "cannot cancel subscription"),
     ("PauseSubscription", {"id": 999}, grpc.StatusCode.NOT_FOUND, "no subscription 999"),
-    ("ResumeSubscription", {"id": -1}, grpc.StatusCode.INVALID_ARGUMENT, "id must be a positive id"),
+    ("ResumeSubscription", {"id": -1}, grpc.StatusCode.INVALID_ARGUMENT, "id must be an id from 1 to"),
     ("CancelSubscription", {"id": 999}, grpc.StatusCode.NOT_FOUND, "no subscription 999"),
     ("CancelSubscription", {"timing": "soon"}, grpc.StatusCode.INVALID_ARGUMENT, "timing: 'soon'"),
 ]

@@ -76,7 +76,7 @@ def test_top_up_bad_input_changes_nothing(api: Api, wallets: list[tuple[int, str
     for request, status, fragment in (
         (dict(amount="1.234"), bad, "amount: 1.234 has more than 2 decimal places for USD"),
         (dict(amount="-5"), bad, "amount must be positive"),
-        (dict(amount="1e3"), bad, "amount: '1e3' must be a finite decimal in plain notation"),
+        (dict(amount="1e3"), bad, "amount: '1e3' is not a decimal in plain notation"),
         (dict(amount=""), bad, "amount is required"),
         (dict(unit=""), bad, "unit is required"),
         (dict(unit="gems"), grpc.StatusCode.NOT_FOUND, "unit: unknown unit 'gems'"),
@@ -210,7 +210,7 @@ def test_account_history_with_running_balance(api: Api, wallets: list[tuple[int,
     assert [(ln.transfer_id, ln.running_balance) for ln in last] == [("pay-2", "12.75"), ("t1", "9.75")]
     bad = grpc.StatusCode.INVALID_ARGUMENT
     fails(api, "ListAccountHistory", pb.ListAccountHistoryRequest(account_id=cash.id, limit=1001), bad, "limit must")
-    fails(api, "ListAccountHistory", pb.ListAccountHistoryRequest(), bad, "account_id must be a positive id")
+    fails(api, "ListAccountHistory", pb.ListAccountHistoryRequest(), bad, "account_id must be an id from 1 to")
     fails(api, "ListAccountHistory", pb.ListAccountHistoryRequest(account_id=cash.id), grpc.StatusCode.NOT_FOUND,
           f"account {cash.id} does not exist", key=api.other.key)  # fmt: skip
 
