@@ -35,11 +35,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sqlalchemy import Engine, insert, select
 
 from benchmarks.harness import Figures, log, main_for, median, percentile, timed
-from invoicing.customer import CustomerDefinition, create_customer
-from invoicing.entitlement import EntitlementCache
-from invoicing.insight import customer_360, portfolio
-from invoicing.plan import create_plan, publish_plan
-from invoicing.subscription import create_subscription
+from invoicing.catalog import CustomerDefinition, create_customer, create_plan, publish_plan
+from invoicing.insight import EntitlementCache, customer_360, portfolio
+from invoicing.subscriptions import create_subscription
 from invoicing.tables import customers, subscriptions
 from metering.event import PreparedBatch
 from metering.meter import Aggregation, MeterDefinition, create_meter, get_meter

@@ -21,9 +21,8 @@ from pathlib import Path
 from sqlalchemy import Engine, create_engine, func, insert, select
 
 from benchmarks.harness import Figures, log, main_for
-from invoicing.customer import CustomerDefinition, _row_values
-from invoicing.plan import create_plan, publish_plan
-from invoicing.run import run_cycle
+from invoicing.catalog import CustomerDefinition, create_plan, customer_row, publish_plan
+from invoicing.documents import run_cycle
 from invoicing.tables import customers, invoice_lines, invoices, subscription_history, subscriptions
 from metering.event import PreparedBatch
 from metering.meter import Aggregation, MeterDefinition, create_meter, get_meter
@@ -66,7 +65,7 @@ def _setup(engine: Engine, n: int) -> int:
         create_meter(engine, tid, MeterDefinition(code=code, aggregation=Aggregation.SUM))
     create_plan(engine, tid, PLAN, T0)
     plan = publish_plan(engine, tid, "bench", T0)
-    values = _row_values(CustomerDefinition(external_id="c0000000", timezone="UTC"))
+    values = customer_row(CustomerDefinition(external_id="c0000000", timezone="UTC"))
     step = 50_000
     for s in range(0, n, step):
         with engine.begin() as conn:

@@ -19,8 +19,8 @@ import click
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-    from invoicing.plan import PlanVersion
-    from invoicing.subscription import Subscription
+    from invoicing.catalog import PlanVersion
+    from invoicing.subscriptions import Subscription
 
 
 def _at(text: str | None, flag: str = "--at") -> datetime:
@@ -102,7 +102,7 @@ def customer_create(
       tally customer create acme cus_42 --name "Ada Ltd" --currency EUR \\
           --timezone Europe/Paris --email billing@ada.example --meta crm=991
     """
-    from invoicing.customer import Address, CustomerDefinition, create_customer
+    from invoicing.catalog import Address, CustomerDefinition, create_customer
 
     metadata: dict[str, str] = {}
     for item in meta:
@@ -145,7 +145,7 @@ def customer_list(ctx: click.Context, tenant_name: str, after: str | None, limit
       tally customer list acme --limit 50
       tally customer list acme --limit 50 --after cus_42
     """
-    from invoicing.customer import list_customers
+    from invoicing.catalog import list_customers
     from tally.cli import _table
 
     engine, tenant_id = _tenant(ctx, tenant_name)
@@ -264,7 +264,7 @@ def plan_create(ctx: click.Context, tenant_name: str, file: Path) -> None:
          {"code": "calls", "kind": "usage", "meter": "api_calls",
           "price": {"model": "per_unit", "unit_amount": "0.001"}}]}
     """
-    from invoicing.plan import create_plan
+    from invoicing.catalog import create_plan
 
     engine, tenant_id = _tenant(ctx, tenant_name)
     v = create_plan(engine, tenant_id, _load(file), datetime.now(UTC))
@@ -282,7 +282,7 @@ def plan_edit(ctx: click.Context, tenant_name: str, file: Path) -> None:
     Example:
       tally plan edit acme pro.json && tally plan publish acme pro
     """
-    from invoicing.plan import edit_plan
+    from invoicing.catalog import edit_plan
 
     engine, tenant_id = _tenant(ctx, tenant_name)
     v = edit_plan(engine, tenant_id, _load(file), datetime.now(UTC))
@@ -300,7 +300,7 @@ def plan_publish(ctx: click.Context, tenant_name: str, code: str) -> None:
     Example:
       tally plan publish acme pro
     """
-    from invoicing.plan import publish_plan
+    from invoicing.catalog import publish_plan
 
     engine, tenant_id = _tenant(ctx, tenant_name)
     v = publish_plan(engine, tenant_id, code, datetime.now(UTC))
@@ -317,7 +317,7 @@ def plan_list(ctx: click.Context, tenant_name: str) -> None:
     Example:
       tally plan list acme
     """
-    from invoicing.plan import list_plans
+    from invoicing.catalog import list_plans
     from tally.cli import _table
 
     engine, tenant_id = _tenant(ctx, tenant_name)
@@ -341,7 +341,7 @@ def plan_show(ctx: click.Context, tenant_name: str, code: str, version: int | No
     Example:
       tally plan show acme pro --version 2
     """
-    from invoicing.plan import get_plan_version
+    from invoicing.catalog import get_plan_version
 
     engine, tenant_id = _tenant(ctx, tenant_name)
     _plan_table(get_plan_version(engine, tenant_id, code, version))
@@ -400,7 +400,7 @@ def subscription_create(
     Example:
       tally subscription create acme cus_42 pro --at 2026-02-01T00:00Z
     """
-    from invoicing.subscription import create_subscription
+    from invoicing.subscriptions import create_subscription
 
     engine, tenant_id = _tenant(ctx, tenant_name)
     sub = create_subscription(
@@ -429,14 +429,14 @@ def subscription_list(ctx: click.Context, tenant_name: str, customer_id: str | N
     Example:
       tally subscription list acme --customer cus_42
     """
-    from invoicing.subscription import list_subscriptions
+    from invoicing.subscriptions import list_subscriptions
 
     engine, tenant_id = _tenant(ctx, tenant_name)
     _subscription_table(engine, tenant_id, list_subscriptions(engine, tenant_id, customer_id))
 
 
 def _subscription_table(engine: Engine, tenant_id: int, subs: list[Subscription]) -> None:
-    from invoicing.plan import get_plan_version_by_id
+    from invoicing.catalog import get_plan_version_by_id
 
     labels: dict[int, str] = {}
 
@@ -466,8 +466,8 @@ def subscription_show(ctx: click.Context, tenant_name: str, subscription_id: int
     Example:
       tally subscription show acme 7
     """
-    from invoicing.plan import get_plan_version_by_id
-    from invoicing.subscription import get_history, get_subscription
+    from invoicing.catalog import get_plan_version_by_id
+    from invoicing.subscriptions import get_history, get_subscription
 
     engine, tenant_id = _tenant(ctx, tenant_name)
     sub = get_subscription(engine, tenant_id, subscription_id)
@@ -508,7 +508,7 @@ def subscription_change(
       tally subscription change acme 7 enterprise --reason upgrade
       tally subscription change acme 7 basic --at-period-end
     """
-    from invoicing.subscription import change_plan
+    from invoicing.subscriptions import change_plan
 
     engine, tenant_id = _tenant(ctx, tenant_name)
     result = change_plan(
@@ -538,10 +538,10 @@ def _lifecycle(name: str, verb: str, example: str) -> click.Command:
     def command(
         ctx: click.Context, tenant_name: str, subscription_id: int, at_text: str | None, actor: str, reason: str
     ) -> None:
-        from invoicing import subscription as subs
+        from invoicing.subscriptions import pause_subscription, resume_subscription
 
         engine, tenant_id = _tenant(ctx, tenant_name)
-        operation = subs.pause_subscription if name == "pause" else subs.resume_subscription
+        operation = pause_subscription if name == "pause" else resume_subscription
         sub = operation(engine, tenant_id, subscription_id, _at(at_text), actor=actor, reason=reason)
         click.echo(f"subscription {sub.id} is {sub.state.value}")
 
@@ -588,7 +588,7 @@ def subscription_cancel(
     Example:
       tally subscription cancel acme 7 --at-period-end --reason "moving to annual"
     """
-    from invoicing.subscription import cancel_subscription
+    from invoicing.subscriptions import cancel_subscription
 
     engine, tenant_id = _tenant(ctx, tenant_name)
     sub = cancel_subscription(
@@ -642,7 +642,7 @@ def invoice_run(ctx: click.Context, tenant_name: str, as_of: str | None, batch_s
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-    from invoicing.run import run_cycle
+    from invoicing.documents import run_cycle
     from tally.cli import err_console
 
     engine, tenant_id = _tenant(ctx, tenant_name)
@@ -697,7 +697,7 @@ def invoice_list(
     Example:
       tally invoice list acme --customer cus_42 --status draft
     """
-    from invoicing.invoice import list_invoices
+    from invoicing.documents import list_invoices
 
     engine, tenant_id = _tenant(ctx, tenant_name)
     found = list_invoices(engine, tenant_id, customer=customer, status=status, after_id=after_id, limit=limit)
@@ -725,7 +725,7 @@ def _invoice_id_command(name: str, help_text: str) -> Callable[[Callable[..., No
 
 @_invoice_id_command("show", "Show invoice INVOICE_ID with its lines.\n\n\b\nExample:\n  tally invoice show acme 12")
 def invoice_show(ctx: click.Context, tenant_name: str, invoice_id: int) -> None:
-    from invoicing.invoice import get_invoice
+    from invoicing.documents import get_invoice
 
     engine, tenant_id = _tenant(ctx, tenant_name)
     _invoice_table(get_invoice(engine, tenant_id, invoice_id))
@@ -733,7 +733,7 @@ def invoice_show(ctx: click.Context, tenant_name: str, invoice_id: int) -> None:
 
 @_invoice_id_command("finalize", "Finalize draft INVOICE_ID: it takes the next number and never changes again.")
 def invoice_finalize(ctx: click.Context, tenant_name: str, invoice_id: int) -> None:
-    from invoicing.invoice import finalize_invoice
+    from invoicing.documents import finalize_invoice
 
     engine, tenant_id = _tenant(ctx, tenant_name)
     inv = finalize_invoice(engine, tenant_id, invoice_id, _at(None))
@@ -742,7 +742,7 @@ def invoice_finalize(ctx: click.Context, tenant_name: str, invoice_id: int) -> N
 
 @_invoice_id_command("pay", "Mark finalized INVOICE_ID paid.")
 def invoice_pay(ctx: click.Context, tenant_name: str, invoice_id: int) -> None:
-    from invoicing.invoice import mark_paid
+    from invoicing.documents import mark_paid
 
     engine, tenant_id = _tenant(ctx, tenant_name)
     inv = mark_paid(engine, tenant_id, invoice_id, _at(None))
@@ -756,7 +756,7 @@ def invoice_pay(ctx: click.Context, tenant_name: str, invoice_id: int) -> None:
 @click.pass_context
 def invoice_void(ctx: click.Context, tenant_name: str, invoice_id: int, reason: str) -> None:
     """Void draft or finalized INVOICE_ID (it keeps its number; a re-run does not bill it again)."""
-    from invoicing.invoice import void_invoice
+    from invoicing.documents import void_invoice
 
     engine, tenant_id = _tenant(ctx, tenant_name)
     inv = void_invoice(engine, tenant_id, invoice_id, _at(None), reason)
@@ -770,7 +770,7 @@ def invoice_void(ctx: click.Context, tenant_name: str, invoice_id: int, reason: 
 @click.pass_context
 def invoice_correct(ctx: click.Context, tenant_name: str, invoice_id: int, at_text: str | None) -> None:
     """Recompute INVOICE_ID and write the difference as a linked credit note or adjustment."""
-    from invoicing.invoice import correct_invoice
+    from invoicing.documents import correct_invoice
 
     engine, tenant_id = _tenant(ctx, tenant_name)
     inv = correct_invoice(engine, tenant_id, invoice_id, _at(at_text))
@@ -792,7 +792,7 @@ def invoice_preview(ctx: click.Context, tenant_name: str, customer: str, at_text
     Example:
       tally invoice preview acme cus_42
     """
-    from invoicing.invoice import preview_invoice
+    from invoicing.documents import preview_invoice
 
     engine, tenant_id = _tenant(ctx, tenant_name)
     found = preview_invoice(engine, tenant_id, customer, _at(at_text))
@@ -819,11 +819,11 @@ def invoice_export(ctx: click.Context, tenant_name: str, invoice_id: int, fmt: s
       tally invoice export acme 12 --format csv > inv-12.csv
       tally invoice export acme 12 --format pdf --output INV-000012.pdf
     """
-    from invoicing.invoice import export_invoice, get_invoice
+    from invoicing.documents import export_invoice, get_invoice
 
     engine, tenant_id = _tenant(ctx, tenant_name)
     if fmt == "pdf":
-        from invoicing.pdf import render_invoice_pdf
+        from invoicing.documents import render_invoice_pdf
 
         if output is None:
             raise click.ClickException("--format pdf writes a file: add --output FILE, e.g. --output invoice.pdf")
@@ -852,7 +852,7 @@ def invoice_tax(ctx: click.Context, tenant_name: str, region: str, rate: str, in
     Example:
       tally invoice tax acme FR 20
     """
-    from invoicing.invoice import set_tax_rate
+    from invoicing.documents import set_tax_rate
 
     engine, tenant_id = _tenant(ctx, tenant_name)
     t = set_tax_rate(engine, tenant_id, region, rate, inclusive, _at(None))
@@ -890,7 +890,7 @@ def journal_export(
       tally journal export acme --from 2026-01-01T00:00Z --to 2026-02-01T00:00Z --output jan.csv
       tally journal export acme --from 2026-01-01T00:00Z --to 2026-02-01T00:00Z --summary
     """
-    from invoicing.journal import export_journal
+    from invoicing.ledger.journal import export_journal
 
     engine, tenant_id = _tenant(ctx, tenant_name)
     start = datetime(1970, 1, 1, tzinfo=UTC) if from_text is None else _at(from_text, "--from")

@@ -3,8 +3,8 @@
 Why it is built this way:
 
 - Everything a customer of Tally would do goes through the wire: meters, plans, customers,
-  subscriptions, wallets and invoices through the BillingService SDK (`tally.billing_client`), usage
-  through the ingest client (`tally.client.IngestClient`, columnar batches). Only what has no RPC is
+  subscriptions, wallets and invoices through the BillingService SDK (`tally.sdk`), usage
+  through the ingest client (`tally.sdk.IngestClient`, columnar batches). Only what has no RPC is
   done in-process: creating the tenant and its API keys (`metering.tenant`), and defining the points
   unit and its USD rate (`invoicing.ledger.ledger.Ledger`: the ledger's points and rate APIs have no
   RPC). So the demo doubles as a smoke test of the API as integrators see it.
@@ -39,8 +39,7 @@ import click
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from tally.billing_client import BillingClient
-    from tally.client import UsageEvent
+    from tally.sdk import BillingClient, UsageEvent
     from tally.server import RunningServer
     from tally.settings import Settings
     from tally.v1 import billing_pb2 as pb
@@ -324,7 +323,7 @@ def _prepare(directory: Path, force: bool) -> None:
 
 
 def _to_usage(events: Sequence[SentEvent]) -> list[UsageEvent]:
-    from tally.client import UsageEvent
+    from tally.sdk import UsageEvent
 
     return [UsageEvent(e.event_id, e.customer, e.meter, e.timestamp_us, e.value or None) for e in events]
 
@@ -343,7 +342,7 @@ def run_demo(
 
     from invoicing.ledger.ledger import Ledger
     from metering.tenant import create_api_key, create_tenant
-    from tally.billing_client import BillingClient
+    from tally.sdk import BillingClient
     from tally.settings import Settings
 
     out = console or Console()
@@ -449,7 +448,7 @@ def _ingest(target: str, key: str, events: Sequence[SentEvent], out: Console) ->
     (the columnar form cannot mix absent and present values). Returns (events accepted, events/s)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from tally.client import BatchResult, IngestClient
+    from tally.sdk import BatchResult, IngestClient
 
     valued = _to_usage([e for e in events if e.value])
     counted = _to_usage([e for e in events if not e.value])

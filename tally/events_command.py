@@ -18,7 +18,7 @@ import click
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-    from invoicing.outbox import DomainEvent
+    from invoicing.events import DomainEvent
 
 
 def _tenant(ctx: click.Context, name: str) -> tuple[Engine, int]:
@@ -53,7 +53,7 @@ def _line(e: DomainEvent) -> str:
 
 
 def _types(values: tuple[str, ...]) -> list[str]:
-    from invoicing.outbox import check_patterns
+    from invoicing.events import check_patterns
     from metering.errors import InvalidArgument
 
     try:
@@ -81,7 +81,7 @@ def events_list(ctx: click.Context, tenant_name: str, after: int, types: tuple[s
     Example:
       tally events list acme --after 120 --type invoice.
     """
-    from invoicing.outbox import read_events
+    from invoicing.events import read_events
 
     patterns = _types(types)
     engine, tenant_id = _tenant(ctx, tenant_name)
@@ -113,7 +113,7 @@ def events_watch(
     Example:
       tally events watch acme --after 0 --type usage. --type wallet.
     """
-    from invoicing.outbox import head, read_events
+    from invoicing.events import head, read_events
 
     patterns = _types(types)
     engine, tenant_id = _tenant(ctx, tenant_name)
@@ -153,7 +153,7 @@ def webhook_create(ctx: click.Context, tenant_name: str, url: str, types: tuple[
     Example:
       tally webhook create acme https://example.com/tally --type invoice.
     """
-    from invoicing.webhook import create_endpoint
+    from invoicing.events import create_endpoint
 
     patterns = _types(types)
     engine, tenant_id = _tenant(ctx, tenant_name)
@@ -168,7 +168,7 @@ def webhook_create(ctx: click.Context, tenant_name: str, url: str, types: tuple[
 @click.pass_context
 def webhook_list(ctx: click.Context, tenant_name: str) -> None:
     """TENANT's endpoints (secrets are never shown again)."""
-    from invoicing.webhook import list_endpoints
+    from invoicing.events import list_endpoints
 
     engine, tenant_id = _tenant(ctx, tenant_name)
     rows = [
@@ -185,7 +185,7 @@ def webhook_list(ctx: click.Context, tenant_name: str) -> None:
 @click.pass_context
 def webhook_disable(ctx: click.Context, tenant_name: str, endpoint_id: int) -> None:
     """Send nothing more to ENDPOINT_ID."""
-    from invoicing.webhook import disable_endpoint
+    from invoicing.events import disable_endpoint
 
     engine, tenant_id = _tenant(ctx, tenant_name)
     ep = disable_endpoint(engine, tenant_id, endpoint_id)
@@ -199,7 +199,7 @@ def webhook_disable(ctx: click.Context, tenant_name: str, endpoint_id: int) -> N
 @click.pass_context
 def webhook_deliveries(ctx: click.Context, tenant_name: str, endpoint_id: int, limit: int) -> None:
     """ENDPOINT_ID's delivery attempts, newest first (pending = queued or in flight)."""
-    from invoicing.webhook import list_deliveries
+    from invoicing.events import list_deliveries
 
     engine, tenant_id = _tenant(ctx, tenant_name)
     page, _ = list_deliveries(engine, tenant_id, endpoint_id, limit=limit)
@@ -225,7 +225,7 @@ def webhook_replay(ctx: click.Context, tenant_name: str, endpoint_id: int, after
     Example (event 42 only):
       tally webhook replay acme 1 --after 41 --to 42
     """
-    from invoicing.webhook import replay
+    from invoicing.events import replay
 
     engine, tenant_id = _tenant(ctx, tenant_name)
     n = replay(engine, tenant_id, endpoint_id, after, to, datetime.now(UTC))
@@ -240,7 +240,7 @@ def webhook_deliver(ctx: click.Context, tenant_name: str | None) -> None:
 
     Retry settings come from TALLY_PLATFORM__WEBHOOK_* like the server's.
     """
-    from invoicing.webhook import deliver_once
+    from invoicing.events import deliver_once
     from tally.api.events import retry_policy
     from tally.cli import _engine
     from tally.settings import Settings
@@ -280,7 +280,7 @@ def alert_create(
       tally alert create acme cus_42 spend 500
       tally alert create acme cus_42 balance 10 --unit USD
     """
-    from invoicing.alert import create_alert
+    from invoicing.insight import create_alert
 
     engine, tenant_id = _tenant(ctx, tenant_name)
     a = create_alert(engine, tenant_id, customer, kind, threshold, datetime.now(UTC), meter=meter, unit=unit)
@@ -294,7 +294,7 @@ def alert_create(
 @click.pass_context
 def alert_list(ctx: click.Context, tenant_name: str, customer: str) -> None:
     """TENANT's alerts by id."""
-    from invoicing.alert import list_alerts
+    from invoicing.insight import list_alerts
 
     engine, tenant_id = _tenant(ctx, tenant_name)
     rows = [
@@ -310,7 +310,7 @@ def alert_list(ctx: click.Context, tenant_name: str, customer: str) -> None:
 @click.pass_context
 def alert_delete(ctx: click.Context, tenant_name: str, alert_id: int) -> None:
     """Remove ALERT_ID (and its record of crossings)."""
-    from invoicing.alert import delete_alert
+    from invoicing.insight import delete_alert
 
     engine, tenant_id = _tenant(ctx, tenant_name)
     delete_alert(engine, tenant_id, alert_id)
@@ -323,7 +323,7 @@ def alert_delete(ctx: click.Context, tenant_name: str, alert_id: int) -> None:
 @click.pass_context
 def alert_check(ctx: click.Context, tenant_name: str | None, at_text: str | None) -> None:
     """Evaluate every alert (of TENANT, or all) once and print what fired; each fires once per crossing."""
-    from invoicing.alert import evaluate_alerts
+    from invoicing.insight import evaluate_alerts
     from tally.billing_command import _at
     from tally.cli import _engine
 

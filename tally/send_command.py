@@ -30,7 +30,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from tally.client import BatchResult, IngestClient, IngestError, IngestSummary, UsageEvent
+from tally.sdk import BatchResult, IngestClient, IngestError, IngestSummary, UsageEvent
 
 REQUIRED: Final = ("event_id", "customer", "meter", "timestamp")
 FIELDS: Final = (*REQUIRED, "value", "properties")

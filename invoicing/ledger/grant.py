@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 from sqlalchemy import Connection, select
 
+from invoicing.events import NewEvent, emit
 from invoicing.ledger.account import get_or_create, wallet_kind
 from invoicing.ledger.errors import ExistsWithDifferentBody, InsufficientFunds, InvalidTransfer
 from invoicing.ledger.tables import ledger_accounts, ledger_grants, ledger_transfers
@@ -39,7 +40,6 @@ from invoicing.ledger.transfer import (
     stored_from_row,
 )
 from invoicing.ledger.unit import resolve_unit
-from invoicing.outbox import NewEvent, emit
 from metering.errors import InvalidArgument
 from rating.fixedpoint import INT64_MAX, from_scaled
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from invoicing.plan import (
+from invoicing.catalog import (
     InvalidPlan,
     create_plan,
     edit_plan,

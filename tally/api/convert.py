@@ -13,9 +13,8 @@ from collections.abc import Iterable
 from pydantic import ValidationError
 from sqlalchemy import Engine
 
-from invoicing.customer import Address, Customer
-from invoicing.plan import FeatureDefinition, PlanSummary, PlanVersion, get_plan_version_by_id
-from invoicing.subscription import Subscription
+from invoicing.catalog import Address, Customer, FeatureDefinition, PlanSummary, PlanVersion, get_plan_version_by_id
+from invoicing.subscriptions import Subscription
 from metering.errors import InvalidArgument
 from metering.meter import Meter
 from metering.usage import UsageRow

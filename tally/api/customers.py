@@ -11,8 +11,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from invoicing.customer import LIST_LIMIT_MAX as DOMAIN_PAGE_MAX
-from invoicing.customer import (
+from invoicing.catalog import LIST_LIMIT_MAX as DOMAIN_PAGE_MAX
+from invoicing.catalog import (
     Address,
     CustomerDefinition,
     CustomerUpdate,

@@ -1,6 +1,6 @@
 """Entitlements: CheckEntitlement and ListEntitlements, answered from memory.
 
-The cache (`invoicing.entitlement.EntitlementCache`) lives as long as the servicer. Three things keep
+The cache (`invoicing.insight._entitlement.EntitlementCache`) lives as long as the servicer. Three things keep
 it current: `self.changed(...)` from the subscription and wallet RPCs reloads a customer at once, the
 IngestService's commit hook adds committed usage before the ingest is acked, and a refresher thread
 reloads snapshots older than a few seconds for changes made elsewhere (CLI, another server).
@@ -8,7 +8,7 @@ reloads snapshots older than a few seconds for changes made elsewhere (CLI, anot
 
 from __future__ import annotations
 
-from invoicing.entitlement import Decision, EntitlementCache, Refresher
+from invoicing.insight import Decision, EntitlementCache, Refresher
 from metering.tenant import Principal
 from tally.api.base import INGEST_OR_READ, ApiBase, Worker, decimal_arg, decimal_str, required, rpc, timestamp
 from tally.v1 import billing_pb2 as pb

@@ -19,10 +19,22 @@ import json
 import threading
 from collections.abc import AsyncIterator
 
-from invoicing import alert as alerts
-from invoicing import webhook as webhooks
-from invoicing.outbox import DomainEvent, check_patterns, read_events
-from invoicing.subscription import apply_scheduled
+from invoicing.events import (
+    Delivery,
+    Dispatcher,
+    DomainEvent,
+    Endpoint,
+    RetryPolicy,
+    check_patterns,
+    create_endpoint,
+    disable_endpoint,
+    list_deliveries,
+    list_endpoints,
+    read_events,
+    replay,
+)
+from invoicing.insight import Alert, Crossing, create_alert, delete_alert, evaluate_alerts, list_alerts
+from invoicing.subscriptions import apply_scheduled
 from metering.errors import InvalidArgument, Unavailable
 from metering.tenant import Principal
 from tally.api.base import (
@@ -84,7 +96,7 @@ def event_pb(e: DomainEvent) -> pb.DomainEvent:
     )
 
 
-def endpoint_pb(e: webhooks.Endpoint, show_secret: bool = False) -> pb.WebhookEndpoint:
+def endpoint_pb(e: Endpoint, show_secret: bool = False) -> pb.WebhookEndpoint:
     return pb.WebhookEndpoint(
         id=e.id,
         url=e.url,
@@ -96,7 +108,7 @@ def endpoint_pb(e: webhooks.Endpoint, show_secret: bool = False) -> pb.WebhookEn
     )
 
 
-def delivery_pb(d: webhooks.Delivery) -> pb.WebhookDelivery:
+def delivery_pb(d: Delivery) -> pb.WebhookDelivery:
     return pb.WebhookDelivery(
         id=d.id,
         endpoint_id=d.endpoint_id,
@@ -112,7 +124,7 @@ def delivery_pb(d: webhooks.Delivery) -> pb.WebhookDelivery:
     )
 
 
-def alert_pb(a: alerts.Alert) -> pb.Alert:
+def alert_pb(a: Alert) -> pb.Alert:
     return pb.Alert(
         id=a.id,
         customer=a.customer,
@@ -130,8 +142,8 @@ def _cursor(value: int, field: str = "after_sequence") -> int:
     return value
 
 
-def retry_policy(platform: PlatformSettings) -> webhooks.RetryPolicy:
-    return webhooks.RetryPolicy(
+def retry_policy(platform: PlatformSettings) -> RetryPolicy:
+    return RetryPolicy(
         max_attempts=platform.webhook_max_attempts,
         backoff_base_s=platform.webhook_backoff_base_s,
         backoff_max_s=platform.webhook_backoff_max_s,
@@ -145,7 +157,7 @@ class EventRpcs(ApiBase):
     settings: Settings
     platform: PlatformSettings
     event_waker: Waker
-    webhook_dispatcher: webhooks.Dispatcher
+    webhook_dispatcher: Dispatcher
     alert_evaluator: Periodic
 
     def setup_events(self) -> list[Worker]:
@@ -153,13 +165,13 @@ class EventRpcs(ApiBase):
         self.platform = self.settings.platform
         self.event_waker = Waker()
         self.watch_closed = False
-        self.webhook_dispatcher = webhooks.Dispatcher(
+        self.webhook_dispatcher = Dispatcher(
             self.engine, retry_policy(self.platform), self.platform.webhook_interval_s
         )
         self.alert_evaluator = Periodic(
             "alert-evaluator",
             self.platform.alert_interval_s,
-            lambda now: alerts.evaluate_alerts(self.engine, now),
+            lambda now: evaluate_alerts(self.engine, now),
             lambda fired: self._alerts_fired(fired) if fired else None,
         )
         # Scheduled subscription changes (trial end, change or cancellation at period end) are recorded and
@@ -183,7 +195,7 @@ class EventRpcs(ApiBase):
         self.event_waker.wake()
         self.webhook_dispatcher.wake()
 
-    def _alerts_fired(self, _fired: list[alerts.Crossing]) -> None:
+    def _alerts_fired(self, _fired: list[Crossing]) -> None:
         """New events are in the outbox: wake the watchers and the dispatcher."""
         self.event_waker.wake()
         self.webhook_dispatcher.wake()
@@ -224,7 +236,7 @@ class EventRpcs(ApiBase):
     def CreateWebhookEndpoint(
         self, principal: Principal, request: pb.CreateWebhookEndpointRequest
     ) -> pb.WebhookEndpoint:
-        endpoint = webhooks.create_endpoint(
+        endpoint = create_endpoint(
             self.engine, principal.tenant_id, request.url, list(request.types), request.after_sequence, now(),
             block_private=self.platform.webhook_block_private,
         )  # fmt: skip
@@ -235,7 +247,7 @@ class EventRpcs(ApiBase):
         self, principal: Principal, request: pb.ListWebhookEndpointsRequest
     ) -> pb.ListWebhookEndpointsResponse:
         return pb.ListWebhookEndpointsResponse(
-            endpoints=[endpoint_pb(e) for e in webhooks.list_endpoints(self.engine, principal.tenant_id)]
+            endpoints=[endpoint_pb(e) for e in list_endpoints(self.engine, principal.tenant_id)]
         )
 
     @rpc(ADMIN)
@@ -243,7 +255,7 @@ class EventRpcs(ApiBase):
         self, principal: Principal, request: pb.DisableWebhookEndpointRequest
     ) -> pb.WebhookEndpoint:
         endpoint_id = positive_id(request.id)
-        return endpoint_pb(webhooks.disable_endpoint(self.engine, principal.tenant_id, endpoint_id))
+        return endpoint_pb(disable_endpoint(self.engine, principal.tenant_id, endpoint_id))
 
     @rpc(READ)
     def ListWebhookDeliveries(
@@ -252,7 +264,7 @@ class EventRpcs(ApiBase):
         endpoint_id = positive_id(request.endpoint_id, "endpoint_id")
         size = page_size(request.page_size)
         before = int_token(request.page_token)
-        page, next_before = webhooks.list_deliveries(self.engine, principal.tenant_id, endpoint_id, before, size)
+        page, next_before = list_deliveries(self.engine, principal.tenant_id, endpoint_id, before, size)
         return pb.ListWebhookDeliveriesResponse(
             deliveries=[delivery_pb(d) for d in page],
             next_page_token="" if next_before is None else encode_token(next_before),
@@ -263,7 +275,7 @@ class EventRpcs(ApiBase):
         self, principal: Principal, request: pb.ReplayWebhookEventsRequest
     ) -> pb.ReplayWebhookEventsResponse:
         endpoint_id = positive_id(request.endpoint_id, "endpoint_id")
-        queued = webhooks.replay(
+        queued = replay(
             self.engine, principal.tenant_id, endpoint_id, request.after_sequence, request.to_sequence, now()
         )
         self.webhook_dispatcher.wake()
@@ -275,17 +287,17 @@ class EventRpcs(ApiBase):
         if not request.HasField("alert"):
             raise InvalidArgument("alert is required: customer, kind, threshold and a meter or unit")
         a = request.alert
-        created = alerts.create_alert(
+        created = create_alert(
             self.engine, principal.tenant_id, a.customer, a.kind, a.threshold, now(), meter=a.meter, unit=a.unit
         )
         return alert_pb(created)
 
     @rpc(READ)
     def ListAlerts(self, principal: Principal, request: pb.ListAlertsRequest) -> pb.ListAlertsResponse:
-        found = alerts.list_alerts(self.engine, principal.tenant_id, request.customer)
+        found = list_alerts(self.engine, principal.tenant_id, request.customer)
         return pb.ListAlertsResponse(alerts=[alert_pb(a) for a in found])
 
     @rpc(ADMIN)
     def DeleteAlert(self, principal: Principal, request: pb.DeleteAlertRequest) -> pb.DeleteAlertResponse:
-        alerts.delete_alert(self.engine, principal.tenant_id, positive_id(request.id))
+        delete_alert(self.engine, principal.tenant_id, positive_id(request.id))
         return pb.DeleteAlertResponse()

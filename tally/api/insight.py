@@ -1,4 +1,4 @@
-"""Customer 360 and the tenant's portfolio (rules in `invoicing.insight` and docs/entitlements.md)."""
+"""Customer 360 and the tenant's portfolio (rules in `invoicing.insight._customer360` and docs/entitlements.md)."""
 
 from __future__ import annotations
 

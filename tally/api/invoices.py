@@ -14,7 +14,7 @@ from datetime import timedelta
 
 from sqlalchemy import Engine, select
 
-from invoicing.invoice import (
+from invoicing.documents import (
     STATUSES,
     Invoice,
     correct_invoice,
@@ -24,9 +24,9 @@ from invoicing.invoice import (
     list_invoices,
     mark_paid,
     preview_invoice,
+    run_cycle,
     void_invoice,
 )
-from invoicing.run import run_cycle
 from invoicing.tables import customers
 from metering.errors import InvalidArgument
 from metering.tenant import Principal
@@ -198,7 +198,7 @@ class InvoiceRpcs(ApiBase):
             raise InvalidArgument(f"format {request.format!r}: one of {', '.join(FORMATS)}")
         inv = get_invoice(self.engine, principal.tenant_id, invoice_id)
         if fmt == "pdf":
-            from invoicing.pdf import render_invoice_pdf  # fpdf2 costs 0.4 s of server start-up
+            from invoicing.documents import render_invoice_pdf
 
             content = render_invoice_pdf(self.engine, principal.tenant_id, invoice_id)
         else:

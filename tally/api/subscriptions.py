@@ -15,10 +15,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from fractions import Fraction
 
-from invoicing.customer import get_customer
-from invoicing.period import ProrationBasis, zone
-from invoicing.plan import PlanVersion, get_plan_version_by_id
-from invoicing.subscription import (
+from invoicing.catalog import PlanVersion, ProrationBasis, get_customer, get_plan_version_by_id, zone
+from invoicing.subscriptions import (
     Subscription,
     as_of,
     cancel_subscription,
@@ -30,7 +28,7 @@ from invoicing.subscription import (
     select_subscriptions,
     subscription_from_row,
 )
-from invoicing.subscription import Timing as ChangeTiming
+from invoicing.subscriptions import Timing as ChangeTiming
 from invoicing.tables import customers, subscriptions
 from metering.errors import InvalidArgument
 from metering.tenant import Principal

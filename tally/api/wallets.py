@@ -15,7 +15,7 @@ from decimal import Decimal
 
 from sqlalchemy import Engine, select
 
-from invoicing.customer import get_customer
+from invoicing.catalog import get_customer
 from invoicing.ledger import Grant, Ledger, Result, StoredTransfer, Transfer, TransferFlags, TransferResult
 from invoicing.ledger.account import Account, find_account, wallet_kind
 from invoicing.ledger.errors import ExistsWithDifferentBody, LedgerError

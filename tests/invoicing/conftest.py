@@ -8,8 +8,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
-from invoicing.customer import CustomerDefinition, create_customer
-from invoicing.plan import create_plan, publish_plan
+from invoicing.catalog import CustomerDefinition, create_customer, create_plan, publish_plan
 from tests.conftest import TenantKey
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

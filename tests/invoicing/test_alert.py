@@ -10,19 +10,13 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import Engine, select
 
-from invoicing.alert import (
-    create_alert,
-    current_period,
-    delete_alert,
-    evaluate_alerts,
-    list_alerts,
-)
-from invoicing.customer import CustomerDefinition, create_customer, get_customer
-from invoicing.invoice import preview_invoice
+from invoicing.catalog import CustomerDefinition, create_customer, get_customer
+from invoicing.documents import preview_invoice
+from invoicing.events import head, read_events
+from invoicing.insight import create_alert, current_period, delete_alert, evaluate_alerts, list_alerts
 from invoicing.ledger import Ledger
-from invoicing.outbox import head, read_events
 from invoicing.platform_tables import alert_crossings, alerts
-from invoicing.subscription import create_subscription
+from invoicing.subscriptions import create_subscription
 from metering.errors import InvalidArgument, NotFound
 from tests.conftest import TenantKey, make_tenant
 from tests.invoicing.conftest import T0, published, write_events

@@ -7,14 +7,13 @@ from fractions import Fraction
 
 from sqlalchemy import Engine
 
-from invoicing.billing import DueItem, due_periods
-from invoicing.customer import CustomerDefinition, create_customer
-from invoicing.period import is_quarter_hour
-from invoicing.plan import get_plan_version
-from invoicing.subscription import (
+from invoicing.catalog import CustomerDefinition, create_customer, get_plan_version, is_quarter_hour
+from invoicing.subscriptions import (
+    DueItem,
     cancel_subscription,
     change_plan,
     create_subscription,
+    due_periods,
     get_history,
     pause_subscription,
     resume_subscription,

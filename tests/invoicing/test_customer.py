@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 from sqlalchemy import Engine
 
-from invoicing.customer import (
+from invoicing.catalog import (
     Address,
     CustomerDefinition,
     CustomerUpdate,
@@ -15,7 +15,7 @@ from invoicing.customer import (
     list_customers,
     update_customer,
 )
-from invoicing.subscription import create_subscription
+from invoicing.subscriptions import create_subscription
 from metering.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from tests.conftest import TenantKey, make_tenant
 from tests.invoicing.conftest import T0, published

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
-from invoicing.entitlement import EntitlementCache
+from invoicing.insight._entitlement import EntitlementCache
 from invoicing.ledger import Ledger
-from invoicing.subscription import change_plan, create_subscription, pause_subscription
+from invoicing.subscriptions import change_plan, create_subscription, pause_subscription
 from metering.errors import NotFound
 from metering.event import PreparedBatch
 from metering.meter import Aggregation, MeterDefinition, create_meter, get_meter

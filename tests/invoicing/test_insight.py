@@ -10,12 +10,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from invoicing.customer import CustomerDefinition, create_customer
+from invoicing.catalog import CustomerDefinition, create_customer
+from invoicing.documents import finalize_invoice, list_invoices, mark_paid, preview_invoice, run_cycle
 from invoicing.insight import STAGES, customer_360, portfolio
-from invoicing.invoice import finalize_invoice, list_invoices, mark_paid, preview_invoice
 from invoicing.ledger import Ledger
-from invoicing.run import run_cycle
-from invoicing.subscription import cancel_subscription, create_subscription
+from invoicing.subscriptions import cancel_subscription, create_subscription
 from metering.errors import NotFound
 from metering.meter import Aggregation, MeterDefinition, create_meter
 from tests.conftest import CliRun, TenantKey

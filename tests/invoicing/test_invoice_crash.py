@@ -26,12 +26,11 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, func, select
 
-from invoicing.customer import CustomerDefinition, create_customer
-from invoicing.invoice import finalize_invoice, list_invoices
+from invoicing.catalog import CustomerDefinition, create_customer
+from invoicing.documents import finalize_invoice, list_invoices, run_cycle
 from invoicing.ledger import Grant, Ledger
 from invoicing.ledger.tables import ledger_accounts, ledger_transfers
-from invoicing.run import run_cycle
-from invoicing.subscription import create_subscription
+from invoicing.subscriptions import create_subscription
 from invoicing.tables import customers, invoice_lines, invoice_run_items, invoices
 from metering.tenant import get_tenant
 from tally.db import make_engine, upgrade
@@ -51,7 +50,7 @@ DRIVER = """
 import sys
 from datetime import UTC, datetime
 from metering.tenant import get_tenant
-from invoicing.run import run_cycle
+from invoicing.documents._run import run_cycle
 from tally.db import make_engine
 
 engine = make_engine(sys.argv[1])

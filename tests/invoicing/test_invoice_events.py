@@ -9,13 +9,12 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection, Engine
 
-import invoicing.run
-from invoicing.invoice import correct_invoice, finalize_invoice, list_invoices, mark_paid, void_invoice
+import invoicing.documents._run
+from invoicing.documents import correct_invoice, finalize_invoice, list_invoices, mark_paid, run_cycle, void_invoice
+from invoicing.events import DomainEvent, NewEvent, emit, head, read_events
 from invoicing.ledger import Grant, Ledger
 from invoicing.ledger.unit import to_us
-from invoicing.outbox import DomainEvent, NewEvent, emit, head, read_events
-from invoicing.run import run_cycle
-from invoicing.subscription import change_plan, create_subscription
+from invoicing.subscriptions import change_plan, create_subscription
 from metering.errors import FailedPrecondition
 from tests.conftest import TenantKey
 from tests.invoicing.conftest import T0, flat, publish, write_events
@@ -79,7 +78,7 @@ def test_a_rolled_back_batch_emits_nothing_and_the_rerun_fills_in_gaplessly(
             raise RuntimeError("crash after the batch's last statement")
         return sequences
 
-    monkeypatch.setattr(invoicing.run, "emit", failing_emit)
+    monkeypatch.setattr(invoicing.documents._run, "emit", failing_emit)
     with pytest.raises(RuntimeError, match="crash after"):
         run_cycle(engine, tid, FEB, batch_size=1)
     assert calls_made == [1, 1]

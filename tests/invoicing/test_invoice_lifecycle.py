@@ -8,8 +8,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import Engine, func, select
 
-from invoicing.customer import CustomerDefinition, create_customer
-from invoicing.invoice import (
+from invoicing.catalog import CustomerDefinition, create_customer
+from invoicing.documents import (
+    RunSummary,
     correct_invoice,
     export_invoice,
     finalize_invoice,
@@ -17,10 +18,10 @@ from invoicing.invoice import (
     list_invoices,
     mark_paid,
     preview_invoice,
+    run_cycle,
     void_invoice,
 )
-from invoicing.run import RunSummary, run_cycle
-from invoicing.subscription import create_subscription
+from invoicing.subscriptions import create_subscription
 from invoicing.tables import invoices
 from metering.errors import FailedPrecondition
 from tests.conftest import TenantKey

@@ -10,12 +10,21 @@ import pytest
 from pypdf import PdfReader
 from sqlalchemy import Engine
 
-from invoicing.customer import Address, CustomerDefinition, create_customer
-from invoicing.invoice import finalize_invoice, list_invoices, set_tax_rate
+from invoicing.catalog import Address, CustomerDefinition, create_customer
+from invoicing.documents import (
+    finalize_invoice,
+    format_decimal,
+    format_minor,
+    invoice_document,
+    latin1,
+    list_invoices,
+    render_document,
+    render_invoice_pdf,
+    run_cycle,
+    set_tax_rate,
+)
 from invoicing.ledger import Grant, Ledger
-from invoicing.pdf import format_decimal, format_minor, invoice_document, latin1, render_document, render_invoice_pdf
-from invoicing.run import run_cycle
-from invoicing.subscription import change_plan, create_subscription
+from invoicing.subscriptions import change_plan, create_subscription
 from tests.conftest import TenantKey
 from tests.invoicing.conftest import T0, flat, publish, write_events
 from tests.invoicing.test_billing_cli import Run, acme
@@ -144,7 +153,7 @@ def test_many_lines_span_pages_and_core_font_fallback(engine: Engine, billed: in
 
 
 def doc_font_dir() -> Path | None:
-    from invoicing.pdf import unicode_font_dir
+    from invoicing.documents import unicode_font_dir
 
     return unicode_font_dir()
 

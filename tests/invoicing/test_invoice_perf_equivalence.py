@@ -14,11 +14,9 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, select
 
-from invoicing.billing import due_periods
-from invoicing.customer import CustomerDefinition, create_customer
-from invoicing.rater import Rater
-from invoicing.run import run_cycle
-from invoicing.subscription import change_plan, create_subscription
+from invoicing.catalog import CustomerDefinition, create_customer
+from invoicing.documents import Rater, run_cycle
+from invoicing.subscriptions import change_plan, create_subscription, due_periods
 from invoicing.tables import invoice_lines, invoices
 from metering.meter import Aggregation, MeterDefinition, create_meter
 from tests.conftest import TenantKey
@@ -106,7 +104,7 @@ def test_batched_run_equals_per_item_rating(engine: Engine, tenant: TenantKey, s
 
 def test_bulk_history_query_equals_per_id_query(engine: Engine, tenant: TenantKey, monkeypatch: Any) -> None:
     """`due_periods` reads histories by one joined query for large tenants: same items as by id."""
-    import invoicing.billing as billing
+    import invoicing.subscriptions._due as billing
 
     tid = tenant.tenant_id
     _scenario(engine, tid, 4)

@@ -12,13 +12,11 @@ import pytest
 from pypdf import PdfReader
 from sqlalchemy import Engine, func, select
 
-from invoicing.customer import CustomerDefinition, create_customer, get_customer_by_id
-from invoicing.invoice import Invoice, list_invoices, set_tax_rate
+from invoicing.catalog import CustomerDefinition, create_customer, get_customer_by_id
+from invoicing.documents import InjectedFailure, Invoice, list_invoices, render_invoice_pdf, run_cycle, set_tax_rate
 from invoicing.ledger import Grant, Ledger
 from invoicing.ledger.tables import ledger_transfers
-from invoicing.pdf import render_invoice_pdf
-from invoicing.run import InjectedFailure, run_cycle
-from invoicing.subscription import change_plan, create_subscription
+from invoicing.subscriptions import change_plan, create_subscription
 from invoicing.tables import invoice_lines, invoices
 from metering.meter import Aggregation, MeterDefinition, create_meter
 from tests.conftest import TenantKey

@@ -12,10 +12,9 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, select
 
-import invoicing.rater as rater_module
-from invoicing.billing import due_periods
-from invoicing.rater import Rater
-from invoicing.run import run_cycle
+import invoicing.documents._rater as rater_module
+from invoicing.documents import Rater, run_cycle
+from invoicing.subscriptions import due_periods
 from invoicing.tables import invoice_lines, invoices
 from metering.meter import Aggregation, MeterDefinition, create_meter
 from metering.usage import period_columns
@@ -105,7 +104,7 @@ def test_paged_due_periods_equal_one_page(
     engine: Engine, tenant: TenantKey, monkeypatch: Any, page: int, in_list_max: int
 ) -> None:
     """`due_periods` reads subscriptions and histories page by page (keyset by id): same items, same order."""
-    import invoicing.billing as billing
+    import invoicing.subscriptions._due as billing
 
     tid = tenant.tenant_id
     _scenario(engine, tid, 5)

@@ -10,11 +10,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import Engine, func, select
 
-from invoicing.customer import CustomerDefinition, create_customer
+from invoicing.catalog import CustomerDefinition, create_customer
+from invoicing.documents import RunSummary, run_cycle
 from invoicing.ledger import Grant, Ledger
 from invoicing.ledger.tables import ledger_transfers
-from invoicing.run import RunSummary, run_cycle
-from invoicing.subscription import create_subscription
+from invoicing.subscriptions import create_subscription
 from invoicing.tables import invoice_lines, invoice_run_items, invoice_runs, invoices
 from tests.conftest import TenantKey
 from tests.invoicing.conftest import T0, flat, publish, write_events

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, func, select
 
-from invoicing.journal import exact, export_journal, journal_legs, unit_totals
+from invoicing.documents import run_cycle
 from invoicing.ledger import Grant, Ledger, Transfer, TransferFlags
+from invoicing.ledger.journal import exact, export_journal, journal_legs, unit_totals
 from invoicing.ledger.tables import ledger_transfers
 from invoicing.ledger.unit import to_us
-from invoicing.run import run_cycle
-from invoicing.subscription import create_subscription
+from invoicing.subscriptions import create_subscription
 from metering.errors import InvalidArgument
 from tests.conftest import TenantKey
 from tests.invoicing.conftest import T0, flat, publish, write_events

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from invoicing.period import (
+from invoicing.catalog import (
     BillingCycle,
     Interval,
     floor_quarter_hour,

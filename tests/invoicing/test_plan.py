@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
-from invoicing.plan import (
+from invoicing.catalog import (
     InvalidPlan,
     VersionStatus,
     create_plan,

@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import Engine
 
-from invoicing.plan import InvalidPlan, create_plan, get_plan_version, parse_plan, publish_plan
+from invoicing.catalog import InvalidPlan, create_plan, get_plan_version, parse_plan, publish_plan
 from tests.conftest import make_tenant
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
@@ -68,7 +68,7 @@ def test_publish_checks_feature_meters_exist(engine: Engine) -> None:
 
 
 def test_a_new_draft_keeps_the_features(engine: Engine) -> None:
-    from invoicing.plan import new_draft
+    from invoicing.catalog import new_draft
 
     t = make_tenant(engine)
     create_plan(engine, t.tenant_id, _plan([{"key": "sso"}]), NOW)

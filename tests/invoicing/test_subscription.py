@@ -10,9 +10,8 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
-from invoicing.customer import CustomerDefinition, create_customer
-from invoicing.plan import create_plan, get_plan_version
-from invoicing.subscription import (
+from invoicing.catalog import CustomerDefinition, create_customer, create_plan, get_plan_version
+from invoicing.subscriptions import (
     ALLOWED,
     State,
     cancel_subscription,

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
-from invoicing.outbox import DomainEvent, head, read_events
-from invoicing.subscription import (
+from invoicing.events import DomainEvent, head, read_events
+from invoicing.subscriptions import (
     cancel_subscription,
     change_plan,
     create_subscription,
@@ -205,7 +205,7 @@ def test_scheduled_changes_are_recorded_and_announced_when_due(
 ) -> None:
     """A trial end, a plan change at period end and a cancellation at period end each become one event
     when the sweep passes their instant, never before, and never twice."""
-    from invoicing.subscription import apply_scheduled, get_history
+    from invoicing.subscriptions import apply_scheduled, get_history
 
     t = tenant.tenant_id
     published(engine, t, "pro")

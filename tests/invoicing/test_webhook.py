@@ -14,17 +14,17 @@ import httpx
 import pytest
 from sqlalchemy import Engine, select, update
 
-from invoicing import webhook
-from invoicing.outbox import NewEvent, emit
-from invoicing.platform_tables import webhook_deliveries, webhook_endpoints
-from invoicing.webhook import (
+import invoicing.events._webhook as webhook
+from invoicing.events import (
     URL_MAX,
     Dispatcher,
+    NewEvent,
     RetryPolicy,
     check_url,
     create_endpoint,
     deliver_once,
     disable_endpoint,
+    emit,
     get_endpoint,
     list_deliveries,
     list_endpoints,
@@ -32,6 +32,7 @@ from invoicing.webhook import (
     signature,
     verify_signature,
 )
+from invoicing.platform_tables import webhook_deliveries, webhook_endpoints
 from metering.errors import FailedPrecondition, InvalidArgument, NotFound
 from tests.conftest import TenantKey, make_tenant
 

@@ -26,8 +26,8 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from metering.tables import events
-from tally.client import BatchResult, IngestClient, IngestSummary, UsageEvent
 from tally.db import make_engine, upgrade
+from tally.sdk import BatchResult, IngestClient, IngestSummary, UsageEvent
 from tests.conftest import TenantKey, make_tenant
 
 pytestmark = pytest.mark.slow

@@ -13,9 +13,9 @@ import grpc
 import pytest
 from sqlalchemy import Engine
 
-from invoicing.customer import get_customer
+from invoicing.catalog import get_customer
 from metering.tenant import create_api_key
-from tally.billing_client import BillingClient, TallyApiError, decimal_text, plain_json, transfer
+from tally.sdk import BillingClient, TallyApiError, decimal_text, plain_json, transfer
 from tally.v1 import billing_pb2 as pb
 from tests.conftest import ServerThread, TenantKey, make_tenant
 
@@ -36,11 +36,13 @@ def test_every_rpc_of_the_service_has_a_method() -> None:
     assert snake("GetCustomer360") == "get_customer_360"
 
 
-def test_the_sdk_is_reexported_by_tally_client() -> None:
-    import tally.client
+def test_the_sdk_package_exports_both_clients() -> None:
+    import tally.sdk
+    from tally.sdk import _billing, _ingest
 
-    assert tally.client.BillingClient is BillingClient
-    assert tally.client.TallyApiError is TallyApiError
+    assert tally.sdk.BillingClient is _billing.BillingClient is BillingClient
+    assert tally.sdk.TallyApiError is TallyApiError
+    assert tally.sdk.IngestClient is _ingest.IngestClient
 
 
 def test_exact_arguments_become_plain_strings_and_floats_are_refused() -> None:
@@ -209,8 +211,8 @@ def test_catalog_subscriptions_and_events(sdk: Sdk) -> None:
 
 
 def test_verify_signature_is_the_webhook_senders_own() -> None:
-    from invoicing import webhook
-    from tally.billing_client import SIGNATURE_HEADER, verify_signature
+    import invoicing.events._webhook as webhook
+    from tally.sdk import SIGNATURE_HEADER, verify_signature
 
     assert SIGNATURE_HEADER == webhook.SIGNATURE_HEADER
     body = b'{"sequence":1,"type":"invoice.created"}'

@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from metering.tables import events
-from tally.client import (
+from tally.sdk import (
     AsyncIngestClient,
     BatchResult,
     IngestClient,

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from invoicing.invoice import list_invoices
-from invoicing.plan import get_plan_version_by_id
-from invoicing.subscription import list_subscriptions
+from invoicing.catalog import get_plan_version_by_id
+from invoicing.documents import list_invoices
+from invoicing.subscriptions import list_subscriptions
 from metering.tenant import get_tenant
 from tally import demo
 from tally.cli import main

@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from invoicing.outbox import NewEvent, emit
-from invoicing.webhook import verify_signature
+from invoicing.events import NewEvent, emit, verify_signature
 from metering.tenant import get_tenant
 from tally.db import make_engine
 from tests.conftest import CliRun as Run

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from invoicing.customer import CustomerDefinition, create_customer, get_customer, list_customers
+from invoicing.catalog import CustomerDefinition, create_customer, get_customer, list_customers
 from metering.usage import usage
 from tests.conftest import ServerThread, make_tenant
 

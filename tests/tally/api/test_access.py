@@ -21,11 +21,10 @@ from typing import Any
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from invoicing.customer import CustomerDefinition, create_customer
+from invoicing.catalog import CustomerDefinition, create_customer, create_plan, publish_plan
+from invoicing.documents import run_cycle
 from invoicing.ledger.ledger import Ledger
-from invoicing.plan import create_plan, publish_plan
-from invoicing.run import run_cycle
-from invoicing.subscription import create_subscription
+from invoicing.subscriptions import create_subscription
 from tally.api.service import scopes
 from tally.v1 import billing_pb2
 from tests.tally.api.conftest import Api, pb

@@ -8,7 +8,7 @@ from typing import Any
 
 import grpc
 
-from invoicing.plan import list_plan_versions
+from invoicing.catalog import list_plan_versions
 from metering.meter import get_meter
 from tally.api.base import encode_token
 from tests.tally.api.conftest import Api, pb

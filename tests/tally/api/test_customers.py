@@ -8,7 +8,7 @@ from typing import Any
 import grpc
 import pytest
 
-from invoicing.customer import get_customer
+from invoicing.catalog import get_customer
 from tally.api import customers as customers_api
 from tests.invoicing.conftest import published
 from tests.tally.api.conftest import Api, pb

@@ -8,8 +8,8 @@ import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from invoicing.customer import CustomerDefinition, create_customer
-from invoicing.subscription import create_subscription
+from invoicing.catalog import CustomerDefinition, create_customer
+from invoicing.subscriptions import create_subscription
 from tally.v1 import ingest_pb2, ingest_pb2_grpc
 from tests.invoicing.conftest import publish
 from tests.tally.api.conftest import Api, pb

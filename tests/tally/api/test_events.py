@@ -14,9 +14,8 @@ import grpc
 import pytest
 from sqlalchemy import Engine
 
-from invoicing.customer import CustomerDefinition, create_customer
-from invoicing.outbox import NewEvent, emit
-from invoicing.webhook import verify_signature
+from invoicing.catalog import CustomerDefinition, create_customer
+from invoicing.events import NewEvent, emit, verify_signature
 from tests.invoicing.conftest import write_events
 from tests.invoicing.test_webhook import Receiver, receiver  # noqa: F401 - the fixture
 from tests.tally.api.conftest import Api, pb

@@ -51,13 +51,12 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Connection, Engine, inspect, text
 
-from invoicing.alert import create_alert
-from invoicing.customer import CustomerDefinition, create_customer
-from invoicing.invoice import finalize_invoice, list_invoices
+from invoicing.catalog import CustomerDefinition, create_customer
+from invoicing.documents import finalize_invoice, list_invoices, run_cycle
+from invoicing.events import create_endpoint
+from invoicing.insight import create_alert
 from invoicing.ledger.ledger import Ledger
-from invoicing.run import run_cycle
-from invoicing.subscription import create_subscription, pause_subscription
-from invoicing.webhook import create_endpoint
+from invoicing.subscriptions import create_subscription, pause_subscription
 from metering.tenant import create_api_key
 from tally.settings import Settings
 from tally.v1 import billing_pb2, ingest_pb2

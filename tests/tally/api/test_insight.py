@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 import grpc
 import pytest
 
-from invoicing.customer import CustomerDefinition, create_customer
+from invoicing.catalog import CustomerDefinition, create_customer
 from invoicing.insight import STAGES
 from invoicing.ledger import Ledger
-from invoicing.subscription import create_subscription
+from invoicing.subscriptions import create_subscription
 from tests.invoicing.conftest import published, write_events
 from tests.tally.api.conftest import Api, pb
 

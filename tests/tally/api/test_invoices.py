@@ -11,10 +11,10 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 from pypdf import PdfReader
 
-from invoicing.customer import CustomerDefinition, create_customer
-from invoicing.invoice import set_tax_rate
+from invoicing.catalog import CustomerDefinition, create_customer
+from invoicing.documents import set_tax_rate
 from invoicing.ledger import Grant, Ledger
-from invoicing.subscription import create_subscription
+from invoicing.subscriptions import create_subscription
 from tests.invoicing.conftest import T0, flat, publish, write_events
 from tests.invoicing.test_invoice_run import FEB, GRADUATED, calls
 from tests.tally.api.conftest import Api, pb

@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import Engine
 
 from metering.meter import Aggregation, MeterDefinition, TimeUnit, create_meter
-from tally.billing_client import BillingClient, TallyApiError
+from tally.sdk import BillingClient, TallyApiError
 from tests.conftest import ServerThread, TenantKey
 from tests.metering.test_usage_bounds import utc, write
 

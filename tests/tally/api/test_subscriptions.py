@@ -17,9 +17,8 @@ from typing import Any
 import grpc
 import pytest
 
-from invoicing.customer import CustomerDefinition, create_customer
-from invoicing.outbox import head
-from invoicing.plan import get_plan_version
+from invoicing.catalog import CustomerDefinition, create_customer, get_plan_version
+from invoicing.events import head
 from metering.meter import Aggregation, MeterDefinition, create_meter
 from tally.api.base import encode_token, timestamp
 from tests.invoicing.conftest import flat, plan_json, publish, published, write_events

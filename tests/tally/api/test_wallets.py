@@ -9,7 +9,7 @@ import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from invoicing.customer import CustomerDefinition, create_customer
+from invoicing.catalog import CustomerDefinition, create_customer
 from invoicing.ledger import Ledger
 from tests.invoicing.conftest import T0
 from tests.tally.api.conftest import Api, pb

@@ -31,9 +31,8 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Engine, select
 
-from invoicing.billing import DueItem, Span
-from invoicing.period import utc
-from invoicing.plan import Charge, PlanVersion, get_plan_version_by_id
+from invoicing.catalog import Charge, PlanVersion, get_plan_version_by_id, utc
+from invoicing.subscriptions import DueItem, Span
 from invoicing.tables import customers, tax_rates
 from metering.meter import Aggregation, Meter, list_meters
 from metering.usage import period_columns

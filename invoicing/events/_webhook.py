@@ -44,8 +44,8 @@ from urllib.parse import unquote, urlsplit
 import httpx
 from sqlalchemy import Connection, Engine, exists, func, insert, select, update
 
-from invoicing.outbox import DomainEvent, check_patterns, head, matches, read_events
-from invoicing.period import stored_utc
+from invoicing.catalog import stored_utc
+from invoicing.events._outbox import DomainEvent, check_patterns, head, matches, read_events
 from invoicing.platform_tables import outbox_events, outbox_heads, webhook_deliveries, webhook_endpoints
 from metering.errors import FailedPrecondition, InvalidArgument, NotFound
 from metering.tables import tenants

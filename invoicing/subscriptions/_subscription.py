@@ -33,10 +33,21 @@ from typing import Any, Literal
 
 from sqlalchemy import Connection, Engine, and_, insert, or_, select, update
 
-from invoicing.customer import get_customer
-from invoicing.outbox import NewEvent, emit
-from invoicing.period import BillingCycle, Period, ProrationBasis, floor_quarter_hour, proration, stored_utc, zone
-from invoicing.plan import PlanVersion, VersionStatus, get_plan_version, get_plan_version_by_id
+from invoicing.catalog import (
+    BillingCycle,
+    Period,
+    PlanVersion,
+    ProrationBasis,
+    VersionStatus,
+    floor_quarter_hour,
+    get_customer,
+    get_plan_version,
+    get_plan_version_by_id,
+    proration,
+    stored_utc,
+    zone,
+)
+from invoicing.events import NewEvent, emit
 from invoicing.tables import customers, plan_versions, plans, subscription_history, subscriptions
 from metering.errors import FailedPrecondition, InvalidArgument, NotFound
 

@@ -1230,10 +1230,3 @@ class AsyncIngestClient(_ClientBase):
                 await background.close()
         finally:
             await self._channel.close(grace=None)
-
-
-# The BillingService SDK lives in its own module; re-exported so `from tally.client import ...` finds both.
-from tally.billing_client import BillingClient as BillingClient  # noqa: E402
-from tally.billing_client import TallyApiError as TallyApiError  # noqa: E402
-from tally.billing_client import transfer as transfer  # noqa: E402
-from tally.billing_client import verify_signature as verify_signature  # noqa: E402

@@ -28,9 +28,19 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, select
 
-from invoicing.period import BillingCycle, Period, ProrationBasis, proration, stored_utc, utc, zone
-from invoicing.plan import PlanVersion, Timing, get_plan_version_by_id
-from invoicing.subscription import (
+from invoicing.catalog import (
+    BillingCycle,
+    Period,
+    PlanVersion,
+    ProrationBasis,
+    Timing,
+    get_plan_version_by_id,
+    proration,
+    stored_utc,
+    utc,
+    zone,
+)
+from invoicing.subscriptions._subscription import (
     HistoryEntry,
     State,
     Subscription,

@@ -34,8 +34,8 @@ from fpdf.enums import XPos, YPos
 from fpdf.fonts import FontFace
 from sqlalchemy import Engine, select
 
-from invoicing.customer import Customer, get_customer_by_id
-from invoicing.invoice import Invoice, InvoiceLine, get_invoice
+from invoicing.catalog import Customer, get_customer_by_id
+from invoicing.documents._invoice import Invoice, InvoiceLine, get_invoice
 from invoicing.tables import invoices, plan_versions
 from metering.tables import meters, tenants
 from rating.unit import currency as currency_unit

@@ -32,13 +32,22 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select
 
-from invoicing.customer import Customer, get_customer
-from invoicing.invoice import Invoice, preview_invoice
+from invoicing.catalog import (
+    BillingCycle,
+    Customer,
+    Interval,
+    Period,
+    PlanVersion,
+    floor_quarter_hour,
+    get_customer,
+    get_plan_version_by_id,
+    stored_utc,
+    utc,
+)
+from invoicing.documents import Invoice, preview_invoice
 from invoicing.ledger.balance import customer_totals
 from invoicing.ledger.unit import resolve_unit
-from invoicing.period import BillingCycle, Interval, Period, floor_quarter_hour, stored_utc, utc
-from invoicing.plan import PlanVersion, get_plan_version_by_id
-from invoicing.subscription import State, Subscription, as_of, select_subscriptions, subscription_from_row
+from invoicing.subscriptions import State, Subscription, as_of, select_subscriptions, subscription_from_row
 from invoicing.tables import customers, invoices, subscriptions
 from metering.deadline import checkpoint
 from metering.meter import Aggregation, Meter, list_meters

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from invoicing.period import Interval, stored_utc, utc
+from invoicing.catalog._period import Interval, stored_utc, utc
 from invoicing.tables import plan_versions, plans
 from metering.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from metering.meter import get_meter

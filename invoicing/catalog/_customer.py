@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import Engine, exists, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from invoicing.period import stored_utc, utc, zone
+from invoicing.catalog._period import stored_utc, utc, zone
 from invoicing.tables import customers, subscriptions
 from metering.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from rating.errors import InvalidPriceError
@@ -119,7 +119,8 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
-def _row_values(d: CustomerDefinition | Customer) -> dict[str, Any]:
+def customer_row(d: CustomerDefinition | Customer) -> dict[str, Any]:
+    """The columns of a customer row (bulk loaders write many at once through the same mapping)."""
     return {
         "name": d.name or d.external_id,
         "currency": d.currency,
@@ -133,7 +134,7 @@ def _row_values(d: CustomerDefinition | Customer) -> dict[str, Any]:
 
 def create_customer(engine: Engine, tenant_id: int, definition: CustomerDefinition, now: datetime) -> Customer:
     at = utc(now)
-    values = {"tenant_id": tenant_id, "external_id": definition.external_id, **_row_values(definition)}
+    values = {"tenant_id": tenant_id, "external_id": definition.external_id, **customer_row(definition)}
     try:
         with engine.begin() as conn:
             conn.execute(insert(customers).values(**values, created_at=at, updated_at=at))
@@ -227,7 +228,7 @@ def update_customer(
                     "(issued invoices and past periods depend on them); create a new customer instead"
                 )
         conn.execute(
-            update(customers).where(customers.c.id == current.id).values(**_row_values(merged), updated_at=utc(now))
+            update(customers).where(customers.c.id == current.id).values(**customer_row(merged), updated_at=utc(now))
         )
     return get_customer(engine, tenant_id, external_id)
 

@@ -30,12 +30,12 @@ from typing import Any
 from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from invoicing.billing import DueItem, due_periods
-from invoicing.invoice import BulkInsert, correction_draft, write_drafts_totals
+from invoicing.catalog import stored_utc, utc
+from invoicing.documents._invoice import BulkInsert, correction_draft, write_drafts_totals
+from invoicing.documents._rater import DraftInvoice, Rater
+from invoicing.events import NewEvent, emit
 from invoicing.ledger.transfer import write_transaction
-from invoicing.outbox import NewEvent, emit
-from invoicing.period import stored_utc, utc
-from invoicing.rater import DraftInvoice, Rater
+from invoicing.subscriptions import DueItem, due_periods
 from invoicing.tables import invoice_run_items, invoice_runs, invoices
 
 Progress = Callable[[int, int], None]

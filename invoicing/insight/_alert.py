@@ -29,15 +29,22 @@ from sqlalchemy import Connection, Engine, delete, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from invoicing.customer import Customer, get_customer
-from invoicing.invoice import preview_invoice
+from invoicing.catalog import (
+    BillingCycle,
+    Customer,
+    Interval,
+    Period,
+    get_customer,
+    get_plan_version_by_id,
+    stored_utc,
+    zone,
+)
+from invoicing.documents import preview_invoice
+from invoicing.events import NewEvent, emit
 from invoicing.ledger.balance import customer_totals
 from invoicing.ledger.unit import resolve_unit
-from invoicing.outbox import NewEvent, emit
-from invoicing.period import BillingCycle, Interval, Period, stored_utc, zone
-from invoicing.plan import get_plan_version_by_id
 from invoicing.platform_tables import alert_crossings, alerts
-from invoicing.subscription import State, list_subscriptions
+from invoicing.subscriptions import State, list_subscriptions
 from invoicing.tables import customers
 from metering.errors import InvalidArgument, NotFound
 from metering.meter import get_meter

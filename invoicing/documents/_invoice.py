@@ -5,7 +5,7 @@ Rules (docs/invoicing.md has the reasons):
 
 * An invoice is keyed by what it bills (`idempotency_key`, unique per tenant): writing the same draft
   twice writes nothing the second time.
-* Money is integer minor units. Lines are rounded once each (see `invoicing.rater`); tax once per
+* Money is integer minor units. Lines are rounded once each (see `invoicing.documents._rater`); tax once per
   invoice; `total == sum(lines)` always (an inclusive tax line carries 0 and names the included tax).
 * Credits are ledger spends with ids derived from the invoice key, made in the transaction that writes
   the invoice, so `credits_applied` always equals what the ledger moved.
@@ -30,15 +30,13 @@ from typing import Any
 from sqlalchemy import Connection, DateTime, Engine, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from invoicing.billing import DueItem, due_periods
-from invoicing.customer import get_customer
+from invoicing.catalog import BillingCycle, floor_quarter_hour, get_customer, stored_utc, utc
+from invoicing.documents._rater import DraftInvoice, DraftLine, Rater, TaxRate, points_money, tax_amount
+from invoicing.events import NewEvent, emit
 from invoicing.ledger.grant import spend
 from invoicing.ledger.tables import ledger_accounts
 from invoicing.ledger.transfer import write_transaction
-from invoicing.outbox import NewEvent, emit
-from invoicing.period import BillingCycle, floor_quarter_hour, stored_utc, utc
-from invoicing.rater import DraftInvoice, DraftLine, Rater, TaxRate, points_money, tax_amount
-from invoicing.subscription import list_subscriptions
+from invoicing.subscriptions import DueItem, due_periods, list_subscriptions
 from invoicing.tables import invoice_counters, invoice_lines, invoices, tax_rates
 from metering.errors import FailedPrecondition, InvalidArgument, NotFound
 from rating.unit import currency as currency_unit

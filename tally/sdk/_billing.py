@@ -10,10 +10,10 @@ Why it is shaped this way:
   round by accident. Plan and price definitions given as mappings are checked the same way.
 - Every failure is a `TallyApiError(code, message)`: callers handle one exception type, and the
   message is the server's own (it names the field and what to do).
-- The channel is built with the ingest clients' settings (`tally.client`), so both reconnect to a
+- The channel is built with the ingest clients' settings (`tally.sdk._ingest`), so both reconnect to a
   restarted server at the same pace.
 - `iter_*` helpers follow page tokens, so a caller never handles cursors by hand.
-- `verify_signature` is `invoicing.webhook`'s: a webhook receiver checks the `Tally-Signature`
+- `verify_signature` is `invoicing.events._webhook`'s: a webhook receiver checks the `Tally-Signature`
   header with the same code that signs it (imported on first use, so importing the SDK, or the
   ingest client that re-exports it, does not load SQLAlchemy and HTTP machinery).
 """
@@ -49,7 +49,7 @@ Number = Decimal | int | str
 DateArg = datetime | None
 
 _PAGE_SIZE: Final = 500
-#: The HTTP header carrying a webhook's signature (invoicing.webhook.SIGNATURE_HEADER).
+#: The HTTP header carrying a webhook's signature (invoicing.events._webhook.SIGNATURE_HEADER).
 SIGNATURE_HEADER: Final = "Tally-Signature"
 
 
@@ -72,8 +72,8 @@ def verify_signature(
     secret: str, header: str, body: bytes | str, now: datetime | float, tolerance_s: int = 300
 ) -> bool:
     """True when `header` (a `Tally-Signature` value) signs exactly the raw `body` with the endpoint's
-    `secret`, within `tolerance_s` of `now`: `invoicing.webhook.verify_signature`."""
-    from invoicing.webhook import verify_signature as verify
+    `secret`, within `tolerance_s` of `now`: `invoicing.events._webhook.verify_signature`."""
+    from invoicing.events import verify_signature as verify
 
     return verify(secret, header, body, now, tolerance_s)
 
@@ -169,8 +169,8 @@ class BillingClient:
     """
 
     def __init__(self, target: str, api_key: str, *, timeout_s: float = 30, tls: bool = False) -> None:
-        # Imported here, not at module level: tally.client re-exports this module's names at its end.
-        from tally.client import MESSAGE_BYTES_MAX, _channel_options
+        # Imported here, not at module level: tally.sdk._ingest re-exports this module's names at its end.
+        from tally.sdk._ingest import MESSAGE_BYTES_MAX, _channel_options
 
         if timeout_s <= 0:
             raise ValueError("timeout_s must be positive")
@@ -553,7 +553,7 @@ class BillingClient:
         return result
 
     def create_transfers(self, transfers: Iterable[pb.Transfer]) -> list[pb.TransferResult]:
-        """One result per transfer, in order (build them with `tally.billing_client.transfer`)."""
+        """One result per transfer, in order (build them with `tally.sdk._billing.transfer`)."""
         response = self._call("CreateTransfers", pb.CreateTransfersRequest(transfers=list(transfers)))
         return list(response.results)
 

@@ -47,11 +47,10 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, func, select
 
+from invoicing.catalog import BillingCycle, FeatureDefinition, Period, PlanVersion, get_plan_version_by_id
 from invoicing.ledger.tables import ledger_accounts
 from invoicing.ledger.unit import resolve_unit
-from invoicing.period import BillingCycle, Period
-from invoicing.plan import FeatureDefinition, PlanVersion, get_plan_version_by_id
-from invoicing.subscription import State, Subscription, as_of, select_subscriptions, subscription_from_row
+from invoicing.subscriptions import State, Subscription, as_of, select_subscriptions, subscription_from_row
 from invoicing.tables import customers, subscriptions
 from metering.errors import NotFound
 from metering.event import PreparedBatch
