@@ -70,9 +70,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
 from metering.errors import Unavailable
-from metering.event import EventError, PreparedBatch
+from metering.event import Code, EventError, PreparedBatch
 from metering.store import BatchOutcome, EventStore, subset
-from tally.v1 import ingest_pb2 as pb
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +189,7 @@ def database_message(exc: BaseException) -> tuple[str, str]:
 def refusal(index: int, exc: BaseException) -> EventError:
     """The ack's error for an event the database refused on its own with `exc`."""
     field, message = database_message(exc)
-    return EventError(index, field, pb.STORAGE_REFUSED, f"the database refused this event ({message}); not stored")
+    return EventError(index, field, Code.STORAGE_REFUSED, f"the database refused this event ({message}); not stored")
 
 
 class _Stopped(Exception):
@@ -370,7 +369,7 @@ class _Isolation:
                 self._outage = stop.cause
             _fail([item], stop.cause)
             return
-        refused = sum(e.code == pb.STORAGE_REFUSED for e in outcome.errors)
+        refused = sum(e.code == Code.STORAGE_REFUSED for e in outcome.errors)
         self._committer.events_refused += refused
         log.warning(
             "batch %r of tenant %d: the database refused %d of %d events (%d writes); %s",
@@ -443,7 +442,7 @@ class _Search:
             f"({message}) and the search for the events it refuses stopped (culprits_max="
             f"{self._committer.culprits_max}); this event was not tried on its own: resend it in another batch"
         )
-        return [EventError(self._batch.index[k], "", pb.STORAGE_REFUSED, reason) for k in positions]
+        return [EventError(self._batch.index[k], "", Code.STORAGE_REFUSED, reason) for k in positions]
 
     def _try(self, positions: list[int], ctx: list[int]) -> BaseException | None:
         """Write `positions` (atomic: probe ctx + positions); the data error, or None when it went in."""

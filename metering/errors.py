@@ -1,4 +1,4 @@
-"""Domain errors shared by every Tally service, and their one mapping to gRPC status codes.
+"""Domain errors shared by every Tally package. They carry a code and a message, never a transport.
 
 The tree (each leaf names when it is raised)::
 
@@ -16,29 +16,25 @@ The tree (each leaf names when it is raised)::
     └── Unavailable                 storage failed or the server is draining; resend
 
 Lower-layer exceptions (SQLAlchemy, sqlite3, psycopg) are translated into these
-at the edge that catches them and chained with ``from exc``; `grpc_status` is the
-single place that turns a TallyError into a status code. Errors in rating's
-tree (`rating.errors`), when they reach an RPC, are invalid arguments.
+at the edge that catches them and chained with ``from exc``. Each class names its
+`code`; `tally.errors.STATUS` is the one table that turns a code into a gRPC status,
+an HTTP status and a CLI exit code. Errors in rating's tree (`rating.errors`) are
+invalid arguments there too.
 """
 
 from __future__ import annotations
 
-import logging
-from typing import Any
-
-import grpc
-
-from rating.errors import RatingError
+from typing import ClassVar
 
 
 class TallyError(Exception):
     """Base of every domain error; `str(err)` is a message a user can act on."""
 
-    status: grpc.StatusCode = grpc.StatusCode.INTERNAL
+    code: ClassVar[str] = "internal"
 
 
 class InvalidArgument(TallyError):
-    status = grpc.StatusCode.INVALID_ARGUMENT
+    code = "invalid_argument"
 
 
 class BatchTooLarge(InvalidArgument):
@@ -46,27 +42,27 @@ class BatchTooLarge(InvalidArgument):
 
 
 class NotFound(TallyError):
-    status = grpc.StatusCode.NOT_FOUND
+    code = "not_found"
 
 
 class AlreadyExists(TallyError):
-    status = grpc.StatusCode.ALREADY_EXISTS
+    code = "already_exists"
 
 
 class FailedPrecondition(TallyError):
-    status = grpc.StatusCode.FAILED_PRECONDITION
+    code = "failed_precondition"
 
 
 class Unauthenticated(TallyError):
-    status = grpc.StatusCode.UNAUTHENTICATED
+    code = "unauthenticated"
 
 
 class PermissionDenied(TallyError):
-    status = grpc.StatusCode.PERMISSION_DENIED
+    code = "permission_denied"
 
 
 class ResourceExhausted(TallyError):
-    status = grpc.StatusCode.RESOURCE_EXHAUSTED
+    code = "resource_exhausted"
 
     def __init__(self, message: str, retry_after_ms: int = 1000) -> None:
         super().__init__(message)
@@ -74,15 +70,15 @@ class ResourceExhausted(TallyError):
 
 
 class DeadlineExceeded(TallyError):
-    status = grpc.StatusCode.DEADLINE_EXCEEDED
+    code = "deadline_exceeded"
 
 
 class Cancelled(TallyError):
-    status = grpc.StatusCode.CANCELLED
+    code = "cancelled"
 
 
 class Unavailable(TallyError):
-    status = grpc.StatusCode.UNAVAILABLE
+    code = "unavailable"
 
 
 #: SQLSTATEs of contention, not of a fault: serialization failure, deadlock, lock not available.
@@ -99,31 +95,3 @@ def contended(exc: BaseException) -> bool:
         return False
     text = str(orig).lower()
     return "database is locked" in text or "database is busy" in text
-
-
-def grpc_status(exc: BaseException) -> tuple[grpc.StatusCode, str]:
-    """The one mapping from an exception to (status code, message) used by every servicer.
-
-    Anything that is not a domain error is an INTERNAL error: its text is not
-    shown to the client (it may hold internals), only its type.
-    """
-    if isinstance(exc, TallyError):
-        return exc.status, str(exc)
-    if isinstance(exc, RatingError):
-        return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
-    if contended(exc):
-        return grpc.StatusCode.UNAVAILABLE, "the database was busy and the change was rolled back: retry the request"
-    return grpc.StatusCode.INTERNAL, f"internal error ({type(exc).__name__}); the server log has details"
-
-
-async def abort(context: grpc.aio.ServicerContext[Any, Any], exc: BaseException, service: str) -> None:
-    """End an RPC with `exc`'s status (and a retry hint when the server is saturated); every servicer's
-    one way out. Internal errors are logged with their traceback; the client sees only their type."""
-    code, message = grpc_status(exc)
-    if code == grpc.StatusCode.INTERNAL:
-        logging.getLogger(__name__).error("internal error in %s", service, exc_info=exc)
-    if isinstance(exc, ResourceExhausted):
-        context.set_trailing_metadata((("retry-after-ms", str(exc.retry_after_ms)),))
-    if not isinstance(exc, TallyError) and isinstance(exc, grpc.aio.AbortError):
-        raise exc
-    await context.abort(code, message)

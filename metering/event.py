@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -24,7 +26,6 @@ from metering.limits import IngestLimits
 from metering.meter import Aggregation, MeterSpec, dimension_problem
 from metering.text import any_control, control_problem
 from rating.fixedpoint import DECIMAL_RE
-from tally.v1 import ingest_pb2 as pb
 
 INT64_MAX = 2**63 - 1
 INT64_MIN = -(2**63)
@@ -35,7 +36,29 @@ POW10: tuple[int, ...] = tuple(10**k for k in range(2 * SCALE_MAX + 1))
 # one notation every Tally edge accepts. Ingest parses it by hand, straight to units, for speed.
 _DECIMAL_RE = DECIMAL_RE
 
-Code = int  # a pb.EventErrorCode value
+class Code(IntEnum):
+    """Why an event was refused. The numbers are the wire's `tally.v1.EventErrorCode` (a test holds
+    them equal), so metering names its verdicts without importing generated protobuf code."""
+
+    INVALID_EVENT_ID = 1
+    INVALID_CUSTOMER = 2
+    UNKNOWN_METER = 3
+    MISSING_TIMESTAMP = 4
+    TIMESTAMP_TOO_OLD = 5
+    TIMESTAMP_IN_FUTURE = 6
+    INVALID_VALUE = 7
+    VALUE_SCALE_EXCEEDED = 8
+    VALUE_OVERFLOW = 9
+    INVALID_PROPERTIES = 10
+    EVENT_ID_CONFLICT = 11
+    BATCH_REFUSED = 12
+    STORAGE_REFUSED = 13
+
+
+#: The wire message (`tally.v1.EventBatch`, rows or columns). Metering reads it by its field names only
+#: (duck-typed), so it never imports the generated code; the gRPC edge is what decodes it.
+BatchMessage = Any
+ColumnsMessage = Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,9 +67,6 @@ class EventError:
     field: str
     code: Code
     reason: str
-
-    def to_pb(self) -> pb.EventError:
-        return pb.EventError(index=self.index, field=self.field, code=self.code, reason=self.reason)  # type: ignore[arg-type]
 
 
 @dataclass(slots=True)
@@ -129,7 +149,7 @@ def format_fixed(units: int, scale: int) -> str:
     return f"{sign}{digits[:-scale]}.{digits[-scale:]}"
 
 
-def check_batch_shape(batch: pb.EventBatch, limits: IngestLimits) -> int:
+def check_batch_shape(batch: BatchMessage, limits: IngestLimits) -> int:
     """Whole-batch checks that refuse the batch with a status (not per event). Returns its size."""
     if len(batch.batch_id.encode()) > 128:
         raise InvalidArgument("batch_id is longer than 128 bytes")
@@ -168,7 +188,7 @@ def check_batch_shape(batch: pb.EventBatch, limits: IngestLimits) -> int:
 
 def prepare(
     tenant_id: int,
-    batch: pb.EventBatch,
+    batch: BatchMessage,
     specs: Mapping[str, MeterSpec],
     limits: IngestLimits,
     clock: Clock,
@@ -197,16 +217,16 @@ def _text_error(i: int, field_name: str, code: Code, value: str, bytes_max: int)
 
 
 def _id_error(i: int, value: str, limits: IngestLimits) -> EventError | None:
-    return _text_error(i, "event_id", pb.INVALID_EVENT_ID, value, limits.event_id_bytes_max)
+    return _text_error(i, "event_id", Code.INVALID_EVENT_ID, value, limits.event_id_bytes_max)
 
 
 def _customer_error(i: int, value: str, limits: IngestLimits) -> EventError | None:
-    return _text_error(i, "customer", pb.INVALID_CUSTOMER, value, limits.customer_bytes_max)
+    return _text_error(i, "customer", Code.INVALID_CUSTOMER, value, limits.customer_bytes_max)
 
 
 def _unknown_meter(i: int, code: str) -> EventError:
     shown = code if len(code) <= 64 else code[:64] + "…"
-    return EventError(i, "meter", pb.UNKNOWN_METER, f"no meter {shown!r} for this tenant; create it first")
+    return EventError(i, "meter", Code.UNKNOWN_METER, f"no meter {shown!r} for this tenant; create it first")
 
 
 def _timestamp_error(i: int, ts_us: int, clock: Clock, limits: IngestLimits) -> EventError | None:
@@ -214,14 +234,14 @@ def _timestamp_error(i: int, ts_us: int, clock: Clock, limits: IngestLimits) -> 
         return EventError(
             i,
             "timestamp",
-            pb.TIMESTAMP_TOO_OLD,
+            Code.TIMESTAMP_TOO_OLD,
             f"timestamp is older than event_age_max_days={limits.event_age_max_days}",
         )
     if ts_us > clock.newest_us:
         return EventError(
             i,
             "timestamp",
-            pb.TIMESTAMP_IN_FUTURE,
+            Code.TIMESTAMP_IN_FUTURE,
             f"timestamp is more than event_future_max_s={limits.event_future_max_s} ahead of the server clock",
         )
     return None
@@ -232,7 +252,7 @@ def _properties_error(i: int, props: Mapping[str, str], limits: IngestLimits) ->
         return EventError(
             i,
             "properties",
-            pb.INVALID_PROPERTIES,
+            Code.INVALID_PROPERTIES,
             f"{len(props)} properties; at most properties_max={limits.properties_max}",
         )
     for key, value in sorted(props.items()):  # sorted: the same first error in both wire forms
@@ -240,20 +260,20 @@ def _properties_error(i: int, props: Mapping[str, str], limits: IngestLimits) ->
             return EventError(
                 i,
                 "properties",
-                pb.INVALID_PROPERTIES,
+                Code.INVALID_PROPERTIES,
                 f"property keys must be 1 to {limits.property_key_bytes_max} bytes",
             )
         if problem := control_problem(key, "properties key"):
-            return EventError(i, "properties", pb.INVALID_PROPERTIES, problem)
+            return EventError(i, "properties", Code.INVALID_PROPERTIES, problem)
         if not value or len(value.encode()) > limits.property_value_bytes_max:
             return EventError(
                 i,
                 f"properties.{key}",
-                pb.INVALID_PROPERTIES,
+                Code.INVALID_PROPERTIES,
                 f"property values must be 1 to {limits.property_value_bytes_max} bytes",
             )
         if problem := control_problem(value, f"properties.{key}"):
-            return EventError(i, f"properties.{key}", pb.INVALID_PROPERTIES, problem)
+            return EventError(i, f"properties.{key}", Code.INVALID_PROPERTIES, problem)
     return None
 
 
@@ -263,11 +283,11 @@ def parse_value(text: str, spec: MeterSpec, limits: IngestLimits) -> tuple[int, 
     if not text:
         if spec.aggregation is Aggregation.COUNT:
             return 10**scale, None
-        return 0, EventError(-1, "value", pb.INVALID_VALUE, f"value is required for a {spec.aggregation.value} meter")
+        return 0, EventError(-1, "value", Code.INVALID_VALUE, f"value is required for a {spec.aggregation.value} meter")
     if len(text) > limits.value_chars_max or _DECIMAL_RE.fullmatch(text) is None:
         shown = text if len(text) <= 40 else text[:40] + "…"
         return 0, EventError(
-            -1, "value", pb.INVALID_VALUE, f"value {shown!r} is not a decimal in plain notation (like 12.50)"
+            -1, "value", Code.INVALID_VALUE, f"value {shown!r} is not a decimal in plain notation (like 12.50)"
         )
     whole, _, frac = text.partition(".")
     stripped = frac.rstrip("0")
@@ -275,7 +295,7 @@ def parse_value(text: str, spec: MeterSpec, limits: IngestLimits) -> tuple[int, 
         return 0, EventError(
             -1,
             "value",
-            pb.VALUE_SCALE_EXCEEDED,
+            Code.VALUE_SCALE_EXCEEDED,
             f"value {text} has {len(stripped)} fractional digits; the meter's scale is {scale}",
         )
     sign = -1 if whole.startswith("-") else 1
@@ -283,7 +303,7 @@ def parse_value(text: str, spec: MeterSpec, limits: IngestLimits) -> tuple[int, 
     units = sign * int(digits or "0")
     if not INT64_MIN <= units <= INT64_MAX:
         return 0, EventError(
-            -1, "value", pb.VALUE_OVERFLOW, f"value {text} does not fit 64 bits at the meter's scale {scale}"
+            -1, "value", Code.VALUE_OVERFLOW, f"value {text} does not fit 64 bits at the meter's scale {scale}"
         )
     return units, None
 
@@ -293,7 +313,7 @@ def parse_value(text: str, spec: MeterSpec, limits: IngestLimits) -> tuple[int, 
 
 def _prepare_rows(
     tenant_id: int,
-    batch: pb.EventBatch,
+    batch: BatchMessage,
     specs: Mapping[str, MeterSpec],
     limits: IngestLimits,
     clock: Clock,
@@ -313,7 +333,7 @@ def _prepare_rows(
             errors.append(_unknown_meter(i, ev.meter))
             continue
         if not ev.HasField("timestamp"):
-            errors.append(EventError(i, "timestamp", pb.MISSING_TIMESTAMP, "timestamp is required"))
+            errors.append(EventError(i, "timestamp", Code.MISSING_TIMESTAMP, "timestamp is required"))
             continue
         ts = ev.timestamp
         ts_us = ts.seconds * 1_000_000 + ts.nanos // 1000
@@ -334,7 +354,7 @@ def _prepare_rows(
         if spec.group_by or spec.unique_property:
             problem = dimension_problem(spec, props)
             if problem is not None:
-                errors.append(EventError(i, problem[0], pb.INVALID_PROPERTIES, problem[1]))
+                errors.append(EventError(i, problem[0], Code.INVALID_PROPERTIES, problem[1]))
                 continue
         index.append(i)
         out.event_ids.append(event_id)
@@ -357,7 +377,7 @@ def _long_strings(values: list[str], bytes_max: int) -> bool:
 
 def _prepare_columns(
     tenant_id: int,
-    batch: pb.EventBatch,
+    batch: BatchMessage,
     specs: Mapping[str, MeterSpec],
     limits: IngestLimits,
     clock: Clock,
@@ -406,7 +426,7 @@ def _prepare_columns(
                 text = props[i]
                 problem = dimension_problem(specs[code], json.loads(text) if text else {})
                 if problem is not None:
-                    bad[i] = EventError(i, problem[0], pb.INVALID_PROPERTIES, problem[1])
+                    bad[i] = EventError(i, problem[0], Code.INVALID_PROPERTIES, problem[1])
 
     ts_list: list[int] = ts.tolist()
     if not bad:
@@ -433,7 +453,7 @@ def _prepare_columns(
 
 
 def _column_values(
-    c: pb.EventColumns,
+    c: ColumnsMessage,
     meter_codes: list[str],
     known: set[str],
     specs: Mapping[str, MeterSpec],
@@ -453,7 +473,7 @@ def _column_values(
                     bad.setdefault(
                         i,
                         EventError(
-                            i, "value", pb.INVALID_VALUE, f"value is required for a {spec.aggregation.value} meter"
+                            i, "value", Code.INVALID_VALUE, f"value is required for a {spec.aggregation.value} meter"
                         ),
                     )
             units[mask] = 10**spec.value_scale
@@ -478,7 +498,7 @@ def _column_values(
                     EventError(
                         i,
                         "value",
-                        pb.VALUE_SCALE_EXCEEDED,
+                        Code.VALUE_SCALE_EXCEEDED,
                         f"value {format_fixed(int(raw[i]), batch_scale)} has more fractional digits than "
                         f"the meter's scale {meter_scale}",
                     ),
@@ -493,7 +513,7 @@ def _column_values(
                     EventError(
                         i,
                         "value",
-                        pb.VALUE_OVERFLOW,
+                        Code.VALUE_OVERFLOW,
                         f"value {format_fixed(int(raw[i]), batch_scale)} does not fit 64 bits at the "
                         f"meter's scale {meter_scale}",
                     ),
@@ -511,7 +531,7 @@ def _mask(meter_codes: list[str], code: str, distinct: int) -> npt.NDArray[np.bo
 
 
 def _column_properties(
-    c: pb.EventColumns, n: int, limits: IngestLimits, bad: dict[int, EventError]
+    c: ColumnsMessage, n: int, limits: IngestLimits, bad: dict[int, EventError]
 ) -> list[str | None]:
     """Checks in the row form's order (count, then each key in sorted order and its value)."""
     columns = [(p.key, list(p.values)) for p in c.properties]
@@ -525,7 +545,7 @@ def _column_properties(
                 EventError(
                     i,
                     "properties",
-                    pb.INVALID_PROPERTIES,
+                    Code.INVALID_PROPERTIES,
                     f"{int(counts[i])} properties; at most properties_max={limits.properties_max}",
                 ),
             )
@@ -540,18 +560,18 @@ def _column_properties(
         if key_error is not None:
             for i, v in enumerate(values):
                 if v:
-                    bad.setdefault(i, EventError(i, "properties", pb.INVALID_PROPERTIES, key_error))
+                    bad.setdefault(i, EventError(i, "properties", Code.INVALID_PROPERTIES, key_error))
         elif values and (max(map(len, values)) * 4 > value_max or any_control(values)):
             for i, v in enumerate(values):
                 if problem := control_problem(v, f"properties.{key}"):
-                    bad.setdefault(i, EventError(i, f"properties.{key}", pb.INVALID_PROPERTIES, problem))
+                    bad.setdefault(i, EventError(i, f"properties.{key}", Code.INVALID_PROPERTIES, problem))
                 elif len(v.encode()) > value_max:
                     bad.setdefault(
                         i,
                         EventError(
                             i,
                             f"properties.{key}",
-                            pb.INVALID_PROPERTIES,
+                            Code.INVALID_PROPERTIES,
                             f"property values must be 1 to {value_max} bytes",
                         ),
                     )

@@ -38,9 +38,8 @@ from typing import Any, Protocol
 
 from sqlalchemy import Connection, Engine
 
-from metering.event import EventError, PreparedBatch, equal_values
+from metering.event import Code, EventError, PreparedBatch, equal_values
 from metering.rollup import Key, Partial, partials, upsert, upsert_dbapi
-from tally.v1 import ingest_pb2 as pb
 
 _COLUMNS = "tenant_id, event_id, customer, meter, ts_us, value_units, value_scale, properties, ingested_at_us"
 _PAYLOAD_FIELDS = ("customer", "meter", "timestamp", "value", "properties")
@@ -176,7 +175,7 @@ def _conflict(index: int, field_name: str, where: str) -> EventError:
     return EventError(
         index,
         "event_id",
-        pb.EVENT_ID_CONFLICT,
+        Code.EVENT_ID_CONFLICT,
         f"event_id already used with a different {field_name} ({where}); the stored event is kept",
     )
 

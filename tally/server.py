@@ -22,11 +22,11 @@ from sqlalchemy import Engine
 
 from metering.committer import Committer
 from metering.meter import MeterCatalog
-from metering.servicer import IngestServicer
 from metering.store import EventStore, NullEventStore, open_store
 from metering.tenant import KeyStore
 from tally import redact
 from tally.api.guard import Guard
+from tally.api.ingest import IngestServicer
 from tally.api.service import BillingServicer
 from tally.db import make_engine, upgrade
 from tally.settings import Settings

@@ -466,7 +466,7 @@ class EntitlementCache:
                 self._entries[k] = snap
         return snaps
 
-    # -- ingest hooks (metering.servicer.CommitHook; on the server's event loop: must stay cheap) --
+    # -- ingest hooks (tally.api.ingest.CommitHook; on the server's event loop: must stay cheap) --
     def submitted(self, batch: PreparedBatch) -> None:
         """A batch is about to be queued: its customers have a batch in flight until `committed`."""
         inflight = self._inflight.get(batch.tenant_id)

@@ -29,12 +29,13 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import Engine
 
 from metering.deadline import Budget, activate
-from metering.errors import InvalidArgument, abort
+from metering.errors import InvalidArgument
 from metering.limits import ApiLimits
 from metering.tenant import KeyStore, Principal
 from metering.text import control_problem
 from rating.errors import RatingError
 from rating.fixedpoint import parse_decimal
+from tally.errors import abort
 
 log = logging.getLogger(__name__)
 

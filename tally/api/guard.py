@@ -30,10 +30,11 @@ import grpc
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
-from metering.errors import InvalidArgument, ResourceExhausted, TallyError, Unauthenticated, abort
+from metering.errors import InvalidArgument, ResourceExhausted, TallyError, Unauthenticated
 from metering.limits import ApiLimits
 from metering.tenant import KeyStore
 from metering.text import control_problem
+from tally.errors import abort
 
 _STRING = FieldDescriptor.TYPE_STRING
 _MESSAGE = FieldDescriptor.TYPE_MESSAGE

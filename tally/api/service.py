@@ -6,13 +6,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy import Engine
 
-from metering.servicer import IngestServicer
 from metering.tenant import KeyStore
 from tally.api.base import ApiBase, ChangeListener, Worker
 from tally.api.catalog import CatalogRpcs
 from tally.api.customers import CustomerRpcs
 from tally.api.entitlements import EntitlementRpcs
 from tally.api.events import EventRpcs
+from tally.api.ingest import IngestServicer
 from tally.api.insight import InsightRpcs
 from tally.api.invoices import InvoiceRpcs
 from tally.api.subscriptions import SubscriptionRpcs

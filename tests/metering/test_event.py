@@ -192,3 +192,12 @@ def test_dimension_values_that_cannot_be_rolled_up_are_rejected_in_both_forms() 
         assert "at most 1024" in out.errors[0].reason and "(a, b)" in out.errors[0].reason
         assert "at most 256 bytes" in out.errors[1].reason
         assert list(out.event_ids) == ["ok", "fine"]
+
+
+def test_metering_codes_are_the_wire_codes() -> None:
+    """metering names its verdicts without the generated code; the numbers must be the proto's."""
+    from metering.event import Code
+    from tally.v1 import ingest_pb2
+
+    wire = {v.name: v.number for v in ingest_pb2.EventErrorCode.DESCRIPTOR.values if v.number}
+    assert {c.name: c.value for c in Code} == wire

@@ -221,6 +221,11 @@ def test_verify_signature_is_the_webhook_senders_own() -> None:
     assert not verify_signature("whsec_test", header, body + b" ", 1_800_000_010)  # another body
     assert not verify_signature("whsec_other", header, body, 1_800_000_010)  # another secret
     assert not verify_signature("whsec_test", header, body, 1_800_000_000 + 301)  # too old: a replay
+    # The SDK's copy (so receivers never load the server) answers as the server's own, header by header.
+    rotated = f"{header},v1={'0' * 64}"
+    for h in (header, rotated, "t=1800000000", "v1=abc", "", "t=x,v1=y", header.replace("v1=", "v2=")):
+        for at in (1_800_000_000, 1_800_000_300, 1_800_000_301, 1_799_999_699):
+            assert verify_signature("whsec_test", h, body, at) == webhook.verify_signature("whsec_test", h, body, at)
 
 
 def test_wallets_conversions_and_transfers(sdk: Sdk) -> None:

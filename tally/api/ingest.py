@@ -1,5 +1,8 @@
 """The IngestService gRPC servicer (grpc.aio): authenticate, validate, admit, commit, ack.
 
+It lives at the edge with the other servicers; `metering` below it knows no gRPC and no generated code
+(its verdicts are `metering.event.Code`s, turned into wire messages here).
+
 Flow of one batch: shape checks (status error for the whole batch) → per-event
 validation (errors by index) → admission against the shared queue budget
 (back-pressure) → the committer's group commit → ack. A stream keeps at most
@@ -23,13 +26,14 @@ from typing import Any, Protocol
 import grpc
 
 from metering.committer import Committer
-from metering.errors import ResourceExhausted, Unavailable, abort
-from metering.event import Clock, PreparedBatch, check_batch_shape, prepare
+from metering.errors import ResourceExhausted, Unavailable
+from metering.event import Clock, EventError, PreparedBatch, check_batch_shape, prepare
 from metering.limits import IngestLimits
 from metering.meter import MeterCatalog
 from metering.store import BatchOutcome
 from metering.tenant import KeyStore, Principal
 from metering.text import any_control, control_problem
+from tally.errors import abort
 from tally.v1 import ingest_pb2 as pb
 from tally.v1 import ingest_pb2_grpc as pb_grpc
 
@@ -119,6 +123,10 @@ class _Buffered:
             await self._freed.wait()
 
 
+def event_error_pb(error: EventError) -> pb.EventError:
+    return pb.EventError(index=error.index, field=error.field, code=int(error.code), reason=error.reason)  # type: ignore[arg-type]
+
+
 def build_ack(batch: PreparedBatch, outcome: BatchOutcome, sequence: int) -> pb.IngestAck:
     if outcome.refused or (batch.atomic and batch.errors):
         culprits = sorted([*batch.errors, *outcome.errors], key=lambda e: e.index)
@@ -126,7 +134,7 @@ def build_ack(batch: PreparedBatch, outcome: BatchOutcome, sequence: int) -> pb.
             batch_id=batch.batch_id,
             sequence=sequence,
             rejected=batch.size,
-            errors=[e.to_pb() for e in culprits],
+            errors=[event_error_pb(e) for e in culprits],
             refused=True,
         )
     errors = batch.errors
@@ -138,7 +146,7 @@ def build_ack(batch: PreparedBatch, outcome: BatchOutcome, sequence: int) -> pb.
         accepted=outcome.accepted,
         duplicate=outcome.duplicate,
         rejected=len(errors),
-        errors=[e.to_pb() for e in errors],
+        errors=[event_error_pb(e) for e in errors],
     )
 
 
