@@ -34,9 +34,9 @@ from sqlalchemy import ColumnElement, Connection, Engine, Table, func, literal, 
 from metering.deadline import checkpoint
 from metering.errors import FailedPrecondition, InvalidArgument
 from metering.limits import ApiLimits
-from metering.meter import GAUGE_EXTRA_SCALE, Aggregation, Meter, get_meter, list_meters
+from metering.meter import GAUGE_EXTRA_SCALE, Aggregation, Meter, get_meter, group_key, list_meters
 from metering.rollup import BUCKET_US, INT64_MAX, INT64_MIN
-from metering.tables import rollup_values, rollups
+from metering.tables import events, rollup_values, rollups
 from rating.rounding import RoundingMode, round_scaled
 
 
@@ -768,3 +768,54 @@ def meter_summary(engine: Engine, tenant_id: int, meter_code: str) -> MeterSumma
     first = EPOCH + timedelta(microseconds=row[3]) if row[3] is not None else None
     last = EPOCH + timedelta(microseconds=row[4]) if row[4] is not None else None
     return MeterSummary(int(row[0]), int(row[1]), int(row[2]), first, last)
+
+
+@dataclass(frozen=True, slots=True)
+class Transaction:
+    """One counted event, for prices that rate each transaction on its own (fixed fee, minimum and
+    maximum per transaction, the first N free): rollups keep sums, which cannot say any of that."""
+
+    ts_us: int
+    event_id: str
+    group_key: str
+    value: Decimal
+
+
+def transactions(
+    engine: Engine,
+    tenant_id: int,
+    meter: Meter,
+    start: datetime,
+    end: datetime,
+    customers: Sequence[str] | None = None,
+) -> dict[str, list[Transaction]]:
+    """Every event `meter` counts in [start, end), per customer in time order (ties by event id).
+
+    The same events the rollups count: the meter's filter applies and the group key is the rollups'
+    (so per-dimension sums equal the rollup quantities exactly); a `count` meter's events weigh 1.
+    Only `sum` and `count` meters have per-event amounts to rate.
+    """
+    if meter.aggregation not in (Aggregation.SUM, Aggregation.COUNT):
+        raise FailedPrecondition(f"meter {meter.code!r} is a {meter.aggregation.value} meter: no per-event amounts")
+    spec = meter.spec
+    e = events.c
+    query = (
+        select(e.customer, e.ts_us, e.event_id, e.value_units, e.value_scale, e.properties)
+        .where(e.tenant_id == tenant_id, e.meter == meter.code, e.ts_us >= to_us(start), e.ts_us < to_us(end))
+        .order_by(e.customer, e.ts_us, e.event_id)
+    )
+    if customers is not None:
+        query = query.where(e.customer.in_(list(customers)))
+    count = meter.aggregation is Aggregation.COUNT
+    out: dict[str, list[Transaction]] = {}
+    with engine.connect() as conn:
+        for n, row in enumerate(conn.execute(query)):
+            if not n & 4095:
+                checkpoint()
+            props = json.loads(row.properties) if row.properties else {}
+            key = group_key(spec, props)
+            if key is None:  # outside the meter's filter: stored, never counted
+                continue
+            value = Decimal(1) if count else Decimal(int(row.value_units)).scaleb(-int(row.value_scale))
+            out.setdefault(row.customer, []).append(Transaction(int(row.ts_us), row.event_id, key, value))
+    return out

@@ -35,13 +35,14 @@ from invoicing.catalog import Charge, PlanVersion, get_plan_version_by_id, utc
 from invoicing.subscriptions import DueItem, Span
 from invoicing.tables import customers, tax_rates
 from metering.meter import Aggregation, Meter, list_meters
-from metering.usage import period_columns
+from metering.usage import Transaction, period_columns, transactions
 from rating.commitment import InvoiceLimits, MinimumCommitmentPrice, apply_invoice_limits
 from rating.dimensional import DimensionalPrice
 from rating.errors import RatingError
 from rating.flat import FlatPrice
 from rating.package import PackagePrice
 from rating.per_unit import PerUnitPrice
+from rating.percentage import PercentagePrice
 from rating.points_price import PointsPrice
 from rating.price import Price
 from rating.quoting import quote
@@ -167,6 +168,8 @@ class Rater:
         self._meters: dict[str, Meter] = {m.code: m for m in list_meters(engine, tenant_id)}
         # window → customer → [(meter, group key, units, scale, events)]
         self._usage: dict[tuple[datetime, datetime], dict[str, list[tuple[str, str, int, int, int]]]] = {}
+        # (window, meter) → customer → its counted events in time order, for per-transaction prices
+        self._transactions: dict[tuple[tuple[datetime, datetime], str], dict[str, list[Transaction]]] = {}
         self._flat_cache: dict[tuple[Any, ...], tuple[int, str, dict[str, Any], str]] = {}
         self._span_json: dict[tuple[Span, ...], str] = {}
         self._window_json: dict[tuple[tuple[datetime, datetime], ...], str] = {}
@@ -465,7 +468,13 @@ class Rater:
             if isinstance(leaf, MinimumCommitmentPrice):
                 out.extend(_commitment_lines(line, leaf, q, ccy))
                 continue
-            result = quote(price, q, dimension=value) if isinstance(price, DimensionalPrice) else quote(leaf, q)
+            per_event = self._per_transaction(item, windows, leaf, m, charge, price, value)
+            if isinstance(price, DimensionalPrice):
+                result = quote(price, q, per_event, dimension=value)
+            else:
+                result = quote(leaf, q, per_event)
+            if per_event is not None:
+                line.detail["transactions"] = len(per_event)
             if isinstance(leaf, PointsPrice):
                 _points_line(line, leaf, result.amount, ccy)
             else:
@@ -474,6 +483,44 @@ class Rater:
             line.detail["rated_by"] = "reference"
             if self.explain:
                 line.detail["lines"] = [x.to_json() for x in result.lines]
+
+    def _per_transaction(
+        self,
+        item: DueItem,
+        windows: list[tuple[datetime, datetime]],
+        leaf: Price,
+        meter: Meter | None,
+        charge: Charge,
+        price: Price,
+        value: str | None,
+    ) -> list[Decimal] | None:
+        """The amounts of each transaction a percentage charge rates, in time order; None for prices
+        that rate the period's total. A fixed fee per transaction, a per-transaction minimum or maximum
+        and "the first N transactions free" only mean something per event, so these come from the
+        stored events (the rollups keep sums), with the meter's filter and the line's dimension."""
+        if not isinstance(leaf, PercentagePrice) or meter is None:
+            return None
+        if meter.aggregation not in (Aggregation.SUM, Aggregation.COUNT):
+            return None
+        dim = (charge.group_by or price.dimension) if isinstance(price, DimensionalPrice) else None
+        out: list[Decimal] = []
+        for window in sorted(windows):
+            key = (window, meter.code)
+            found = self._transactions.get(key)
+            if found is None:
+                found = {}
+                if self._scope is None:
+                    chunks: list[list[str] | None] = [None]
+                else:
+                    scope = sorted(self._scope)
+                    chunks = [scope[k : k + USAGE_CHUNK] for k in range(0, len(scope), USAGE_CHUNK)]
+                for chunk in chunks:
+                    found.update(transactions(self.engine, self.tenant_id, meter, window[0], window[1], chunk))
+                self._transactions[key] = found
+            for t in found.get(item.customer_external_id, ()):
+                if dim is None or (json.loads(t.group_key).get(dim) if t.group_key else None) == value:
+                    out.append(t.value)
+        return out
 
     def _run_kernels(self, jobs: list[_KernelJob]) -> None:
         by_version: dict[int, list[_KernelJob]] = {}

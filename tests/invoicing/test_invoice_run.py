@@ -302,3 +302,43 @@ def test_points_priced_charge_is_paid_from_the_points_wallet(engine: Engine, ten
     run_cycle(engine, tid, FEB + timedelta(hours=1))  # a re-run draws no more points
     assert ledger.balance(ledger.wallet(customer, "pts")).balance == 0
     assert [i.total for i in list_invoices(engine, tid)] == [1000]
+
+
+def test_percentage_charges_rate_each_transaction(engine: Engine, tenant: TenantKey, customer: str) -> None:
+    """A month of payments under a card-processing price: 2.9 % + 0.30 a transaction, at least 0.50 and
+    at most 5.00 each, the first 2 free, only `card` payments counted (the meter's filter), and the
+    dimensional variant per region. Rated as one transaction, the fixed fee, the bounds and the free
+    allowance would each apply once; per transaction (hand-computed below) they apply to every event."""
+    tid = tenant.tenant_id
+    create_meter(engine, tid, MeterDefinition(code="payments", aggregation=Aggregation.SUM, value_scale=2,
+                                              filter={"method": ["card"]}, group_by=["region"]))  # fmt: skip
+    pct = {"model": "percentage", "rate": "2.9", "fixed_amount": "0.30", "per_transaction_min": "0.50",
+           "per_transaction_max": "5.00", "free_units_per_events": 2}  # fmt: skip
+    publish(engine, tid, "pay", [
+        {"code": "fees", "kind": "usage", "meter": "payments", "price": pct},
+        {"code": "by_region", "kind": "usage", "meter": "payments", "group_by": "region",
+         "price": {"model": "dimensional", "dimension": "region", "prices": {"eu": pct},
+                   "default": {**pct, "fixed_amount": "0", "free_units_per_events": 0}}},
+    ])  # fmt: skip
+    create_subscription(engine, tid, customer, "pay", T0)
+    card_eu, card_us, cash = '{"method":"card","region":"eu"}', '{"method":"card","region":"us"}', '{"method":"cash"}'
+    write_events(engine, tid, [  # (id, customer, meter, ts, cents, properties), written out of time order
+        ("p3", customer, "payments", T0 + timedelta(days=3), 1000, card_eu),     # 10.00
+        ("p1", customer, "payments", T0 + timedelta(days=1), 500, card_eu),      # 5.00   free (1st)
+        ("p2", customer, "payments", T0 + timedelta(days=2), 20000, card_us),    # 200.00 free (2nd)
+        ("p4", customer, "payments", T0 + timedelta(days=4), 50000, card_us),    # 500.00
+        ("p5", customer, "payments", T0 + timedelta(days=5), 99900, cash),       # not counted
+        ("p6", customer, "payments", T0 + timedelta(days=6), 300, card_eu),      # 3.00
+    ])  # fmt: skip
+    run_cycle(engine, tid, FEB)
+    (inv,) = list_invoices(engine, tid)
+    lines = {(ln.charge_code, ln.group_key): ln for ln in inv.lines}
+    # fees, in time order p1 p2 p3 p4 p6: p1, p2 free; p3 0.29 + 0.30 = 0.59; p4 14.50 + 0.30 -> max 5.00;
+    # p6 0.087 + 0.30 = 0.387 -> min 0.50. Total 6.09 (one transaction of 718.00 would give 5.00).
+    assert lines[("fees", "")].amount == 609
+    assert lines[("fees", "")].detail["transactions"] == 5
+    # by region, each line its own allowance: eu p1, p3 free, p6 0.387 -> min 0.50; us (no fixed fee, none
+    # free): p2 5.80 -> max 5.00, p4 14.50 -> max 5.00 = 10.00
+    assert lines[("by_region", '{"region":"eu"}')].amount == 50
+    assert lines[("by_region", '{"region":"us"}')].amount == 1000
+    check_totals(inv)
