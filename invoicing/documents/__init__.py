@@ -27,9 +27,10 @@ from invoicing.documents._pdf import (
     unicode_font_dir,
 )
 from invoicing.documents._rater import Rater
-from invoicing.documents._run import InjectedFailure, RunSummary, run_cycle
+from invoicing.documents._run import AS_OF_SKEW, InjectedFailure, RunSummary, run_cycle
 
 __all__ = [
+    "AS_OF_SKEW",
     "STATUSES",
     "InjectedFailure",
     "Invoice",

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -37,6 +37,7 @@ from invoicing.events import NewEvent, emit
 from invoicing.ledger.transfer import write_transaction
 from invoicing.subscriptions import DueItem, due_periods
 from invoicing.tables import invoice_run_items, invoice_runs, invoices
+from metering.errors import InvalidArgument
 
 Progress = Callable[[int, int], None]
 #: Work-item rows per insert when a run registers its items (bounds the transient row lists).
@@ -129,6 +130,10 @@ def _originals(conn: Connection, tenant_id: int, keys: list[str]) -> dict[str, A
     return out
 
 
+#: How far ahead of this server's clock a run's `as_of` may be (another machine's clock may be ahead).
+AS_OF_SKEW = timedelta(minutes=5)
+
+
 def run_cycle(
     engine: Engine,
     tenant_id: int,
@@ -143,8 +148,16 @@ def run_cycle(
     in several processes at once; returns what this worker did.
 
     `fail_after` is a test hook: raise `InjectedFailure` once this worker has written that many invoices.
+    An `as_of` later than now (beyond `AS_OF_SKEW`) is refused: it would bill periods that have not
+    ended, for usage that has not happened.
     """
     at = utc(as_of)
+    latest = datetime.now(UTC) + AS_OF_SKEW
+    if at > latest:
+        raise InvalidArgument(
+            f"as_of {at.isoformat()} is in the future (now is {datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ}); "
+            f"a run bills what is due up to now, at most {int(AS_OF_SKEW.total_seconds())} s ahead for clock skew"
+        )
     due = due_periods(engine, tenant_id, at)
     items = {work_key(i): i for i in due}
     run_id = _run_row(engine, tenant_id, at)

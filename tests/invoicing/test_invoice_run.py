@@ -342,3 +342,19 @@ def test_percentage_charges_rate_each_transaction(engine: Engine, tenant: Tenant
     assert lines[("by_region", '{"region":"eu"}')].amount == 50
     assert lines[("by_region", '{"region":"us"}')].amount == 1000
     check_totals(inv)
+
+
+def test_a_run_as_of_the_future_is_refused_and_writes_nothing(engine: Engine, tenant: TenantKey, customer: str) -> None:
+    from invoicing.documents import AS_OF_SKEW
+    from metering.errors import InvalidArgument
+
+    tid = tenant.tenant_id
+    publish(engine, tid, "pro", [{"code": "base", "kind": "flat", "price": flat("30")}])
+    create_subscription(engine, tid, customer, "pro", T0)
+    soon = datetime.now(UTC) + AS_OF_SKEW + timedelta(seconds=30)
+    for as_of in (datetime(2030, 1, 1, tzinfo=UTC), soon):
+        with pytest.raises(InvalidArgument, match="is in the future"):
+            run_cycle(engine, tid, as_of)
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(invoices)).scalar_one() == 0
+    assert run_cycle(engine, tid, datetime.now(UTC) + AS_OF_SKEW / 2).created > 0  # within the skew: runs
