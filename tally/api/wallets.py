@@ -268,7 +268,7 @@ class WalletRpcs(ApiBase):
         info = ledger.grant(
             Grant(
                 grant_id, customer, amount, unit, "promotional" if kind == "promotional" else "paid",
-                g.priority or 100, None if effective is None else to_us(effective),
+                g.priority if g.HasField("priority") else 100, None if effective is None else to_us(effective),
                 None if expires is None else to_us(expires), tuple(applies) or None,
             )
         )  # fmt: skip

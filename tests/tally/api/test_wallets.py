@@ -123,6 +123,11 @@ def test_create_grant_round_trips_and_is_idempotent(api: Api, wallets: list[tupl
     assert (plain.kind, plain.priority, plain.amount, plain.HasField("expires_at")) == ("paid", 100, "1.5", False)
     assert plain.HasField("effective_at")  # now, as stored
     assert wallets == [(api.tenant.tenant_id, "cus_1")] * 2
+    first = api.call("CreateGrant", pb.CreateGrantRequest(grant=pb.Grant(
+        grant_id="g0", customer="cus_1", amount="1", unit="USD", priority=0)))  # fmt: skip
+    assert first.HasField("priority") and first.priority == 0  # 0 is "draw first", not "unset"
+    listed = api.call("ListGrants", pb.ListGrantsRequest(customer="cus_1")).grants
+    assert listed[0].grant_id == "g0"  # drawing order: priority 0 before 5 and 100
 
 
 def test_create_grant_bad_input_changes_nothing(api: Api, wallets: list[tuple[int, str]]) -> None:
