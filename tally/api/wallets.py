@@ -22,8 +22,8 @@ from invoicing.ledger.errors import ExistsWithDifferentBody, LedgerError
 from invoicing.ledger.grant import OWN_ID_BYTES_MAX, GrantInfo
 from invoicing.ledger.tables import ledger_accounts
 from invoicing.ledger.transfer import ID_BYTES_MAX, SYSTEM_PREFIX
-from invoicing.ledger.unit import from_us, to_us
-from metering.errors import InvalidArgument, NotFound
+from invoicing.ledger.unit import from_us, is_currency, to_us
+from metering.errors import FailedPrecondition, InvalidArgument, NotFound
 from metering.tenant import Principal
 from rating.errors import InvalidQuantityError, RatingOverflowError
 from rating.fixedpoint import to_scaled
@@ -186,6 +186,18 @@ class WalletRpcs(ApiBase):
         """The customer's external id, once it is known to exist in the caller's tenant."""
         return get_customer(self.engine, principal.tenant_id, required(external_id, field)).external_id
 
+    def _billable(self, principal: Principal, customer: str, unit: str, field: str) -> None:
+        """Money put in a wallet must be able to pay the customer's invoices: a currency other than the
+        one the customer is billed in would sit there for ever (points units are the tenant's own)."""
+        if not is_currency(unit):
+            return
+        billed_in = get_customer(self.engine, principal.tenant_id, customer).currency
+        if unit != billed_in:
+            raise FailedPrecondition(
+                f"{field}: customer {customer!r} is billed in {billed_in}, so {unit} could never pay an invoice; "
+                f"use {billed_in} (or a points unit)"
+            )
+
     # --- wallets ---------------------------------------------------------------------------------------------
     @rpc(ADMIN)
     def TopUpWallet(self, principal: Principal, request: pb.TopUpWalletRequest) -> pb.TopUpWalletResponse:
@@ -195,6 +207,7 @@ class WalletRpcs(ApiBase):
         units = Units(ledger)
         unit = required(request.unit, "unit")
         amount = units.steps(request.amount, unit, "amount")
+        self._billable(principal, customer, unit, "unit")
         if len(request.reference.encode()) > 256:
             raise InvalidArgument(f"reference is {len(request.reference.encode())} bytes; at most 256")
         self._check_retry(principal, ledger, top_up_id, customer, amount, unit, request.reference)
@@ -249,6 +262,7 @@ class WalletRpcs(ApiBase):
         unit = required(g.unit, "grant.unit")
         units.get(unit, "grant.unit")
         amount = units.steps(g.amount, unit, "grant.amount")
+        self._billable(principal, customer, unit, "grant.unit")
         kind = g.kind or "paid"
         if kind not in ("paid", "promotional"):
             raise InvalidArgument(f"grant.kind {g.kind!r}: paid or promotional")
