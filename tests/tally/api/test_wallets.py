@@ -85,8 +85,11 @@ def test_top_up_bad_input_changes_nothing(api: Api, wallets: list[tuple[int, str
         (dict(top_up_id="x" * 129), bad, "top_up_id is 129 bytes; at most 128"),
         (dict(customer="nobody"), grpc.StatusCode.NOT_FOUND, "no customer 'nobody'"),
         (dict(customer="cus_b"), grpc.StatusCode.NOT_FOUND, "no customer 'cus_b'"),  # tenant B's
-        (dict(top_up_id="eur-1", unit="EUR"), grpc.StatusCode.FAILED_PRECONDITION,
-         "unit: customer 'cus_1' is billed in USD, so EUR could never pay an invoice"),  # fmt: skip
+        (
+            dict(top_up_id="eur-1", unit="EUR"),
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "unit: customer 'cus_1' is billed in USD, so EUR could never pay an invoice",
+        ),
         (
             dict(top_up_id="pay-1", amount="13"),
             grpc.StatusCode.ALREADY_EXISTS,
