@@ -105,6 +105,7 @@ subscription_history = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("subscription_id", Integer, ForeignKey("subscriptions.id"), nullable=False, index=True),
     # created | trial_ended | paused | resumed | plan_changed | cancelled | change_scheduled | end_scheduled
+    # | schedule_withdrawn
     Column("kind", String(32), nullable=False),
     # When it takes effect (15-minute grid) and the exact instant that was asked for.
     Column("effective_at", DateTime(timezone=True), nullable=False),

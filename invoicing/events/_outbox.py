@@ -45,6 +45,7 @@ EVENT_TYPES = (
     "subscription.cancelled",
     "subscription.trial_ended",
     "subscription.end_scheduled",
+    "subscription.schedule_withdrawn",
 )
 
 

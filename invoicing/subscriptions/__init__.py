@@ -21,6 +21,7 @@ from invoicing.subscriptions._subscription import (
     resume_subscription,
     select_subscriptions,
     subscription_from_row,
+    withdraw_scheduled,
 )
 
 __all__ = [
@@ -43,4 +44,5 @@ __all__ = [
     "resume_subscription",
     "select_subscriptions",
     "subscription_from_row",
+    "withdraw_scheduled",
 ]

@@ -702,6 +702,40 @@ def cancel_subscription(
     return get_subscription(engine, tenant_id, subscription_id)
 
 
+def withdraw_scheduled(
+    engine: Engine, tenant_id: int, subscription_id: int, at: datetime, *, actor: str = "api", reason: str = ""
+) -> Subscription:
+    """Withdraw what was scheduled for the period's end: a plan change, the subscription's end, or both.
+
+    The customer changed their mind before the date: nothing happens then, and the subscription bills on
+    as before. Recorded in the history (`schedule_withdrawn`, which changes no state and so no span) and
+    announced as `subscription.schedule_withdrawn`. To schedule something else instead, change or cancel
+    at period end again: a new schedule replaces the old one.
+    """
+    eff = floor_quarter_hour(at)
+    with _writer(engine) as conn:
+        sub = _load_for_update(conn, tenant_id, subscription_id, eff)
+        ending = sub.state is not State.CANCELLED and sub.ends_at is not None and sub.ends_at > eff
+        if sub.pending_plan_version_id is None and not ending:
+            raise FailedPrecondition(
+                f"subscription {sub.id} has nothing scheduled to withdraw (no plan change or end at period end)"
+            )
+        _record(
+            conn, sub.id, "schedule_withdrawn", eff, at, sub.state, sub.plan_version_id, sub.state,
+            sub.plan_version_id, actor, reason,
+            scheduled_for=sub.pending_change_at if sub.pending_plan_version_id is not None else sub.ends_at,
+        )  # fmt: skip
+        _store(
+            conn,
+            replace(sub, pending_plan_version_id=None, pending_change_at=None, ends_at=None if ending else sub.ends_at),
+        )
+        _event(
+            conn, tenant_id, "subscription.schedule_withdrawn", sub.customer_external_id, sub.id,
+            _plan_ref(conn, sub.plan_version_id), sub.state, eff,
+        )  # fmt: skip
+    return get_subscription(engine, tenant_id, subscription_id)
+
+
 __all__ = [
     "ALLOWED",
     "HistoryEntry",
@@ -724,4 +758,5 @@ __all__ = [
     "scheduled_transitions",
     "select_subscriptions",
     "subscription_from_row",
+    "withdraw_scheduled",
 ]

@@ -27,6 +27,7 @@ from invoicing.subscriptions import (
     resume_subscription,
     select_subscriptions,
     subscription_from_row,
+    withdraw_scheduled,
 )
 from invoicing.subscriptions import Timing as ChangeTiming
 from invoicing.tables import customers, subscriptions
@@ -167,6 +168,12 @@ class SubscriptionRpcs(ApiBase):
     @rpc(ADMIN)
     def ResumeSubscription(self, principal: Principal, request: pb.SubscriptionActionRequest) -> pb.Subscription:
         return self._lifecycle(principal, request, resume_subscription)
+
+    @rpc(ADMIN)
+    def WithdrawScheduledChange(
+        self, principal: Principal, request: pb.SubscriptionActionRequest
+    ) -> pb.Subscription:
+        return self._lifecycle(principal, request, withdraw_scheduled)
 
     def _lifecycle(
         self, principal: Principal, request: pb.SubscriptionActionRequest, operation: Callable[..., Subscription]

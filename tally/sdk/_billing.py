@@ -446,6 +446,12 @@ class BillingClient:
         result: pb.Subscription = self._call("CancelSubscription", request)
         return result
 
+    def withdraw_scheduled_change(self, id: int, *, at: DateArg = None, reason: str = "") -> pb.Subscription:
+        """Withdraw the plan change or end scheduled for subscription `id`'s period end."""
+        request = pb.SubscriptionActionRequest(id=id, at=_timestamp(at, "at"), reason=reason)
+        result: pb.Subscription = self._call("WithdrawScheduledChange", request)
+        return result
+
     # --- usage -------------------------------------------------------------------------------------------
 
     def query_usage(

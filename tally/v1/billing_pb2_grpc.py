@@ -143,6 +143,11 @@ class BillingServiceStub:
                 request_serializer=tally_dot_v1_dot_billing__pb2.CancelSubscriptionRequest.SerializeToString,
                 response_deserializer=tally_dot_v1_dot_billing__pb2.Subscription.FromString,
                 _registered_method=True)
+        self.WithdrawScheduledChange = channel.unary_unary(
+                '/tally.v1.BillingService/WithdrawScheduledChange',
+                request_serializer=tally_dot_v1_dot_billing__pb2.SubscriptionActionRequest.SerializeToString,
+                response_deserializer=tally_dot_v1_dot_billing__pb2.Subscription.FromString,
+                _registered_method=True)
         self.QueryUsage = channel.unary_unary(
                 '/tally.v1.BillingService/QueryUsage',
                 request_serializer=tally_dot_v1_dot_billing__pb2.QueryUsageRequest.SerializeToString,
@@ -452,6 +457,13 @@ class BillingServiceServicer:
 
     def CancelSubscription(self, request, context):
         """Ends the subscription now or at the period's end. Self-service.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WithdrawScheduledChange(self, request, context):
+        """Withdraws the plan change or end scheduled for the period's end. Self-service.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -799,6 +811,11 @@ def add_BillingServiceServicer_to_server(servicer, server):
             'CancelSubscription': grpc.unary_unary_rpc_method_handler(
                     servicer.CancelSubscription,
                     request_deserializer=tally_dot_v1_dot_billing__pb2.CancelSubscriptionRequest.FromString,
+                    response_serializer=tally_dot_v1_dot_billing__pb2.Subscription.SerializeToString,
+            ),
+            'WithdrawScheduledChange': grpc.unary_unary_rpc_method_handler(
+                    servicer.WithdrawScheduledChange,
+                    request_deserializer=tally_dot_v1_dot_billing__pb2.SubscriptionActionRequest.FromString,
                     response_serializer=tally_dot_v1_dot_billing__pb2.Subscription.SerializeToString,
             ),
             'QueryUsage': grpc.unary_unary_rpc_method_handler(
@@ -1522,6 +1539,33 @@ class BillingService:
             target,
             '/tally.v1.BillingService/CancelSubscription',
             tally_dot_v1_dot_billing__pb2.CancelSubscriptionRequest.SerializeToString,
+            tally_dot_v1_dot_billing__pb2.Subscription.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WithdrawScheduledChange(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tally.v1.BillingService/WithdrawScheduledChange',
+            tally_dot_v1_dot_billing__pb2.SubscriptionActionRequest.SerializeToString,
             tally_dot_v1_dot_billing__pb2.Subscription.FromString,
             options,
             channel_credentials,

@@ -108,6 +108,7 @@ CASES: list[Case] = [
     ("PauseSubscription", lambda w: P.SubscriptionActionRequest(id=w.subscription_id), "not_found"),
     ("ResumeSubscription", lambda w: P.SubscriptionActionRequest(id=w.subscription_id), "not_found"),
     ("CancelSubscription", lambda w: P.CancelSubscriptionRequest(id=w.subscription_id), "not_found"),
+    ("WithdrawScheduledChange", lambda w: P.SubscriptionActionRequest(id=w.subscription_id), "not_found"),
     ("QueryUsage", lambda w: P.QueryUsageRequest(customer=w.customer, meter="api_calls", start=_ts(T0), end=_ts(AS_OF)), "not_found"),
     ("GetUpcomingInvoice", lambda w: P.GetUpcomingInvoiceRequest(customer=w.customer), "not_found"),
     ("ListInvoices", lambda w: P.ListInvoicesRequest(), "isolated"),

@@ -259,6 +259,21 @@ def test_pause_resume_cancel(s: Setup) -> None:
     assert s.changes == [(t, "cus_2")] * 5
 
 
+def test_a_scheduled_change_or_end_can_be_withdrawn_and_billing_goes_on(s: Setup) -> None:
+    sub = _create(s, "cus_2")
+    _change(s, sub.id, "pro", START + timedelta(days=3), timing="period_end")
+    _action(s, "CancelSubscription", sub.id, START + timedelta(days=4), timing="period_end")
+    kept = _action(s, "WithdrawScheduledChange", sub.id, START + timedelta(days=5), reason="customer stays")
+    assert (kept.state, kept.plan, kept.pending_plan, kept.HasField("ends_at")) == ("active", "basic", "", False)
+    assert kept.HasField("pending_change_at") is False and _get(s, sub.id) == kept
+    again = pb.SubscriptionActionRequest(id=sub.id, at=timestamp(START + timedelta(days=6)))
+    err = s.api.fails("WithdrawScheduledChange", again)
+    assert err.code() == grpc.StatusCode.FAILED_PRECONDITION and "nothing scheduled" in (err.details() or "")
+    # Past the old date nothing happened: still active on basic, and cancelling now still works.
+    later = _action(s, "CancelSubscription", sub.id, FEB + timedelta(days=2))
+    assert (later.state, later.plan) == ("cancelled", "basic")
+
+
 ACTION_REFUSALS: list[tuple[str, dict[str, Any], grpc.StatusCode, str]] = [
     ("PauseSubscription", {}, grpc.StatusCode.FAILED_PRECONDITION, "cannot pause subscription"),
     ("ResumeSubscription", {}, grpc.StatusCode.FAILED_PRECONDITION, "cannot resume subscription"),
