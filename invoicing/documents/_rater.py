@@ -388,9 +388,12 @@ class Rater:
         if spans is None:
             spans = self._span_json[item.spans] = _dumps([[_iso(s.start), _iso(s.end)] for s in item.spans])
         spans_list = [[_iso(s.start), _iso(s.end)] for s in item.spans]
+        # The service period is what the fee pays for: the spans it bills (a prorated fee covers less
+        # than its period), from the first span's start to the last one's end.
         return DraftLine(
             kind="charge", charge_code=charge.code, meter=None, group_key="", plan_version_id=plan.id,
-            period_start=item.period.start, period_end=item.period.end, quantity_units=1, quantity_scale=0,
+            period_start=item.spans[0].start if item.spans else item.period.start,
+            period_end=item.spans[-1].end if item.spans else item.period.end, quantity_units=1, quantity_scale=0,
             unit_price=unit_price, amount=amount, amount_exact=exact_text, detail=dict(detail),
             lineage={"item": item.key, "spans": spans_list},
             lineage_json=f'{{"item":{_encode_str(item.key)},"spans":{spans}}}',

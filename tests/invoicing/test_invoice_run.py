@@ -358,3 +358,15 @@ def test_a_run_as_of_the_future_is_refused_and_writes_nothing(engine: Engine, te
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(invoices)).scalar_one() == 0
     assert run_cycle(engine, tid, datetime.now(UTC) + AS_OF_SKEW / 2).created > 0  # within the skew: runs
+
+
+def test_a_prorated_fee_line_reports_the_span_it_bills(engine: Engine, tenant: TenantKey, customer: str) -> None:
+    tid = tenant.tenant_id
+    publish(engine, tid, "pro", [{"code": "base", "kind": "flat", "price": flat("30")}])
+    publish(engine, tid, "max", [{"code": "base", "kind": "flat", "price": flat("62")}])
+    sub = create_subscription(engine, tid, customer, "pro", T0)
+    upgraded = datetime(2026, 1, 15, 12, tzinfo=UTC)
+    change_plan(engine, tid, sub.id, "max", upgraded)
+    run_cycle(engine, tid, T0 + timedelta(days=20))
+    on_max = next(ln for i in list_invoices(engine, tid) for ln in i.lines if ln.amount == 3400)  # 62 x 17/31
+    assert (on_max.period_start, on_max.period_end) == (upgraded, FEB)  # what it pays for, not all January
