@@ -95,3 +95,12 @@ def contended(exc: BaseException) -> bool:
         return False
     text = str(orig).lower()
     return "database is locked" in text or "database is busy" in text
+
+
+def interrupted(exc: BaseException) -> bool:
+    """A statement the database stopped because the request's budget ran out: SQLite's progress
+    handler ("interrupted") or PostgreSQL's statement_timeout (57014, query_canceled)."""
+    orig = getattr(exc, "orig", None) or exc
+    if getattr(orig, "sqlstate", None) == "57014":
+        return True
+    return type(orig).__name__ == "OperationalError" and str(orig).strip().lower() == "interrupted"

@@ -20,6 +20,7 @@ from sqlalchemy.engine import make_url
 import invoicing.ledger.tables
 import invoicing.platform_tables
 import invoicing.tables
+from metering import deadline
 from metering.rollup import register_sqlite_functions
 from metering.tables import metadata as metering_metadata
 
@@ -46,6 +47,9 @@ def make_engine(url: str, sqlite_synchronous: str = "FULL", pool_size: int = 8) 
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
             register_sqlite_functions(dbapi_conn)
+            # A single long statement stops at the request's deadline too (checkpoint() cannot reach
+            # inside SQLite): every 20,000 VM steps, interrupt when the current budget is spent.
+            dbapi_conn.set_progress_handler(_budget_spent, 20_000)
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Any) -> None:
@@ -56,11 +60,29 @@ def make_engine(url: str, sqlite_synchronous: str = "FULL", pool_size: int = 8) 
     if parsed.get_backend_name() == "postgresql":
         if parsed.drivername == "postgresql":
             parsed = parsed.set(drivername="postgresql+psycopg")
-        return create_engine(parsed, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+        engine = create_engine(parsed, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+
+        @event.listens_for(engine, "begin")
+        def _statement_timeout(conn: Any) -> None:
+            # Inside a request, no statement may outlive its budget: PostgreSQL cancels it (57014).
+            budget = deadline.current()
+            remaining = None if budget is None else budget.remaining()
+            if remaining is not None:
+                conn.exec_driver_sql(f"SET LOCAL statement_timeout = {max(1, int(remaining * 1000))}")
+
+        return engine
     raise ValueError(
         f"unsupported database URL {parsed.render_as_string(hide_password=True)!r}: "
         "use sqlite:///FILE or postgresql+psycopg://USER@HOST:PORT/DB"
     )
+
+
+def _budget_spent() -> int:
+    budget = deadline.current()
+    if budget is None:
+        return 0
+    remaining = budget.remaining()
+    return 1 if budget.cancelled or (remaining is not None and remaining < 0) else 0
 
 
 def alembic_config(engine: Engine | None = None) -> Config:

@@ -15,7 +15,7 @@ from typing import Any
 
 import grpc
 
-from metering.errors import ResourceExhausted, TallyError, contended
+from metering.errors import ResourceExhausted, TallyError, contended, interrupted
 from rating.errors import RatingError
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,10 @@ STATUS: dict[str, Status] = {
 }
 
 BUSY = "the database was busy and the change was rolled back: retry the request"
+STOPPED = (
+    "the request ran out of its time budget and its query was stopped; narrow it (a shorter range, fewer "
+    "items) or allow a longer deadline"
+)
 
 
 def outcome(exc: BaseException) -> tuple[str, str]:
@@ -54,6 +58,8 @@ def outcome(exc: BaseException) -> tuple[str, str]:
         return "invalid_argument", str(exc)
     if contended(exc):
         return "unavailable", BUSY
+    if interrupted(exc):
+        return "deadline_exceeded", STOPPED
     return "internal", f"internal error ({type(exc).__name__}); the server log has details"
 
 
@@ -75,4 +81,4 @@ async def abort(context: grpc.aio.ServicerContext[Any, Any], exc: BaseException,
     await context.abort(STATUS[code].grpc, message)
 
 
-__all__ = ["BUSY", "STATUS", "Status", "abort", "grpc_status", "outcome"]
+__all__ = ["BUSY", "STATUS", "STOPPED", "Status", "abort", "grpc_status", "outcome"]
