@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 
 from metering.errors import AlreadyExists, FailedPrecondition, NotFound
 from metering.tables import events, meters
+from metering.transactions import begin_write
 
 _T = TypeVar("_T")
 
@@ -169,7 +170,7 @@ def create_meter(engine: Engine, tenant_id: int, definition: MeterDefinition) ->
         "time_unit": definition.time_unit.value if definition.time_unit else "",
     }
     try:
-        with engine.begin() as conn:
+        with begin_write(engine) as conn:
             meter_id = conn.execute(insert(meters).values(**row).returning(meters.c.id)).scalar_one()
     except IntegrityError as exc:
         raise AlreadyExists(f"meter {definition.code!r} already exists for this tenant; pick another code") from exc
@@ -262,7 +263,7 @@ def update_meter(engine: Engine, tenant_id: int, code: str, change: MeterUpdate)
         )
         if old != new
     ]
-    with engine.begin() as conn:
+    with begin_write(engine) as conn:
         if meaning_changed:
             used = conn.execute(
                 select(exists().where(events.c.tenant_id == tenant_id, events.c.meter == code))

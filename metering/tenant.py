@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 
 from metering.errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied, Unauthenticated
 from metering.tables import api_keys, tenants
+from metering.transactions import begin_write
 
 SCOPES = ("ingest", "read", "admin")
 KEY_PREFIX = "tly_"
@@ -51,7 +52,7 @@ def create_tenant(engine: Engine, name: str) -> Tenant:
         raise InvalidArgument("tenant name must be 1 to 128 characters")
     now = datetime.now(UTC)
     try:
-        with engine.begin() as conn:
+        with begin_write(engine) as conn:
             tenant_id = conn.execute(
                 insert(tenants).values(name=name, created_at=now).returning(tenants.c.id)
             ).scalar_one()
@@ -85,7 +86,7 @@ def create_api_key(engine: Engine, tenant_id: int, scopes: tuple[str, ...] = SCO
         raise InvalidArgument(f"scopes must be some of {', '.join(SCOPES)}; got {', '.join(unknown) or 'none'}")
     key = KEY_PREFIX + secrets.token_urlsafe(32)
     try:
-        with engine.begin() as conn:
+        with begin_write(engine) as conn:
             key_id = conn.execute(
                 insert(api_keys)
                 .values(
@@ -119,7 +120,7 @@ def list_api_keys(engine: Engine, tenant_id: int) -> list[ApiKeyInfo]:
 
 def revoke_api_key(engine: Engine, tenant_id: int, key_id: int) -> None:
     """Revoke a key of this tenant. Servers stop accepting it within KeyStore's cache TTL (5 s)."""
-    with engine.begin() as conn:
+    with begin_write(engine) as conn:
         done = conn.execute(
             update(api_keys)
             .where(api_keys.c.id == key_id, api_keys.c.tenant_id == tenant_id, api_keys.c.revoked_at.is_(None))

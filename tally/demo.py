@@ -561,33 +561,3 @@ def print_report(result: DemoResult, out: Console, directory_as_given: Path) -> 
         highlight=False,
         soft_wrap=True,
     )
-
-
-@click.command("demo")
-@click.option(
-    "--dir",
-    "directory",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("tally-demo"),
-    show_default=True,
-    help="Where the demo's database, events and invoices go.",
-)
-@click.option("--customers", type=click.IntRange(1, 100_000), default=300, show_default=True)
-@click.option("--seed", type=int, default=7, show_default=True, help="Same seed, same customers and usage.")
-@click.option("--force", is_flag=True, help="Replace an earlier demo in --dir.")
-def demo(directory: Path, customers: int, seed: int, force: bool) -> None:
-    """Bill a month of a small SaaS business end to end, through the gRPC API.
-
-    \b
-    Starts a server in-process on an embedded SQLite file in --dir (the global
-    --database-url is not used), creates plans of every kind (graduated API
-    calls and tokens, a flat monthly fee, points-priced images paid from a
-    credits wallet, impressions per thousand, per-outcome fees with SLA
-    credits), customers subscribed since the first day of last month, streams
-    last month's usage, runs the invoice cycle, finalizes and exports every
-    invoice, and prints what it billed and how fast.
-    """
-    from tally.cli import console
-
-    result = run_demo(directory, customers, seed, force=force, console=console)
-    print_report(result, console, directory)

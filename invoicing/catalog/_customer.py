@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from invoicing.catalog._period import stored_utc, utc, zone
 from invoicing.tables import customers, subscriptions
 from metering.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from metering.transactions import begin_write
 from rating.errors import InvalidPriceError
 from rating.unit import currency as currency_unit
 
@@ -136,7 +137,7 @@ def create_customer(engine: Engine, tenant_id: int, definition: CustomerDefiniti
     at = utc(now)
     values = {"tenant_id": tenant_id, "external_id": definition.external_id, **customer_row(definition)}
     try:
-        with engine.begin() as conn:
+        with begin_write(engine) as conn:
             conn.execute(insert(customers).values(**values, created_at=at, updated_at=at))
     except IntegrityError as exc:
         raise AlreadyExists(
@@ -211,7 +212,7 @@ def update_customer(
         email=change.email if change.email is not None else current.email,
         metadata=change.metadata if change.metadata is not None else current.metadata,
     )
-    with engine.begin() as conn:
+    with begin_write(engine) as conn:
         frozen = [
             name
             for name, old, new in (

@@ -27,6 +27,7 @@ from invoicing.catalog._period import Interval, stored_utc, utc
 from invoicing.tables import plan_versions, plans
 from metering.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from metering.meter import get_meter
+from metering.transactions import begin_write
 from rating.commitment import InvoiceLimits
 from rating.errors import InvalidPriceError, Problem
 from rating.flat import FlatPrice
@@ -339,7 +340,7 @@ def create_plan(
     plan, charges = parse_plan(definition)
     at = utc(now)
     try:
-        with engine.begin() as conn:
+        with begin_write(engine) as conn:
             plan_id = conn.execute(
                 insert(plans).values(tenant_id=tenant_id, code=plan.code, created_at=at).returning(plans.c.id)
             ).scalar_one()
@@ -370,7 +371,7 @@ def edit_plan(
 
 
 def _save(engine: Engine, tenant_id: int, code: str, values: dict[str, Any], at: datetime) -> None:
-    with engine.begin() as conn:
+    with begin_write(engine) as conn:
         plan_id, latest = _latest(conn, tenant_id, code)
         if latest.status == VersionStatus.DRAFT.value:
             # The status condition makes a published row unreachable even if it was published a moment ago.
@@ -388,7 +389,7 @@ def _save(engine: Engine, tenant_id: int, code: str, values: dict[str, Any], at:
 def new_draft(engine: Engine, tenant_id: int, code: str, now: datetime) -> PlanVersion:
     """Draft N+1, an exact copy of published version N, to edit."""
     try:
-        with engine.begin() as conn:
+        with begin_write(engine) as conn:
             plan_id, latest = _latest(conn, tenant_id, code)
             if latest.status == VersionStatus.DRAFT.value:
                 raise FailedPrecondition(f"plan {code!r} already has draft v{latest.version}; edit or publish it")
@@ -450,7 +451,7 @@ def publish_plan(engine: Engine, tenant_id: int, code: str, now: datetime) -> Pl
             )
     if problems:
         raise InvalidPlan(problems)
-    with engine.begin() as conn:
+    with begin_write(engine) as conn:
         done = conn.execute(
             update(plan_versions)
             .where(plan_versions.c.id == draft.id, plan_versions.c.status == VersionStatus.DRAFT.value)

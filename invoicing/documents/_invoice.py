@@ -39,6 +39,7 @@ from invoicing.ledger.transfer import write_transaction
 from invoicing.subscriptions import DueItem, due_periods, list_subscriptions
 from invoicing.tables import invoice_counters, invoice_lines, invoices, tax_rates
 from metering.errors import FailedPrecondition, InvalidArgument, NotFound
+from metering.transactions import begin_write
 from rating.unit import currency as currency_unit
 
 STATUSES = ("draft", "finalized", "paid", "void")
@@ -184,7 +185,7 @@ def set_tax_rate(
     if not region or len(region) > 32:
         raise InvalidArgument("tax region must be 1-32 characters, e.g. FR or US-CA")
     t = tax_rates.c
-    with engine.begin() as conn:
+    with begin_write(engine) as conn:
         done = conn.execute(
             update(tax_rates)
             .where(t.tenant_id == tenant_id, t.region == region)

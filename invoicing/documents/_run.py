@@ -38,6 +38,7 @@ from invoicing.ledger.transfer import write_transaction
 from invoicing.subscriptions import DueItem, due_periods
 from invoicing.tables import invoice_run_items, invoice_runs, invoices
 from metering.errors import InvalidArgument
+from metering.transactions import begin_write
 
 Progress = Callable[[int, int], None]
 #: Work-item rows per insert when a run registers its items (bounds the transient row lists).
@@ -75,7 +76,7 @@ def _run_row(engine: Engine, tenant_id: int, as_of: datetime) -> int:
         if found is not None:
             return int(found)
         try:
-            with engine.begin() as conn:
+            with begin_write(engine) as conn:
                 return int(
                     conn.execute(
                         insert(invoice_runs)
@@ -195,7 +196,7 @@ def run_cycle(
 
 def _finish(engine: Engine, run_id: int) -> bool:
     c = invoice_run_items.c
-    with engine.begin() as conn:
+    with begin_write(engine) as conn:
         left = conn.execute(select(c.id).where(c.run_id == run_id, c.status != "done").limit(1)).first()
         if left is None:
             conn.execute(

@@ -49,6 +49,7 @@ from invoicing.events._outbox import DomainEvent, check_patterns, head, matches,
 from invoicing.platform_tables import outbox_events, outbox_heads, webhook_deliveries, webhook_endpoints
 from metering.errors import FailedPrecondition, InvalidArgument, NotFound
 from metering.tables import tenants
+from metering.transactions import begin_write
 
 log = logging.getLogger(__name__)
 
@@ -300,7 +301,7 @@ def create_endpoint(
             f"after_sequence {after_sequence} is past the latest event ({current}); use 0 for only new events"
         )
     start = after_sequence or current
-    with engine.begin() as conn:
+    with begin_write(engine) as conn:
         values = {
             "tenant_id": tenant_id, "url": url, "types": json.dumps(patterns), "secret": new_secret(),
             "enabled": True, "delivered_sequence": start, "created_at": now.astimezone(UTC),
@@ -335,7 +336,7 @@ def list_endpoints(engine: Engine, tenant_id: int) -> list[Endpoint]:
 
 def disable_endpoint(engine: Engine, tenant_id: int, endpoint_id: int) -> Endpoint:
     """Nothing more is sent to it (queued attempts stay in the log, unsent). Repeating is harmless."""
-    with engine.begin() as conn:
+    with begin_write(engine) as conn:
         done = conn.execute(
             update(webhook_endpoints)
             .where(webhook_endpoints.c.tenant_id == tenant_id, webhook_endpoints.c.id == endpoint_id)
@@ -399,7 +400,7 @@ def replay(
         )
     o = outbox_events.c
     now = now.astimezone(UTC)
-    with engine.begin() as conn:
+    with begin_write(engine) as conn:
         rows = conn.execute(
             select(o.sequence, o.type)
             .where(o.tenant_id == tenant_id, o.sequence > after_sequence, o.sequence <= to)

@@ -48,6 +48,7 @@ from invoicing.subscriptions import State, list_subscriptions
 from invoicing.tables import customers
 from metering.errors import InvalidArgument, NotFound
 from metering.meter import get_meter
+from metering.transactions import begin_write
 from metering.usage import usage
 from rating.errors import RatingError
 from rating.fixedpoint import parse_decimal
@@ -145,7 +146,7 @@ def create_alert(
         "tenant_id": tenant_id, "customer_id": cust.id, "kind": kind, "meter": meter or None,
         "unit": unit or None, "threshold": format(value, "f"), "created_at": now.astimezone(UTC),
     }  # fmt: skip
-    with engine.begin() as conn:
+    with begin_write(engine) as conn:
         alert_id = conn.execute(insert(alerts).values(**values).returning(alerts.c.id)).scalar_one()
     return get_alert(engine, tenant_id, alert_id)
 
@@ -169,7 +170,7 @@ def list_alerts(engine: Engine, tenant_id: int, customer: str = "") -> list[Aler
 
 
 def delete_alert(engine: Engine, tenant_id: int, alert_id: int) -> None:
-    with engine.begin() as conn:
+    with begin_write(engine) as conn:
         found = conn.execute(
             select(alerts.c.id).where(alerts.c.tenant_id == tenant_id, alerts.c.id == alert_id)
         ).first()
@@ -235,7 +236,7 @@ def _fire(engine: Engine, alert: Alert, value: Decimal, period: Period | None, n
         data["unit"] = alert.unit
     else:
         data["currency"] = get_customer(engine, alert.tenant_id, alert.customer).currency
-    with engine.begin() as conn:
+    with begin_write(engine) as conn:
         ins: Any = pg_insert(alert_crossings) if conn.dialect.name == "postgresql" else sqlite_insert(alert_crossings)
         won = conn.execute(
             ins.values(alert_id=alert.id, period_start=start, value=format(value, "f"), sequence=0, crossed_at=now)
@@ -255,7 +256,7 @@ def _fire(engine: Engine, alert: Alert, value: Decimal, period: Period | None, n
 
 
 def _rearm(engine: Engine, alert: Alert) -> None:
-    with engine.begin() as conn:
+    with begin_write(engine) as conn:
         c = alert_crossings.c
         conn.execute(delete(alert_crossings).where(c.alert_id == alert.id, c.period_start == LOW))
 

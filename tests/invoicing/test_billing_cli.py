@@ -62,9 +62,14 @@ def test_full_flow(run: Run, acme: Path, tmp_path: Path) -> None:
     assert code == 0 and "is active" in out
     code, out, _ = run("subscription", "cancel", "acme", "1", "--at-period-end", "--at", "2026-02-22T00:00Z")
     assert code == 0 and "ends 2026-02-28 23:00Z" in out  # Paris midnight, March 1
+    code, out, _ = run("subscription", "withdraw", "acme", "1", "--at", "2026-02-23T00:00Z", "--reason", "stays")
+    assert code == 0 and "is active; nothing is scheduled" in out
+    code, _, err = run("subscription", "withdraw", "acme", "1", "--at", "2026-02-23T00:00Z")
+    assert code == 1 and "nothing scheduled to withdraw" in err and len(err.strip().splitlines()) == 1
+    run("subscription", "cancel", "acme", "1", "--at-period-end", "--at", "2026-02-24T00:00Z")
     code, out, _ = run("subscription", "show", "acme", "1")
     assert code == 0
-    for kind in ("created", "plan_changed", "paused", "resumed", "end_scheduled"):
+    for kind in ("created", "plan_changed", "paused", "resumed", "end_scheduled", "schedule_withdrawn"):
         assert kind in out
     code, out, _ = run("subscription", "list", "acme", "--customer", "cus_42")
     assert code == 0 and "other v1" in out and "active" in out

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from tally.rate_command import rate
+from tally.cli.rate import rate
 
 STRIPE = {
     "model": "graduated",

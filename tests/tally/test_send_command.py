@@ -12,7 +12,7 @@ from click.testing import CliRunner, Result
 from sqlalchemy import Engine, select
 
 from metering.tables import events
-from tally.send_command import send
+from tally.cli.send import send
 from tests.conftest import ServerThread, TenantKey
 
 NOW_US = time.time_ns() // 1000

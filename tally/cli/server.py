@@ -1,0 +1,83 @@
+"""`tally serve` (the gRPC server) and `tally migrate` (the schema)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from tally.cli._common import open_engine
+
+if TYPE_CHECKING:
+    from tally.settings import Settings
+
+
+@click.command("migrate")
+@click.pass_context
+def migrate(ctx: click.Context) -> None:
+    """Upgrade the database schema to the newest revision (safe to repeat)."""
+    from tally.db import current_revision
+
+    engine = open_engine(ctx)
+    click.echo(f"schema at revision {current_revision(engine)}")
+
+
+@click.command("serve")
+@click.option("--host", default=None, help="Interface to listen on [default: 127.0.0.1].")
+@click.option("--port", type=int, default=None, help="Port [default: 50051; 0 picks a free one].")
+@click.option(
+    "--database-url", "serve_database_url", default=None, help="Same as the global --database-url, for convenience."
+)
+@click.option("--no-store", is_flag=True, help="Validate but store nothing (benchmark ceiling only).")
+@click.option(
+    "--no-migrate",
+    is_flag=True,
+    help="Do not upgrade the schema on start (many servers on one PostgreSQL: run `tally migrate` once).",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Log at INFO level.")
+@click.pass_context
+def serve(
+    ctx: click.Context,
+    host: str | None,
+    port: int | None,
+    serve_database_url: str | None,
+    no_store: bool,
+    no_migrate: bool,
+    verbose: bool,
+) -> None:
+    """Run the gRPC server (IngestService, BillingService, health, reflection) until SIGTERM.
+
+    \b
+    An ack means committed: with SQLite the default synchronous=FULL makes it
+    survive power loss. SIGTERM drains: in-flight batches are committed and
+    acked, unread ones are refused with UNAVAILABLE so clients resend them.
+    Limits: TALLY_INGEST__BATCH_EVENTS_MAX, TALLY_INGEST__MESSAGE_BYTES_MAX,
+    TALLY_INGEST__QUEUE_EVENTS_MAX, TALLY_INGEST__EVENT_AGE_MAX_DAYS, ...
+    """
+    from tally.server import RunningServer
+    from tally.server import serve as run_server
+
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    settings: Settings = ctx.obj
+    updates: dict[str, Any] = {}
+    if host is not None:
+        updates["host"] = host
+    if port is not None:
+        updates["port"] = port
+    if serve_database_url is not None:
+        updates["database_url"] = serve_database_url
+    if no_store:
+        updates["store_events"] = False
+    settings = settings.model_copy(update=updates)
+
+    def ready(running: RunningServer) -> None:
+        db = running.engine.url.render_as_string(hide_password=True)
+        click.echo(f"tally listening on {settings.host}:{running.port} (database {db})", err=False)
+        sys.stdout.flush()
+
+    asyncio.run(run_server(settings, on_ready=ready, migrate=not no_migrate))
