@@ -562,6 +562,13 @@ def finalize_invoice(engine: Engine, tenant_id: int, invoice_id: int, now: datet
         row = _status(conn, tenant_id, invoice_id)
         if row.status != "draft":
             raise FailedPrecondition(f"invoice {invoice_id} is {row.status}; only a draft can be finalized")
+        if row.corrects_invoice_id is not None:
+            corrected = _status(conn, tenant_id, int(row.corrects_invoice_id), lock=False)
+            if corrected.status == "draft":  # a correction must never be numbered before what it corrects
+                raise FailedPrecondition(
+                    f"invoice {invoice_id} corrects invoice {corrected.id}, still a draft: finalize invoice "
+                    f"{corrected.id} first, so that the correction is numbered after it"
+                )
         c = invoice_counters.c
         number = conn.execute(
             update(invoice_counters).where(c.tenant_id == tenant_id).values(last_number=c.last_number + 1)

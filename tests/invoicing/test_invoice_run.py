@@ -370,3 +370,24 @@ def test_a_prorated_fee_line_reports_the_span_it_bills(engine: Engine, tenant: T
     run_cycle(engine, tid, T0 + timedelta(days=20))
     on_max = next(ln for i in list_invoices(engine, tid) for ln in i.lines if ln.amount == 3400)  # 62 x 17/31
     assert (on_max.period_start, on_max.period_end) == (upgraded, FEB)  # what it pays for, not all January
+
+
+def test_a_correction_is_never_numbered_before_the_invoice_it_corrects(
+    engine: Engine, tenant: TenantKey, customer: str
+) -> None:
+    from invoicing.documents import finalize_invoice
+    from metering.errors import FailedPrecondition
+
+    tid = tenant.tenant_id
+    publish(engine, tid, "pro", [{"code": "base", "kind": "flat", "price": flat("30")}])
+    publish(engine, tid, "max", [{"code": "base", "kind": "flat", "price": flat("62")}])
+    sub = create_subscription(engine, tid, customer, "pro", T0)
+    run_cycle(engine, tid, T0 + timedelta(days=1))
+    change_plan(engine, tid, sub.id, "max", datetime(2026, 1, 15, 12, tzinfo=UTC))
+    run_cycle(engine, tid, FEB)
+    invs = list_invoices(engine, tid)
+    note = next(i for i in invs if i.kind == "credit_note")
+    with pytest.raises(FailedPrecondition, match=f"finalize invoice {note.corrects_invoice_id} first"):
+        finalize_invoice(engine, tid, note.id or 0, FEB)
+    assert finalize_invoice(engine, tid, note.corrects_invoice_id or 0, FEB).number == 1  # nothing was taken
+    assert finalize_invoice(engine, tid, note.id or 0, FEB).number == 2
