@@ -152,11 +152,13 @@ invoice_run_items = Table(
     UniqueConstraint("run_id", "item_key"),
 )
 
-invoice_counters = Table(
-    "invoice_counters",
+number_series = Table(
+    "number_series",
     metadata,
-    # One row per tenant, updated in the finalize transaction: numbers are gapless.
+    # One row per tenant and document series (invoice, credit_note), updated in the finalize transaction:
+    # each series is gapless on its own, and a credit note never takes an invoice's number.
     Column("tenant_id", Integer, ForeignKey("tenants.id"), primary_key=True, autoincrement=False),
+    Column("series", String(16), primary_key=True),
     Column("last_number", Integer, nullable=False),
 )
 
@@ -192,7 +194,8 @@ invoices = Table(
     Column("span_end", DateTime(timezone=True), nullable=False),
     Column("due_at", DateTime(timezone=True), nullable=False),
     Column("status", String(16), nullable=False),  # draft | finalized | paid | void
-    Column("number", Integer, nullable=True),  # NULL until finalized; gapless per tenant
+    Column("number", Integer, nullable=True),  # NULL until finalized; gapless per tenant and series
+    Column("number_series", String(16), nullable=True),  # invoice | credit_note; NULL until finalized
     Column("subtotal", BigInteger, nullable=False),
     Column("tax", BigInteger, nullable=False),
     Column("credits_applied", BigInteger, nullable=False),
@@ -206,7 +209,7 @@ invoices = Table(
     Column("voided_at", DateTime(timezone=True), nullable=True),
     Column("void_reason", Text, nullable=True),
     UniqueConstraint("tenant_id", "idempotency_key"),
-    UniqueConstraint("tenant_id", "number"),
+    UniqueConstraint("tenant_id", "number_series", "number"),
 )
 
 invoice_lines = Table(
@@ -235,12 +238,12 @@ invoice_lines = Table(
 
 __all__ = [
     "customers",
-    "invoice_counters",
     "invoice_lines",
     "invoice_run_items",
     "invoice_runs",
     "invoices",
     "metadata",
+    "number_series",
     "plan_versions",
     "plans",
     "subscription_history",

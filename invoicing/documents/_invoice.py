@@ -37,7 +37,7 @@ from invoicing.ledger.grant import spend
 from invoicing.ledger.tables import ledger_accounts
 from invoicing.ledger.transfer import write_transaction
 from invoicing.subscriptions import DueItem, due_periods, list_subscriptions
-from invoicing.tables import invoice_counters, invoice_lines, invoices, tax_rates
+from invoicing.tables import invoice_lines, invoices, number_series, tax_rates
 from metering.errors import FailedPrecondition, InvalidArgument, NotFound
 from metering.transactions import begin_write
 from rating.unit import currency as currency_unit
@@ -93,6 +93,7 @@ class Invoice:
     tax_rate: str
     tax_inclusive: bool
     lines: tuple[InvoiceLine, ...]
+    number_series: str | None = None  # the series its number came from (NULL before numbering by series)
 
     @property
     def scale(self) -> int:
@@ -103,7 +104,9 @@ class Invoice:
 
     @property
     def label(self) -> str:
-        return f"INV-{self.number:06d}" if self.number is not None else (f"draft {self.id}" if self.id else "preview")
+        if self.number is None:
+            return f"draft {self.id}" if self.id else "preview"
+        return f"{SERIES_PREFIX[self.number_series or 'invoice']}-{self.number:06d}"
 
     def to_json(self) -> dict[str, Any]:
         m = self.money
@@ -129,6 +132,12 @@ class Invoice:
 
 # --- events -----------------------------------------------------------------------------------------------
 #: The event announcing a new invoice document, by its kind (an adjustment is an invoice too).
+#: Which gapless series a document's number comes from, and its label's prefix. An adjustment (a
+#: positive correction) is an invoice; a credit note has its own series, so it never takes an invoice's
+#: number (finance systems and tax rules expect one gapless sequence per document type).
+SERIES_OF_KIND = {"invoice": "invoice", "adjustment": "invoice", "credit_note": "credit_note"}
+SERIES_PREFIX = {"invoice": "INV", "credit_note": "CN"}
+
 CREATED_EVENT = {"invoice": "invoice.created", "adjustment": "invoice.created", "credit_note": "credit_note.created"}
 
 
@@ -494,7 +503,7 @@ def _invoice(r: Any, lines: Sequence[InvoiceLine]) -> Invoice:
         r.plan_version_id, r.corrects_invoice_id, r.currency, r.timing, stored_utc(r.period_start),
         stored_utc(r.period_end), stored_utc(r.span_start), stored_utc(r.span_end), stored_utc(r.due_at),
         int(r.subtotal), int(r.tax), int(r.credits_applied), int(r.total), r.tax_region, r.tax_rate,
-        bool(r.tax_inclusive), tuple(lines),
+        bool(r.tax_inclusive), tuple(lines), r.number_series,
     )  # fmt: skip
 
 
@@ -569,17 +578,18 @@ def finalize_invoice(engine: Engine, tenant_id: int, invoice_id: int, now: datet
                     f"invoice {invoice_id} corrects invoice {corrected.id}, still a draft: finalize invoice "
                     f"{corrected.id} first, so that the correction is numbered after it"
                 )
-        c = invoice_counters.c
+        series = SERIES_OF_KIND.get(row.kind, "invoice")
+        c = number_series.c
         number = conn.execute(
-            update(invoice_counters).where(c.tenant_id == tenant_id).values(last_number=c.last_number + 1)
-            .returning(c.last_number)
+            update(number_series).where(c.tenant_id == tenant_id, c.series == series)
+            .values(last_number=c.last_number + 1).returning(c.last_number)
         ).scalar_one_or_none()  # fmt: skip
         if number is None:
-            conn.execute(insert(invoice_counters).values(tenant_id=tenant_id, last_number=1))
+            conn.execute(insert(number_series).values(tenant_id=tenant_id, series=series, last_number=1))
             number = 1
         done = conn.execute(
             update(invoices).where(invoices.c.id == invoice_id, invoices.c.status == "draft")
-            .values(status="finalized", number=number, finalized_at=utc(now))
+            .values(status="finalized", number=number, number_series=series, finalized_at=utc(now))
         ).rowcount  # fmt: skip
         if not done:
             raise FailedPrecondition(f"invoice {invoice_id} was finalized concurrently")

@@ -389,5 +389,9 @@ def test_a_correction_is_never_numbered_before_the_invoice_it_corrects(
     note = next(i for i in invs if i.kind == "credit_note")
     with pytest.raises(FailedPrecondition, match=f"finalize invoice {note.corrects_invoice_id} first"):
         finalize_invoice(engine, tid, note.id or 0, FEB)
-    assert finalize_invoice(engine, tid, note.corrects_invoice_id or 0, FEB).number == 1  # nothing was taken
-    assert finalize_invoice(engine, tid, note.id or 0, FEB).number == 2
+    corrected = finalize_invoice(engine, tid, note.corrects_invoice_id or 0, FEB)
+    assert corrected.label == "INV-000001"  # the refused finalize took no number
+    # Credit notes have their own gapless series: the next invoice is still INV-000002.
+    assert finalize_invoice(engine, tid, note.id or 0, FEB).label == "CN-000001"
+    nxt = next(i for i in list_invoices(engine, tid) if i.status == "draft" and i.kind == "invoice")
+    assert finalize_invoice(engine, tid, nxt.id or 0, FEB).label == "INV-000002"
