@@ -4,7 +4,9 @@ Figures: `invoices_per_s` (the whole `run_cycle`: due items, bulk usage extract,
 invoice + line inserts, run bookkeeping), the same with tier breakdowns off (`explain=False`),
 `peak_rss_mb`, and `ratio_to_raw_insert`: the run's time over a plain executemany of the very same
 invoice and line rows into a fresh database in the same process (1.0 would mean the run costs no more
-than writing its output).
+than writing its output). `invoices_per_s_percentage` runs the same month with the `calls` charge priced
+as a percentage per transaction (fixed fee and minimum per transaction), which reads the stored events
+of that meter instead of only its rollups; `percentage_cost_ratio` is its time over the plain run's.
 """
 
 from __future__ import annotations
@@ -49,6 +51,31 @@ PLAN = {
          "price": {"model": "package", "package_size": "100", "package_amount": "1"}},
     ],
 }  # fmt: skip
+
+
+#: The `calls` charge as a card-style fee: rated per event, so the run reads that meter's raw events.
+PERCENTAGE = {"model": "percentage", "rate": "2.9", "fixed_amount": "0.30", "per_transaction_min": "0.50"}
+
+
+def _price_calls_per_transaction(path: Path) -> None:
+    """Reprice the published plan's `calls` charge in a copy of the set-up database (benchmark only: a
+    published version never changes in service)."""
+    import json
+
+    from invoicing.tables import plan_versions
+
+    engine = make_engine(f"sqlite:///{path}")
+    with engine.begin() as conn:
+        row = conn.execute(select(plan_versions.c.id, plan_versions.c.charges)).one()
+        charges = json.loads(row.charges)
+        for charge in charges:
+            if charge["code"] == "calls":
+                charge["price"] = {**PERCENTAGE, "currency": "USD"}
+        conn.execute(
+            plan_versions.update().where(plan_versions.c.id == row.id)
+            .values(charges=json.dumps(charges, sort_keys=True, separators=(",", ":")))
+        )  # fmt: skip
+    engine.dispose()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -200,6 +227,16 @@ def run(args: argparse.Namespace) -> Figures:
                 figures["raw_insert_s"] = raw
                 figures["ratio_to_raw_insert"] = elapsed / raw
             path.unlink()
+        path = tmp / "bench-percentage.db"
+        shutil.copy(base, path)
+        _price_calls_per_transaction(path)
+        log(f"run_cycle over {n} customers with calls priced per transaction")
+        with spawn.Pool(1) as pool:
+            elapsed, rss, created, lines = pool.apply(_timed_run, (str(path), tid, True, args.batch_size))
+        if created != n or lines != 5 * n:
+            raise SystemExit(f"percentage run: expected {n} invoices and {5 * n} lines, got {created}, {lines}")
+        figures["invoices_per_s_percentage"] = n / elapsed
+        figures["percentage_cost_ratio"] = elapsed / figures["run_s"]
     return figures
 
 

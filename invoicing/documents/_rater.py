@@ -253,6 +253,7 @@ class Rater:
         load the usage of these items' customers only, so memory follows the batch, not the tenant.
         Drafts are the same as with a whole-tenant prefetch: a customer's rows are the same rows."""
         self._usage.clear()
+        self._transactions.clear()  # per-event amounts are loaded for the batch's customers only
         self._customers.clear()
         self._flat_cache.clear()
         self._span_json.clear()

@@ -41,6 +41,9 @@ def _charges(fee: str, unit: str) -> list[Any]:
         {"code": "store", "kind": "usage", "meter": "calls", "price": {
             "model": "minimum_commitment", "minimum_amount": "5", "cap_amount": "40",
             "price": {"model": "package", "package_size": "100", "package_amount": "1"}}},
+        # rated per event, from the stored events: batches must load their own customers' events
+        {"code": "fees", "kind": "usage", "meter": "calls", "price": {
+            "model": "percentage", "rate": "1.5", "fixed_amount": "0.02", "free_units_per_events": 1}},
     ]  # fmt: skip
 
 

@@ -395,3 +395,22 @@ def test_a_correction_is_never_numbered_before_the_invoice_it_corrects(
     assert finalize_invoice(engine, tid, note.id or 0, FEB).label == "CN-000001"
     nxt = next(i for i in list_invoices(engine, tid) if i.status == "draft" and i.kind == "invoice")
     assert finalize_invoice(engine, tid, nxt.id or 0, FEB).label == "INV-000002"
+
+
+def test_per_transaction_pricing_in_a_streamed_run(engine: Engine, tenant: TenantKey) -> None:
+    """Batches of one customer over the same window: each batch loads its own customers' events."""
+    tid = tenant.tenant_id
+    create_meter(engine, tid, MeterDefinition(code="payments", aggregation=Aggregation.SUM, value_scale=2))
+    publish(engine, tid, "pay", [{"code": "fees", "kind": "usage", "meter": "payments",
+                                  "price": {"model": "percentage", "rate": "0", "fixed_amount": "0.30"}}])  # fmt: skip
+    rows = []
+    for k in range(3):
+        ext = f"cus_s{k}"
+        create_customer(engine, tid, CustomerDefinition(external_id=ext, timezone="UTC"), T0)
+        create_subscription(engine, tid, ext, "pay", T0)
+        rows += [(f"s{k}-{j}", ext, "payments", T0 + timedelta(days=1, hours=j), 100, None) for j in range(k + 1)]
+    write_events(engine, tid, rows)
+    summary = run_cycle(engine, tid, FEB, batch_size=1)
+    assert (summary.failed, summary.created) == (0, 3)
+    fees = sorted(ln.amount for i in list_invoices(engine, tid) for ln in i.lines)
+    assert fees == [30, 60, 90]  # 0.30 per payment: 1, 2 and 3 payments
