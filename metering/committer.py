@@ -69,15 +69,13 @@ from sqlalchemy.exc import DataError as SADataError
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
-from metering.errors import Unavailable
+from metering.errors import Unavailable, contended
 from metering.event import Code, EventError, PreparedBatch
 from metering.store import BatchOutcome, EventStore, subset
 
 log = logging.getLogger(__name__)
 
 _STOP = object()
-# SQLSTATEs worth retrying: serialization failure, deadlock.
-_RETRYABLE_SQLSTATES = {"40001", "40P01"}
 # PostgreSQL's own verdicts on data: data exception (22...) and integrity constraint violation (23...).
 _DATA_SQLSTATE_CLASSES = ("22", "23")
 # Connection exception, insufficient resources (disk full, out of memory), system error (I/O), and
@@ -118,15 +116,13 @@ def _sqlstate(exc: BaseException) -> str:
 
 
 def _retryable(exc: BaseException) -> bool:
-    orig = _unwrap(exc)
-    if _sqlstate(orig) in _RETRYABLE_SQLSTATES:
+    if contended(exc):  # lost to a concurrent transaction: serialization failure, deadlock, SQLite busy
         return True
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
-    if isinstance(orig, psycopg.OperationalError) and _infra_sqlstate(_sqlstate(orig) or "08000"):
-        return True  # the connection broke: a new attempt takes another one from the pool (pre-ping)
-    text = str(orig).lower()
-    return "database is locked" in text or "database is busy" in text
+    orig = _unwrap(exc)
+    # the connection broke: a new attempt takes another one from the pool (pre-ping)
+    return isinstance(orig, psycopg.OperationalError) and _infra_sqlstate(_sqlstate(orig) or "08000")
 
 
 def _infra_sqlstate(sqlstate: str) -> bool:

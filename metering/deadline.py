@@ -39,6 +39,11 @@ class Budget:
     def remaining(self) -> float | None:
         return None if self.deadline is None else self.deadline - time.monotonic()
 
+    @property
+    def spent(self) -> bool:
+        """Cancelled, or past the deadline: the work should stop."""
+        return self._cancelled.is_set() or (self.deadline is not None and time.monotonic() > self.deadline)
+
     def check(self) -> None:
         if self._cancelled.is_set():
             raise Cancelled("the caller cancelled the request; its work was stopped")

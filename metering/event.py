@@ -32,10 +32,6 @@ INT64_MIN = -(2**63)
 SCALE_MAX = 18
 POW10: tuple[int, ...] = tuple(10**k for k in range(2 * SCALE_MAX + 1))
 
-# Plain decimal notation only (no exponent, NaN/Infinity, spaces, underscores or non-ASCII digits): the
-# one notation every Tally edge accepts. Ingest parses it by hand, straight to units, for speed.
-_DECIMAL_RE = DECIMAL_RE
-
 class Code(IntEnum):
     """Why an event was refused. The numbers are the wire's `tally.v1.EventErrorCode` (a test holds
     them equal), so metering names its verdicts without importing generated protobuf code."""
@@ -284,7 +280,8 @@ def parse_value(text: str, spec: MeterSpec, limits: IngestLimits) -> tuple[int, 
         if spec.aggregation is Aggregation.COUNT:
             return 10**scale, None
         return 0, EventError(-1, "value", Code.INVALID_VALUE, f"value is required for a {spec.aggregation.value} meter")
-    if len(text) > limits.value_chars_max or _DECIMAL_RE.fullmatch(text) is None:
+    # The one notation every edge accepts (rating.fixedpoint), parsed by hand below, straight to units.
+    if len(text) > limits.value_chars_max or DECIMAL_RE.fullmatch(text) is None:
         shown = text if len(text) <= 40 else text[:40] + "…"
         return 0, EventError(
             -1, "value", Code.INVALID_VALUE, f"value {shown!r} is not a decimal in plain notation (like 12.50)"

@@ -29,6 +29,7 @@ from sqlalchemy import Connection, Engine, delete, func, select
 from metering.event import PreparedBatch
 from metering.meter import Aggregation, MeterSpec, group_key
 from metering.tables import events, gauge_points, rollup_values, rollups
+from metering.transactions import begin_write
 
 BUCKET_US = 15 * 60 * 1_000_000
 INT64_MAX = 2**63 - 1
@@ -437,7 +438,7 @@ def rebuild(engine: Engine, tenant_id: int, meter: str, spec: MeterSpec) -> Rebu
     mode), so no event can commit between the recompute and the replacement: ingest waits for the
     rebuild (its queue applies back-pressure) and queries see the old rollups or the new, never a mix.
     """
-    with engine.connect().execution_options(sqlite_begin="IMMEDIATE") as conn, conn.begin():
+    with begin_write(engine) as conn:
         if conn.dialect.name == "postgresql":
             conn.exec_driver_sql("LOCK TABLE events IN SHARE MODE")
         fresh = compute_from_events(conn, tenant_id, meter, spec)

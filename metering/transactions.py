@@ -18,10 +18,9 @@ from sqlalchemy import Connection, Engine
 @contextmanager
 def begin_write(engine: Engine) -> Iterator[Connection]:
     """`engine.begin()` for a transaction that writes: committed on success, rolled back on error."""
-    with engine.connect() as base:
-        conn = base.execution_options(sqlite_begin="IMMEDIATE") if engine.dialect.name == "sqlite" else base
-        with conn.begin():
-            yield conn
+    # Only SQLite's begin listener (tally.db) reads the option; on PostgreSQL it is inert.
+    with engine.connect().execution_options(sqlite_begin="IMMEDIATE") as conn, conn.begin():
+        yield conn
 
 
 __all__ = ["begin_write"]

@@ -79,10 +79,7 @@ def make_engine(url: str, sqlite_synchronous: str = "FULL", pool_size: int = 8) 
 
 def _budget_spent() -> int:
     budget = deadline.current()
-    if budget is None:
-        return 0
-    remaining = budget.remaining()
-    return 1 if budget.cancelled or (remaining is not None and remaining < 0) else 0
+    return 1 if budget is not None and budget.spent else 0
 
 
 def alembic_config(engine: Engine | None = None) -> Config:

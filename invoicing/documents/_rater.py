@@ -128,6 +128,12 @@ def tax_amount(subtotal: int, rate: TaxRate) -> int:
     return round_scaled(share.numerator, share.denominator, RoundingMode.HALF_EVEN)
 
 
+@lru_cache(maxsize=1 << 12)
+def _dimension_value(group_key: str, dimension: str) -> str | None:
+    """A dimension's value in a rollup group key (parsed once per distinct key, not once per event)."""
+    return json.loads(group_key).get(dimension) if group_key else None
+
+
 def _minor(amount: Decimal, scale: int, mode: RoundingMode = RoundingMode.HALF_EVEN) -> int:
     return int(round_decimal(amount, scale, mode).scaleb(scale))
 
@@ -277,17 +283,19 @@ class Rater:
                 out.append((s.start, end))
         return out
 
+    def _chunks(self) -> list[list[str] | None]:
+        """The customers of a bulk read: all of them (None), or the batch's in IN lists of USAGE_CHUNK."""
+        if self._scope is None:
+            return [None]
+        scope = sorted(self._scope)
+        return [scope[k : k + USAGE_CHUNK] for k in range(0, len(scope), USAGE_CHUNK)]
+
     def _window(self, window: tuple[datetime, datetime]) -> dict[str, list[tuple[str, str, int, int, int]]]:
         found = self._usage.get(window)
         if found is None:
             found = {}
             names: dict[str, str] = {}  # one string object per meter / group key
-            if self._scope is None:
-                chunks: list[list[str] | None] = [None]
-            else:
-                scope = sorted(self._scope)
-                chunks = [scope[k : k + USAGE_CHUNK] for k in range(0, len(scope), USAGE_CHUNK)]
-            for chunk in chunks:  # chunks partition the customers: each customer's rows keep their order
+            for chunk in self._chunks():  # chunks partition the customers: each customer's rows keep their order
                 cols = period_columns(self.engine, self.tenant_id, window[0], window[1], customers=chunk)
                 units, scales, events = cols.units.tolist(), cols.scales.tolist(), cols.events.tolist()
                 for i, (cust, meter, gk) in enumerate(zip(cols.customers, cols.meters, cols.group_keys, strict=True)):
@@ -440,7 +448,7 @@ class Rater:
         if isinstance(price, DimensionalPrice):
             dim = charge.group_by or price.dimension
             for gk, u in rows.items():
-                value = json.loads(gk).get(dim) if gk else None
+                value = _dimension_value(gk, dim)
                 prev = groups.get(value)
                 groups[value] = u if prev is None else _combine(agg, prev, u)
         elif rows:
@@ -513,16 +521,11 @@ class Rater:
             found = self._transactions.get(key)
             if found is None:
                 found = {}
-                if self._scope is None:
-                    chunks: list[list[str] | None] = [None]
-                else:
-                    scope = sorted(self._scope)
-                    chunks = [scope[k : k + USAGE_CHUNK] for k in range(0, len(scope), USAGE_CHUNK)]
-                for chunk in chunks:
+                for chunk in self._chunks():
                     found.update(transactions(self.engine, self.tenant_id, meter, window[0], window[1], chunk))
                 self._transactions[key] = found
             for t in found.get(item.customer_external_id, ()):
-                if dim is None or (json.loads(t.group_key).get(dim) if t.group_key else None) == value:
+                if dim is None or _dimension_value(t.group_key, dim) == value:
                     out.append(t.value)
         return out
 

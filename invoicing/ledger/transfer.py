@@ -42,6 +42,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from invoicing.ledger.account import AccountFlags
 from invoicing.ledger.tables import ledger_accounts, ledger_pending, ledger_sequences, ledger_transfers
+from metering.transactions import begin_write
 from rating.fixedpoint import INT64_MAX
 
 T = TypeVar("T")
@@ -708,15 +709,13 @@ def write_transaction(engine: Engine, fn: Callable[[Connection], T], attempts: i
     """
     sqlite = engine.dialect.name == "sqlite"
     for attempt in range(attempts):
-        with engine.connect() as base:
-            conn = base.execution_options(sqlite_begin="IMMEDIATE") if sqlite else base
-            try:
-                with conn.begin():
-                    return fn(conn)
-            except (IntegrityError, OperationalError) as exc:
-                retryable = not sqlite and (isinstance(exc, IntegrityError) or "deadlock" in str(exc).lower())
-                if not retryable or attempt == attempts - 1:
-                    raise
+        try:
+            with begin_write(engine) as conn:
+                return fn(conn)
+        except (IntegrityError, OperationalError) as exc:
+            retryable = not sqlite and (isinstance(exc, IntegrityError) or "deadlock" in str(exc).lower())
+            if not retryable or attempt == attempts - 1:
+                raise
     raise AssertionError("unreachable")
 
 

@@ -50,6 +50,7 @@ from invoicing.catalog import (
 from invoicing.events import NewEvent, emit
 from invoicing.tables import customers, plan_versions, plans, subscription_history, subscriptions
 from metering.errors import FailedPrecondition, InvalidArgument, NotFound
+from metering.transactions import begin_write
 
 Timing = Literal["now", "period_end"]
 
@@ -334,7 +335,7 @@ def create_subscription(
             raise InvalidArgument(f"end {end.isoformat()} must be after the start {start.isoformat()}")
     anchor_at = floor_quarter_hour(anchor) if anchor is not None else (trial_end or start)
     state = State.TRIAL if trial_end is not None else State.ACTIVE
-    with _writer(engine) as conn:
+    with begin_write(engine) as conn:
         sub_id = conn.execute(
             insert(subscriptions)
             .values(
@@ -362,27 +363,6 @@ def create_subscription(
             start,
         )
     return get_subscription(engine, tenant_id, sub_id)
-
-
-class _writer:
-    """A write transaction that holds the write lock from its first statement (SQLite: BEGIN IMMEDIATE),
-    so two operations on one subscription serialise instead of both reading the same old state."""
-
-    def __init__(self, engine: Engine) -> None:
-        self._conn = engine.connect().execution_options(sqlite_begin="IMMEDIATE")
-
-    def __enter__(self) -> Connection:
-        self._tx = self._conn.begin()
-        return self._conn
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        try:
-            if exc_type is None:
-                self._tx.commit()
-            else:
-                self._tx.rollback()
-        finally:
-            self._conn.close()
 
 
 def _record(
@@ -529,7 +509,7 @@ def apply_scheduled(engine: Engine, now: datetime, limit: int = 500) -> int:
     moved = 0
     for r in rows:
         try:
-            with _writer(engine) as conn:
+            with begin_write(engine) as conn:
                 _load_for_update(conn, r.tenant_id, r.id, at)
             moved += 1
         except FailedPrecondition:  # a change recorded after `at` already settled it
@@ -584,7 +564,7 @@ def change_plan(
     """
     eff = floor_quarter_hour(at)
     new = _published(engine, tenant_id, plan_code, version)
-    with _writer(engine) as conn:
+    with begin_write(engine) as conn:
         sub = _load_for_update(conn, tenant_id, subscription_id, eff)
         _check(sub, "change")
         if new.id == sub.plan_version_id:
@@ -633,7 +613,7 @@ def _simple(
     reason: str,
 ) -> Subscription:
     eff = floor_quarter_hour(at)
-    with _writer(engine) as conn:
+    with begin_write(engine) as conn:
         sub = _load_for_update(conn, tenant_id, subscription_id, eff)
         _check(sub, operation)
         _record(conn, sub.id, kind, eff, at, to, sub.plan_version_id, sub.state, sub.plan_version_id, actor, reason)
@@ -670,7 +650,7 @@ def cancel_subscription(
 ) -> Subscription:
     """End the subscription now, or schedule its end for the current period's end (trial end in a trial)."""
     eff = floor_quarter_hour(at)
-    with _writer(engine) as conn:
+    with begin_write(engine) as conn:
         sub = _load_for_update(conn, tenant_id, subscription_id, eff)
         _check(sub, "cancel")
         if timing == "now":
@@ -713,7 +693,7 @@ def withdraw_scheduled(
     at period end again: a new schedule replaces the old one.
     """
     eff = floor_quarter_hour(at)
-    with _writer(engine) as conn:
+    with begin_write(engine) as conn:
         sub = _load_for_update(conn, tenant_id, subscription_id, eff)
         ending = sub.state is not State.CANCELLED and sub.ends_at is not None and sub.ends_at > eff
         if sub.pending_plan_version_id is None and not ending:

@@ -325,12 +325,6 @@ def _json_text_problem(value: Any, path: str) -> str | None:
     return None
 
 
-def checked_json(text: str, field: str, limits: ApiLimits) -> str:
-    """The text unchanged once it passes `client_json` (for parsers that take text)."""
-    client_json(text, field, limits)
-    return text
-
-
 # --- paging --------------------------------------------------------------------------------------------------
 def page_size(requested: int, field: str = "page_size") -> int:
     if requested < 0 or requested > PAGE_SIZE_MAX:
@@ -395,7 +389,6 @@ __all__ = [
     "ChangeListener",
     "Periodic",
     "Worker",
-    "checked_json",
     "client_json",
     "decimal_arg",
     "decimal_str",

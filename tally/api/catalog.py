@@ -35,7 +35,6 @@ from tally.api.base import (
     ADMIN,
     READ,
     ApiBase,
-    checked_json,
     client_json,
     decimal_arg,
     decimal_str,
@@ -192,7 +191,7 @@ class CatalogRpcs(ApiBase):
     @rpc(READ)
     def SimulatePrice(self, principal: Principal, request: pb.SimulatePriceRequest) -> pb.SimulatePriceResponse:
         try:
-            price = parse_price(checked_json(required(request.price_json, "price_json"), "price_json", self.limits))
+            price = parse_price(client_json(required(request.price_json, "price_json"), "price_json", self.limits))
         except InvalidPriceError as exc:
             raise InvalidArgument(f"price_json: {exc}") from None
         if not request.quantities:

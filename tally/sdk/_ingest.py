@@ -67,7 +67,8 @@ MESSAGE_BYTES_MAX: Final = 4 * 1024 * 1024
 _POW10: Final = tuple(10**k for k in range(SCALE_MAX + 1))
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_US: Final = timedelta(microseconds=1)
-# Plain decimal notation, exactly as the server accepts it (metering.event._DECIMAL_RE).
+# Plain decimal notation, exactly as the server accepts it (rating.fixedpoint.DECIMAL_RE; the SDK
+# keeps its own copy so a producer never loads the server).
 _DECIMAL_RE: Final = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
 
 RETRYABLE: Final = frozenset(
