@@ -152,6 +152,40 @@ invoice_run_items = Table(
     UniqueConstraint("run_id", "item_key"),
 )
 
+invoice_items = Table(
+    "invoice_items",
+    metadata,
+    # Which document billed each due item (one subscription's period, by timing): an item is billed at
+    # most once while bound; a void with re-issue renames its key (`<key>|reissued:<invoice>`) so the next
+    # run bills it again. The document groups items (one per customer, currency and billing date).
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tenant_id", Integer, ForeignKey("tenants.id"), nullable=False),
+    Column("invoice_id", Integer, ForeignKey("invoices.id"), nullable=False, index=True),
+    Column("item_key", String(255), nullable=False),
+    Column("subscription_id", Integer, ForeignKey("subscriptions.id"), nullable=True),
+    Column("timing", String(16), nullable=True),
+    Column("span_end", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("tenant_id", "item_key"),
+)
+
+payments = Table(
+    "payments",
+    metadata,
+    # A payment recorded against a finalized invoice; `payment_key` makes recording it idempotent.
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tenant_id", Integer, ForeignKey("tenants.id"), nullable=False),
+    Column("invoice_id", Integer, ForeignKey("invoices.id"), nullable=False, index=True),
+    Column("payment_key", String(100), nullable=False),
+    Column("amount", BigInteger, nullable=False),  # minor units received
+    Column("applied", BigInteger, nullable=False),  # to the invoice; the rest went to the cash wallet
+    Column("currency", String(3), nullable=False),
+    Column("paid_at", DateTime(timezone=True), nullable=False),
+    Column("method", String(32), nullable=False),
+    Column("reference", String(200), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("tenant_id", "payment_key"),
+)
+
 number_series = Table(
     "number_series",
     metadata,
@@ -193,7 +227,8 @@ invoices = Table(
     Column("span_start", DateTime(timezone=True), nullable=False),
     Column("span_end", DateTime(timezone=True), nullable=False),
     Column("due_at", DateTime(timezone=True), nullable=False),
-    Column("status", String(16), nullable=False),  # draft | finalized | paid | void
+    # draft | finalized | partially_paid | paid | void | uncollectible | closed (zero total, not issued)
+    Column("status", String(16), nullable=False),
     Column("number", Integer, nullable=True),  # NULL until finalized; gapless per tenant and series
     Column("number_series", String(16), nullable=True),  # invoice | credit_note; NULL until finalized
     Column("subtotal", BigInteger, nullable=False),
@@ -208,6 +243,12 @@ invoices = Table(
     Column("paid_at", DateTime(timezone=True), nullable=True),
     Column("voided_at", DateTime(timezone=True), nullable=True),
     Column("void_reason", Text, nullable=True),
+    # Money still owed on a finalized document: total at finalizing, less payments and credit notes
+    # applied; 0 once paid, void, uncollectible or a credit note. Σ over open documents = receivable.
+    Column("amount_due", BigInteger, nullable=False, server_default="0"),
+    Column("amount_paid", BigInteger, nullable=False, server_default="0"),
+    Column("payment_due_at", DateTime(timezone=True), nullable=True),  # finalized_at + the payment terms
+    Column("uncollectible_at", DateTime(timezone=True), nullable=True),
     UniqueConstraint("tenant_id", "idempotency_key"),
     UniqueConstraint("tenant_id", "number_series", "number"),
 )

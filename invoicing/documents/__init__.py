@@ -4,11 +4,11 @@ lifecycle (finalize, pay, void, credit notes), numbering, PDF, CSV and JSON expo
 This module is the package's API: import from here; the modules behind it are private.
 """
 
+from invoicing.documents._export import export_invoice
 from invoicing.documents._invoice import (
     STATUSES,
     Invoice,
     correct_invoice,
-    export_invoice,
     finalize_invoice,
     get_invoice,
     list_invoices,

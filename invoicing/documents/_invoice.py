@@ -16,10 +16,8 @@ Rules (docs/invoicing.md has the reasons):
 
 from __future__ import annotations
 
-import csv
 import functools
 import hashlib
-import io
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -42,7 +40,8 @@ from metering.errors import FailedPrecondition, InvalidArgument, NotFound
 from metering.transactions import begin_write
 from rating.unit import currency as currency_unit
 
-STATUSES = ("draft", "finalized", "paid", "void")
+#: finalized = issued and open; closed = a zero-total document kept for lineage, never numbered or sent.
+STATUSES = ("draft", "finalized", "partially_paid", "paid", "void", "uncollectible", "closed")
 LINE_KINDS = (
     "charge", "minimum_true_up", "cap_adjustment", "credit", "points", "sla_credit", "tax", "proration_adjustment",
 )  # fmt: skip
@@ -94,6 +93,13 @@ class Invoice:
     tax_inclusive: bool
     lines: tuple[InvoiceLine, ...]
     number_series: str | None = None  # the series its number came from (NULL before numbering by series)
+    customer_external_id: str = ""
+    finalized_at: datetime | None = None  # the issue date
+    payment_due_at: datetime | None = None  # finalized_at + the seller's payment terms
+    paid_at: datetime | None = None
+    voided_at: datetime | None = None
+    amount_paid: int = 0  # payments applied to it (minor units)
+    amount_due: int = 0  # still owed: total less payments and credit notes applied; 0 unless open
 
     @property
     def scale(self) -> int:
@@ -112,7 +118,11 @@ class Invoice:
         m = self.money
         return {
             "id": self.id, "number": self.number, "label": self.label, "kind": self.kind, "status": self.status,
-            "key": self.key, "customer_id": self.customer_id, "subscription_id": self.subscription_id,
+            "key": self.key, "customer_id": self.customer_id, "customer": self.customer_external_id,
+            "issued_at": _opt_iso(self.finalized_at), "payment_due_at": _opt_iso(self.payment_due_at),
+            "paid_at": _opt_iso(self.paid_at), "voided_at": _opt_iso(self.voided_at),
+            "amount_paid": str(m(self.amount_paid)), "amount_due": str(m(self.amount_due)),
+            "subscription_id": self.subscription_id,
             "plan_version_id": self.plan_version_id, "corrects_invoice_id": self.corrects_invoice_id,
             "currency": self.currency, "timing": self.timing,
             "period": [self.period_start.isoformat(), self.period_end.isoformat()],
@@ -128,6 +138,10 @@ class Invoice:
                 for ln in self.lines
             ],
         }  # fmt: skip
+
+
+def _opt_iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
 
 
 # --- events -----------------------------------------------------------------------------------------------
@@ -497,14 +511,20 @@ def _line(r: Any) -> InvoiceLine:
     )  # fmt: skip
 
 
-def _invoice(r: Any, lines: Sequence[InvoiceLine]) -> Invoice:
+def _invoice(r: Any, lines: Sequence[InvoiceLine], external_id: str = "") -> Invoice:
     return Invoice(
         int(r.id), r.idempotency_key, r.kind, r.status, r.number, int(r.customer_id), r.subscription_id,
         r.plan_version_id, r.corrects_invoice_id, r.currency, r.timing, stored_utc(r.period_start),
         stored_utc(r.period_end), stored_utc(r.span_start), stored_utc(r.span_end), stored_utc(r.due_at),
         int(r.subtotal), int(r.tax), int(r.credits_applied), int(r.total), r.tax_region, r.tax_rate,
-        bool(r.tax_inclusive), tuple(lines), r.number_series,
+        bool(r.tax_inclusive), tuple(lines), r.number_series, external_id,
+        _maybe(r.finalized_at), _maybe(r.payment_due_at), _maybe(r.paid_at), _maybe(r.voided_at),
+        int(r.amount_paid), int(r.amount_due),
     )  # fmt: skip
+
+
+def _maybe(moment: datetime | None) -> datetime | None:
+    return None if moment is None else stored_utc(moment)
 
 
 def _load(conn: Connection, tenant_id: int, rows: Sequence[Any]) -> list[Invoice]:
@@ -517,7 +537,18 @@ def _load(conn: Connection, tenant_id: int, rows: Sequence[Any]) -> list[Invoice
             .order_by(invoice_lines.c.invoice_id, invoice_lines.c.position)
         ):
             by_invoice[int(lr.invoice_id)].append(_line(lr))
-    return [_invoice(r, by_invoice[int(r.id)]) for r in rows]
+    from invoicing.tables import customers
+
+    wanted = sorted({int(r.customer_id) for r in rows})
+    names: dict[int, str] = {}
+    for k in range(0, len(wanted), 900):
+        names.update(
+            (int(c.id), str(c.external_id))
+            for c in conn.execute(
+                select(customers.c.id, customers.c.external_id).where(customers.c.id.in_(wanted[k : k + 900]))
+            )
+        )
+    return [_invoice(r, by_invoice[int(r.id)], names.get(int(r.customer_id), "")) for r in rows]
 
 
 def get_invoice(engine: Engine, tenant_id: int, invoice_id: int) -> Invoice:
@@ -808,28 +839,6 @@ def preview_invoice(engine: Engine, tenant_id: int, customer: str, at: datetime)
     return out
 
 
-# --- export -----------------------------------------------------------------------------------------------
-CSV_COLUMNS = ("invoice", "number", "status", "currency", "position", "kind", "charge", "meter", "group",
-               "quantity", "unit_price", "amount", "amount_exact")  # fmt: skip
-
-
-def export_invoice(invoice: Invoice, fmt: str) -> str:
-    if fmt == "json":
-        return json.dumps(invoice.to_json(), indent=2, sort_keys=True) + "\n"
-    if fmt == "csv":
-        buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
-        w.writerow(CSV_COLUMNS)
-        for ln in invoice.lines:
-            w.writerow([invoice.id, invoice.number or "", invoice.status, invoice.currency, ln.position, ln.kind,
-                        ln.charge_code, ln.meter or "", ln.group_key, ln.quantity, ln.unit_price or "",
-                        invoice.money(ln.amount), ln.amount_exact])  # fmt: skip
-        w.writerow([invoice.id, invoice.number or "", invoice.status, invoice.currency, "", "total", "", "", "", "",
-                    "", invoice.money(invoice.total), ""])  # fmt: skip
-        return buf.getvalue()
-    raise InvalidArgument(f"format {fmt!r}: json or csv")
-
-
 def now_utc() -> datetime:
     return datetime.now(UTC)
 
@@ -839,7 +848,6 @@ __all__ = [
     "InvoiceLine",
     "correct_invoice",
     "correction_draft",
-    "export_invoice",
     "finalize_invoice",
     "find_item",
     "get_invoice",

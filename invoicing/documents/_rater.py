@@ -309,9 +309,7 @@ class Rater:
             self._usage[window] = found
         return found
 
-    def _item_usage_all(
-        self, item: DueItem, windows: list[tuple[datetime, datetime]]
-    ) -> dict[str, dict[str, _Usage]]:
+    def _item_usage_all(self, item: DueItem, windows: list[tuple[datetime, datetime]]) -> dict[str, dict[str, _Usage]]:
         """Usage of every meter over the item's spans, per group key, spans combined by aggregation
         (rows of one window keep their (meter, group key) order)."""
         out: dict[str, dict[str, _Usage]] = {}

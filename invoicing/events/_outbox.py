@@ -112,8 +112,7 @@ def check_patterns(patterns: Sequence[str], field: str = "types") -> list[str]:
     for i, p in enumerate(patterns):
         if not (p in EVENT_TYPES or (p.endswith(".") and any(t.startswith(p) for t in EVENT_TYPES))):
             raise InvalidArgument(
-                f"{field}[{i}]: {p!r} is not an event type or a prefix like 'invoice.'; "
-                f"types: {', '.join(EVENT_TYPES)}"
+                f"{field}[{i}]: {p!r} is not an event type or a prefix like 'invoice.'; types: {', '.join(EVENT_TYPES)}"
             )
         out.append(p)
     return out
