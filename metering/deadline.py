@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from metering.errors import Cancelled, DeadlineExceeded
+from metering.errors import Cancelled, DeadlineExceeded, interrupted
 
 
 class Budget:
@@ -45,13 +45,17 @@ class Budget:
         return self._cancelled.is_set() or (self.deadline is not None and time.monotonic() > self.deadline)
 
     def check(self) -> None:
+        if self.spent:
+            raise self.stopped()
+
+    def stopped(self) -> Cancelled | DeadlineExceeded:
+        """The error for work this budget stopped, whether a checkpoint or the database noticed first."""
         if self._cancelled.is_set():
-            raise Cancelled("the caller cancelled the request; its work was stopped")
-        if self.deadline is not None and time.monotonic() > self.deadline:
-            raise DeadlineExceeded(
-                f"the request ran out of its {self.seconds:.1f} s budget and was stopped; "
-                "narrow it (a shorter range, fewer items) or allow a longer deadline"
-            )
+            return Cancelled("the caller cancelled the request; its work was stopped")
+        return DeadlineExceeded(
+            f"the request ran out of its {self.seconds:.1f} s budget and was stopped; "
+            "narrow it (a shorter range, fewer items) or allow a longer deadline"
+        )
 
 
 _current: contextvars.ContextVar[Budget | None] = contextvars.ContextVar("tally_budget", default=None)
@@ -79,6 +83,12 @@ def bounded(budget: Budget | None) -> Iterator[Budget | None]:
     token = _current.set(budget)
     try:
         yield budget
+    except Exception as exc:
+        # A single long statement may be stopped by the database (statement_timeout, SQLite's progress
+        # handler) before any checkpoint runs: it is the same stop, so it gets the same error.
+        if budget is not None and interrupted(exc):
+            raise budget.stopped() from exc
+        raise
     finally:
         _current.reset(token)
 
