@@ -20,6 +20,7 @@ from sqlalchemy import (
     DateTime,
     ForeignKey,
     Integer,
+    LargeBinary,
     String,
     Table,
     Text,
@@ -46,7 +47,30 @@ customers = Table(
     Column("attributes", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    # The buyer's tax id printed on its documents ("" = none).
+    Column("tax_id", String(64), nullable=False, server_default=""),
+    # customer | subscription; NULL = follow the tenant's billing profile.
+    Column("invoice_grouping", String(16), nullable=True),
     UniqueConstraint("tenant_id", "external_id"),
+)
+
+billing_profiles = Table(
+    "billing_profiles",
+    metadata,
+    # The seller on a tenant's documents and the document preferences the invoice run reads; one row per
+    # tenant, absent until first set (readers then use the defaults).
+    Column("tenant_id", Integer, ForeignKey("tenants.id"), primary_key=True, autoincrement=False),
+    Column("legal_name", String(256), nullable=False),
+    # Canonical JSON object, same shape as customers.address, or NULL.
+    Column("address", Text, nullable=True),
+    Column("tax_id", String(64), nullable=False),
+    Column("payment_instructions", Text, nullable=False),
+    Column("payment_terms_days", Integer, nullable=False),
+    Column("logo", LargeBinary, nullable=True),  # PNG or JPEG bytes, at most 256 KiB
+    Column("issue_zero_total", Boolean, nullable=False),
+    Column("invoice_grouping", String(16), nullable=False),  # customer | subscription
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 
 plans = Table(
@@ -277,8 +301,67 @@ invoice_lines = Table(
     UniqueConstraint("invoice_id", "position"),
 )
 
+
+# --- coupons and discounts (issue 14, part 7) -------------------------------------------------------------
+# A coupon is a tenant's reusable definition; a discount is a coupon applied to one customer (all its
+# subscriptions) or one subscription from an instant; a redemption is one billing period a discount
+# produced a line for. The unique (discount, period start) key is what keeps a re-run from counting a
+# period twice, so "once" and "for N periods" hold however often a cycle is run.
+
+coupons = Table(
+    "coupons",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tenant_id", Integer, ForeignKey("tenants.id"), nullable=False),
+    Column("code", String(64), nullable=False),
+    Column("name", String(256), nullable=False),
+    Column("kind", String(16), nullable=False),  # percent | amount
+    Column("percent", String(24), nullable=True),  # percent: exact decimal text, 0 < p <= 100
+    Column("amount", BigInteger, nullable=True),  # amount: minor units of `currency`
+    Column("currency", String(3), nullable=True),
+    Column("duration", String(16), nullable=False),  # once | repeating | forever
+    Column("periods", Integer, nullable=True),  # repeating: N >= 1; NULL otherwise
+    Column("applies_to", Text, nullable=True),  # canonical JSON list of charge codes; NULL = every charge
+    Column("redeem_by", DateTime(timezone=True), nullable=True),
+    Column("max_redemptions", Integer, nullable=True),  # times it may be applied in all; NULL = no limit
+    # Times applied so far; raised with a conditional UPDATE, so max_redemptions holds under concurrency.
+    Column("times_applied", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("tenant_id", "code"),
+)
+
+discounts = Table(
+    "discounts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tenant_id", Integer, ForeignKey("tenants.id"), nullable=False),
+    Column("coupon_id", Integer, ForeignKey("coupons.id"), nullable=False, index=True),
+    Column("customer_id", Integer, ForeignKey("customers.id"), nullable=False, index=True),
+    # NULL: every subscription of the customer; else only this one's lines.
+    Column("subscription_id", Integer, ForeignKey("subscriptions.id"), nullable=True),
+    Column("starts_at", DateTime(timezone=True), nullable=False),
+    Column("removed_at", DateTime(timezone=True), nullable=True),  # in force until then (exclusive)
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+discount_redemptions = Table(
+    "discount_redemptions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tenant_id", Integer, ForeignKey("tenants.id"), nullable=False),
+    Column("discount_id", Integer, ForeignKey("discounts.id"), nullable=False),
+    Column("period_start", DateTime(timezone=True), nullable=False),
+    Column("amount", BigInteger, nullable=False),  # minor units discounted when first recorded
+    Column("currency", String(3), nullable=False),
+    UniqueConstraint("discount_id", "period_start"),
+)
+
 __all__ = [
+    "billing_profiles",
+    "coupons",
     "customers",
+    "discount_redemptions",
+    "discounts",
     "invoice_lines",
     "invoice_run_items",
     "invoice_runs",

@@ -380,7 +380,7 @@ def run_demo(
         ledger.set_rate(CURRENCY, POINTS_UNIT, CREDITS_PER_USD, valid_from=start)
         specs = customer_specs(customers, seed)
         with BillingClient(server.target, admin_key, timeout_s=600) as api:
-            subscriptions = _catalog_and_customers(api, specs, start)
+            _catalog_and_customers(api, specs, start)
             phase("setup (catalog, customers, subscriptions, wallets)")
 
             events = usage_events(specs, start, end, seed)
@@ -394,7 +394,10 @@ def run_demo(
             phase("invoice run")
             if run.failed:
                 raise click.ClickException(f"the invoice run could not rate {run.failed} items, e.g. {run.errors[0]}")
-            out.print(f"invoice run as of {end:%Y-%m-%d %H:%M}Z: {run.invoices_created} invoices for {run.items} items")
+            out.print(
+                f"invoice run as of {end:%Y-%m-%d %H:%M}Z: {run.invoices_created} invoices "
+                "(one per customer and billing date)"
+            )
 
             finalized = [api.finalize_invoice(inv.id) for inv in list(api.iter_invoices(status="draft"))]
             phase("finalize")
@@ -402,7 +405,7 @@ def run_demo(
             files = _export(api, finalized, directory / "invoices")
             phase("export (PDF, CSV, JSON)")
 
-        plans = _totals(specs, subscriptions, finalized)
+        plans = _totals(specs, finalized)
         buyer = next((s.external_id for s in specs if s.top_up_usd is not None), specs[0].external_id)
         result = DemoResult(
             directory, database_url, tenant.id, admin_key, sent, rate, plans, start, end, buyer, phases, files
@@ -413,27 +416,29 @@ def run_demo(
     return result
 
 
-def _catalog_and_customers(api: BillingClient, specs: Sequence[CustomerSpec], start: datetime) -> dict[int, str]:
-    """Meters, plans, customers, subscriptions from `start`, studio wallets; subscription id → plan."""
+def _catalog_and_customers(api: BillingClient, specs: Sequence[CustomerSpec], start: datetime) -> None:
+    """The seller, meters, plans, customers, subscriptions from `start`, studio wallets."""
+    api.update_billing_profile(
+        legal_name="Acme Cloud Ltd", tax_id="GB123456789", payment_terms_days=30,
+        address={"line1": "1 Demo Street", "city": "London", "postal_code": "EC1A 1AA", "country": "GB"},
+        payment_instructions="Bank transfer to Acme Cloud Ltd, sort code 00-00-00, account 12345678.",
+    )  # fmt: skip
     for code, name, aggregation, scale, unit in METERS:
         api.create_meter(code, name=name, aggregation=aggregation, value_scale=scale, unit=unit)
     for definition in plan_definitions():
         api.create_plan(definition)
         api.publish_plan(definition["code"])
-    subscriptions: dict[int, str] = {}
     for spec in specs:
         api.create_customer(
             spec.external_id, name=spec.name, currency=CURRENCY, timezone="UTC",
             email=f"billing@{spec.external_id.replace('_', '-')}.example", metadata={"segment": spec.plan},
         )  # fmt: skip
-        sub = api.create_subscription(spec.external_id, spec.plan, start=start)
-        subscriptions[sub.id] = spec.plan
+        api.create_subscription(spec.external_id, spec.plan, start=start)
         if spec.top_up_usd is not None:
             api.top_up_wallet(f"topup-{spec.external_id}", spec.external_id, spec.top_up_usd, CURRENCY,
                               reference="card payment")  # fmt: skip
             api.convert_credits(f"convert-{spec.external_id}", spec.external_id, spec.top_up_usd, CURRENCY,
                                 POINTS_UNIT)  # fmt: skip
-    return subscriptions
 
 
 def _write_events(path: Path, events: Sequence[SentEvent]) -> None:
@@ -488,14 +493,15 @@ def _export(api: BillingClient, invoices: Sequence[pb.Invoice], folder: Path) ->
     return files
 
 
-def _totals(
-    specs: Sequence[CustomerSpec], subscriptions: dict[int, str], invoices: Sequence[pb.Invoice]
-) -> dict[str, PlanTotals]:
+def _totals(specs: Sequence[CustomerSpec], invoices: Sequence[pb.Invoice]) -> dict[str, PlanTotals]:
+    """Per plan: its customers, and their invoices and amounts. An invoice is one customer's document for
+    a billing date (it may group several subscriptions), so it counts under the plan of its customer."""
     plans = {code: PlanTotals() for code in PLANS}
+    plan_of = {spec.external_id: spec.plan for spec in specs}
     for spec in specs:
         plans[spec.plan].customers += 1
     for inv in invoices:
-        p = plans[subscriptions[inv.subscription_id]]
+        p = plans[plan_of[inv.customer]]
         p.invoices += 1
         p.subtotal += Decimal(inv.subtotal)
         p.credits += Decimal(inv.credits_applied)

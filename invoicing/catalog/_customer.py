@@ -4,6 +4,8 @@ The external id is the tenant's own name for the customer (events carry it), uni
 The currency is fixed once the customer has a subscription: every invoice, credit and ledger entry
 already issued is in it, and converting them silently would rewrite history. So is the time zone:
 it lays out the billing periods, and moving it would move periods that were already invoiced.
+The tax id is the buyer's, printed on its documents; `invoice_grouping` overrides the tenant's billing
+profile (None follows it), for customers whose subscriptions are paid by different departments.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ from rating.unit import currency as currency_unit
 
 LIST_LIMIT_MAX = 500
 EXTERNAL_ID_PATTERN = r"^[A-Za-z0-9_.:@\-]{1,256}$"
+TAX_ID_MAX = 64
+#: A customer's document grouping: None follows the tenant's billing profile.
+INVOICE_GROUPINGS = ("customer", "subscription")
 
 
 def _check_currency(code: str) -> str:
@@ -42,6 +47,24 @@ def _check_timezone(name: str) -> str:
     except InvalidArgument as exc:
         raise ValueError(str(exc)) from None
     return name
+
+
+def _check_tax_id(value: str | None) -> str | None:
+    if value is not None and not value.isprintable():
+        raise ValueError("must be one line of printable characters (no line breaks or control characters)")
+    return None if value is None else value.strip()
+
+
+def _check_grouping(value: str | None) -> str | None:
+    """An empty string (the API's unset string) means the same as None: follow the tenant's billing profile."""
+    if value in (None, ""):
+        return None
+    if value not in INVOICE_GROUPINGS:
+        raise ValueError(
+            "use 'customer' (one document per billing date and currency), 'subscription' (one per "
+            "subscription), or leave it empty to follow the tenant's billing profile"
+        )
+    return value
 
 
 class Address(BaseModel):
@@ -68,9 +91,15 @@ class CustomerDefinition(BaseModel):
     tax_region: str = Field("", max_length=32)
     email: str = Field("", max_length=320, pattern=r"^$|^[^@\s]+@[^@\s]+$")
     metadata: dict[str, str] = Field(default_factory=dict)
+    # The buyer's tax id (VAT number, EIN, ...) printed on its documents.
+    tax_id: str = Field("", max_length=TAX_ID_MAX)
+    # customer | subscription; None follows the tenant's billing profile.
+    invoice_grouping: str | None = None
 
     _currency = field_validator("currency")(_check_currency)
     _timezone = field_validator("timezone")(_check_timezone)
+    _tax_id = field_validator("tax_id")(_check_tax_id)
+    _grouping = field_validator("invoice_grouping")(_check_grouping)
 
     @field_validator("metadata")
     @classmethod
@@ -92,6 +121,16 @@ class CustomerUpdate(BaseModel):
     tax_region: str | None = Field(None, max_length=32)
     email: str | None = Field(None, max_length=320, pattern=r"^$|^[^@\s]+@[^@\s]+$")
     metadata: dict[str, str] | None = None
+    tax_id: str | None = Field(None, max_length=TAX_ID_MAX)
+    # "" sets it back to following the tenant's billing profile.
+    invoice_grouping: str | None = None
+
+    _tax_id = field_validator("tax_id")(_check_tax_id)
+
+    @field_validator("invoice_grouping")
+    @classmethod
+    def _grouping(cls, value: str | None) -> str | None:
+        return None if value is None else (_check_grouping(value) or "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +147,8 @@ class Customer:
     metadata: dict[str, str] = field(default_factory=dict)
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    tax_id: str = ""
+    invoice_grouping: str | None = None  # None: the tenant's billing profile decides
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +171,8 @@ def customer_row(d: CustomerDefinition | Customer) -> dict[str, Any]:
         "tax_region": d.tax_region,
         "email": d.email,
         "attributes": _dumps(d.metadata),
+        "tax_id": d.tax_id,
+        "invoice_grouping": d.invoice_grouping,
     }
 
 
@@ -161,6 +204,8 @@ def _customer(r: Any) -> Customer:
         metadata=json.loads(r.attributes),
         created_at=stored_utc(r.created_at),
         updated_at=stored_utc(r.updated_at),
+        tax_id=r.tax_id,
+        invoice_grouping=r.invoice_grouping,
     )
 
 
@@ -211,6 +256,10 @@ def update_customer(
         tax_region=change.tax_region if change.tax_region is not None else current.tax_region,
         email=change.email if change.email is not None else current.email,
         metadata=change.metadata if change.metadata is not None else current.metadata,
+        tax_id=change.tax_id if change.tax_id is not None else current.tax_id,
+        invoice_grouping=(
+            current.invoice_grouping if change.invoice_grouping is None else (change.invoice_grouping or None)
+        ),
     )
     with begin_write(engine) as conn:
         frozen = [
@@ -235,6 +284,8 @@ def update_customer(
 
 
 __all__ = [
+    "INVOICE_GROUPINGS",
+    "TAX_ID_MAX",
     "Address",
     "Customer",
     "CustomerDefinition",

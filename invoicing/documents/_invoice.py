@@ -21,7 +21,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -29,13 +29,27 @@ from sqlalchemy import Connection, DateTime, Engine, func, insert, select, updat
 from sqlalchemy.exc import IntegrityError
 
 from invoicing.catalog import BillingCycle, floor_quarter_hour, get_customer, stored_utc, utc
-from invoicing.documents._rater import DraftInvoice, DraftLine, Rater, TaxRate, points_money, tax_amount
+from invoicing.documents._assembly import Discounts, Document, assemble, assemble_all, group_key
+from invoicing.documents._booking import (
+    book_credit_balance,
+    book_finalize,
+    book_payment,
+    book_uncollectible,
+    book_void_draft,
+    book_void_finalized,
+    document_base,
+    hold_transfers,
+    load_sources,
+    write_holds,
+)
+from invoicing.documents._discount import after_redemptions, discount_lines
+from invoicing.documents._grouping import preferences
+from invoicing.documents._rater import DraftInvoice, DraftLine, Rater, TaxRate
 from invoicing.events import NewEvent, emit
-from invoicing.ledger.grant import spend
 from invoicing.ledger.tables import ledger_accounts
-from invoicing.ledger.transfer import write_transaction
+from invoicing.ledger.transfer import Transfer, write_transaction
 from invoicing.subscriptions import DueItem, due_periods, list_subscriptions
-from invoicing.tables import invoice_lines, invoices, number_series, tax_rates
+from invoicing.tables import invoice_items, invoice_lines, invoices, number_series, payments, tax_rates
 from metering.errors import FailedPrecondition, InvalidArgument, NotFound
 from metering.transactions import begin_write
 from rating.unit import currency as currency_unit
@@ -44,6 +58,7 @@ from rating.unit import currency as currency_unit
 STATUSES = ("draft", "finalized", "partially_paid", "paid", "void", "uncollectible", "closed")
 LINE_KINDS = (
     "charge", "minimum_true_up", "cap_adjustment", "credit", "points", "sla_credit", "tax", "proration_adjustment",
+    "discount",
 )  # fmt: skip
 
 
@@ -178,20 +193,18 @@ def _scale(code: str) -> int:
     return currency_unit(code).scale
 
 
-def _emit_transition(conn: Connection, tenant_id: int, event: str, row: Any, status: str, number: int | None) -> None:
-    """Announce a status change of invoice `row` (as read before the change); last write of the transaction."""
+def _emit_transition(
+    conn: Connection, tenant_id: int, event: str | Sequence[str], row: Any, status: str, number: int | None
+) -> None:
+    """Announce a status change of invoice `row` (as read before the change): one event, or several in
+    order, in one insert; the last write of the transaction (it holds the tenant's event head)."""
     data = event_data(
-        int(row.id),
-        number,
-        row.kind,
-        status,
-        row.subscription_id,
-        row.currency,
-        int(row.total),
-        row.period_start,
+        int(row.id), number, row.kind, status, row.subscription_id, row.currency, int(row.total), row.period_start,
         row.period_end,
-    )
-    emit(conn, tenant_id, [NewEvent(event, _external_id(conn, int(row.customer_id)), data)])
+    )  # fmt: skip
+    customer = _external_id(conn, int(row.customer_id))
+    names = [event] if isinstance(event, str) else list(event)
+    emit(conn, tenant_id, [NewEvent(name, customer, data) for name in names])
 
 
 # --- tax --------------------------------------------------------------------------------------------------
@@ -229,11 +242,6 @@ def _exact(minor: int, scale: int) -> str:
     return format(Decimal(minor).scaleb(-scale), "f")
 
 
-def spend_base(tenant_id: int, key: str) -> str:
-    """Deterministic prefix of the ledger spend ids of an invoice (ids are at most 100 bytes, no '#')."""
-    return f"inv-{tenant_id}-" + hashlib.sha256(key.encode()).hexdigest()[:32]
-
-
 def customers_with_funds(conn: Connection, tenant_id: int, customers: Sequence[str], unit: str) -> set[str]:
     """Customers holding any positive balance in `unit` (grants or wallets): only they can have credits."""
     a = ledger_accounts.c
@@ -252,93 +260,52 @@ def customers_with_funds(conn: Connection, tenant_id: int, customers: Sequence[s
     return out
 
 
-def _apply_points(
-    conn: Connection, tenant_id: int, draft: DraftInvoice, period: tuple[datetime, datetime]
-) -> dict[tuple[str, str], int]:
-    """Draw points-priced charges from the customer's points wallets (grants first, by the ledger's order);
-    each draw becomes a `points` credit line worth the same money as the points it paid. Returns the money
-    paid in points, in minor units, per (charge, group key). What the wallets cannot cover stays owed."""
-    scale = currency_unit(draft.currency).scale
-    at_us = int(utc(draft.due_at).timestamp()) * 1_000_000
-    paid: dict[tuple[str, str], int] = {}
-    charges = [ln for ln in draft.lines if ln.kind == "charge" and "points_unit" in ln.detail]
-    for k, ln in enumerate(charges):
-        d = ln.detail
-        want = int(d["points_charged"])
-        if want <= 0:
-            continue
-        s = spend(conn, tenant_id, f"{spend_base(tenant_id, draft.key)}-pts{k}", draft.customer_external_id, want,
-                  d["points_unit"], ln.charge_code, at_us, partial=True)  # fmt: skip
-        if not s.total:
-            continue
-        money = points_money(s.total, int(d["points_scale"]), Decimal(d["conversion_rate"]), scale)
-        paid[(ln.charge_code, ln.group_key)] = paid.get((ln.charge_code, ln.group_key), 0) + money
-        draft.lines.append(
-            DraftLine(
-                kind="points", charge_code=ln.charge_code, meter=ln.meter, group_key=ln.group_key,
-                plan_version_id=ln.plan_version_id, period_start=period[0], period_end=period[1],
-                quantity_units=s.total, quantity_scale=int(d["points_scale"]), unit_price=d["conversion_rate"],
-                amount=-money, amount_exact=_exact(-money, scale),
-                detail={"spend_id": s.id, "points_unit": d["points_unit"], "points_paid": s.total,
-                        "draws": [{"grant": x.grant_id, "account": x.account_id, "amount": x.amount}
-                                  for x in s.draws]},
-                lineage={"item": draft.key, "rule": "ledger_points_spend"},
-            )
-        )  # fmt: skip
-    return paid
+def prepare_documents(
+    conn: Connection,
+    tenant_id: int,
+    groups: Sequence[tuple[str, Sequence[DraftInvoice]]],
+    discounts_at: datetime | None = None,
+) -> list[Document]:
+    """Assemble the documents of `groups` with the balances their customers hold now (read, and on
+    PostgreSQL locked, in the caller's transaction) and, given `discounts_at`, the discounts in force
+    then: the pure `assemble` decides, this only reads. Corrections pass no instant: a recomputation
+    never discounts again what the original discounted."""
+    wants: dict[int, tuple[str, set[str]]] = {}
+    by_currency: dict[str, set[str]] = {}
+    for _, parts in groups:
+        for p in parts:
+            by_currency.setdefault(p.currency, set()).add(p.customer_external_id)
+            units = wants.setdefault(p.customer_id, (p.customer_external_id, set()))[1]
+            units |= {
+                str(ln.detail["points_unit"]) for ln in p.lines if ln.kind == "charge" and "points_unit" in ln.detail
+            }
+    for ccy, names in by_currency.items():
+        funded = customers_with_funds(conn, tenant_id, sorted(names), ccy)
+        for _cid, (ext, units) in wants.items():
+            if ext in funded:
+                units.add(ccy)
+    sources = load_sources(conn, tenant_id, wants)
+    rules: dict[int, Discounts] = {}
+    if discounts_at is not None:
+        from invoicing.catalog import active_discounts
+
+        for customer_id, active in active_discounts(conn, tenant_id, sorted(wants), discounts_at).items():
+            if active:
+                rules[customer_id] = discount_rule(active)
+    return assemble_all(groups, sources, rules)
 
 
-def _settle(conn: Connection, tenant_id: int, draft: DraftInvoice, funded: bool) -> tuple[int, int, int, int]:
-    """Add tax and credit lines to the draft (credits drawn from the ledger now); (subtotal, tax, credits, total)."""
-    subtotal = draft.subtotal
-    rate = TaxRate(draft.tax_region, draft.tax_rate, draft.tax_inclusive)
-    tax = tax_amount(subtotal, rate)
-    first = draft.lines[0] if draft.lines else None
-    period = (draft.period_start, draft.period_end)
-    if rate.rate:
-        draft.lines.append(
-            DraftLine(
-                kind="tax", charge_code="tax", meter=None, group_key="", plan_version_id=None,
-                period_start=period[0], period_end=period[1], quantity_units=subtotal,
-                quantity_scale=currency_unit(draft.currency).scale,
-                unit_price=str(rate.rate), amount=0 if rate.inclusive else tax,
-                amount_exact=_exact(tax, currency_unit(draft.currency).scale),
-                detail={"region": rate.region, "rate_percent": str(rate.rate), "inclusive": rate.inclusive,
-                        "tax": tax, "base": subtotal},
-                lineage={"item": draft.key, "rule": "tax_rates"},
-            )
-        )  # fmt: skip
-    due = subtotal + (0 if rate.inclusive else tax)
-    paid_in_points = _apply_points(conn, tenant_id, draft, period) if due > 0 else {}
-    credits = sum(paid_in_points.values())
-    if funded and due > credits and first is not None:
-        scale = currency_unit(draft.currency).scale
-        base = spend_base(tenant_id, draft.key)
-        at_us = int(utc(draft.due_at).timestamp()) * 1_000_000
-        payable = [
-            (ln.charge_code, ln.amount - paid_in_points.pop((ln.charge_code, ln.group_key), 0))
-            for ln in draft.lines
-            if ln.amount > 0 and ln.kind not in ("credit", "points")
-        ]
-        for k, (code, amount) in enumerate(payable):
-            want = min(amount, due - credits)
-            if want <= 0:
-                break
-            s = spend(conn, tenant_id, f"{base}-{k}", draft.customer_external_id, want, draft.currency, code, at_us,
-                      partial=True)  # fmt: skip
-            if s.total:
-                credits += s.total
-                draft.lines.append(
-                    DraftLine(
-                        kind="credit", charge_code=code, meter=None, group_key="", plan_version_id=None,
-                        period_start=period[0], period_end=period[1], quantity_units=1, quantity_scale=0,
-                        unit_price=None, amount=-s.total, amount_exact=_exact(-s.total, scale),
-                        detail={"spend_id": s.id, "draws": [{"grant": d.grant_id, "account": d.account_id,
-                                                              "amount": d.amount} for d in s.draws]},
-                        lineage={"item": draft.key, "rule": "ledger_spend"},
-                    )
-                )  # fmt: skip
-    return subtotal, tax, credits, due - credits
+def discount_rule(active: Sequence[Any]) -> Discounts:
+    """The coupon rules of one customer as `assemble`'s discount callback; a later document of the same
+    batch sees the periods the earlier ones redeemed (`after_redemptions`)."""
+    state = [list(active)]
+
+    def apply(lines: Sequence[DraftLine], currency: str) -> tuple[list[DraftLine], list[Any]]:
+        extra, used = discount_lines(lines, state[0], currency)
+        state[0] = after_redemptions(state[0], used)
+        return extra, list(used)
+
+    return apply
 
 
 def write_drafts(
@@ -352,10 +319,10 @@ def write_drafts(
     corrects: dict[str, int] | None = None,
     events: list[NewEvent] | None = None,
 ) -> dict[str, int]:
-    """Write drafts not already written (by key) in the caller's transaction; key → invoice id of new ones."""
-    written = write_drafts_totals(
-        conn, tenant_id, drafts, now, run_id=run_id, kind=kind, corrects=corrects, events=events
-    )
+    """Write drafts not already written (by key), one document each, in the caller's transaction;
+    key → invoice id of new ones."""
+    docs = prepare_documents(conn, tenant_id, [(d.key, [d]) for d in drafts])
+    written = write_documents(conn, tenant_id, docs, now, run_id=run_id, kind=kind, corrects=corrects, events=events)
     return {k: v[0] for k, v in written.items()}
 
 
@@ -365,6 +332,7 @@ INVOICE_COLUMNS = (
     "status", "number", "subtotal", "tax", "credits_applied", "total", "tax_region", "tax_rate", "tax_inclusive",
     "created_at",
 )  # fmt: skip
+ITEM_COLUMNS = ("tenant_id", "invoice_id", "item_key", "subscription_id", "timing", "span_end")
 LINE_COLUMNS = (
     "invoice_id", "position", "kind", "charge_code", "meter", "group_key", "plan_version_id", "period_start",
     "period_end", "quantity_units", "quantity_scale", "unit_price", "amount", "amount_exact", "detail", "lineage",
@@ -427,10 +395,10 @@ _ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
 _dumps = _ENCODER.encode  # json.dumps(value, sort_keys=True, separators=(",", ":")), one encoder
 
 
-def write_drafts_totals(
+def write_documents(
     conn: Connection,
     tenant_id: int,
-    drafts: Sequence[DraftInvoice],
+    docs: Sequence[Document],
     now: datetime,
     *,
     run_id: int | None = None,
@@ -438,15 +406,19 @@ def write_drafts_totals(
     corrects: dict[str, int] | None = None,
     known_new: bool = False,
     events: list[NewEvent] | None = None,
+    issue_zero: bool = False,
 ) -> dict[str, tuple[int, int, int]]:
-    """`write_drafts`, returning key → (invoice id, total, credits applied) of the new invoices.
-    `known_new`: the caller has just checked, in this transaction, that no draft's key exists.
-    `events`: receives an `invoice.created` (or `credit_note.created`) event per invoice written, for
-    the caller to `emit` as the last statement of its transaction (one insert for the whole batch)."""
-    if not drafts:
+    """Persist assembled documents exactly as `assemble` decided: rows, lines, the items each billed,
+    and the pending ledger holds of their credits. Returns key → (invoice id, total, credits) of new ones.
+    `known_new`: the caller has just checked, in this transaction, that no key exists.
+    `events`: receives an `invoice.created` (or `credit_note.created`) event per document written, for
+    the caller to `emit` as the last statement of its transaction (one insert for the whole batch).
+    A document whose total and credits are both zero is kept for lineage with status `closed` (never
+    numbered or sent) unless `issue_zero` (the tenant's billing profile asks for zero-total documents)."""
+    if not docs:
         return {}
     i = invoices.c
-    keys = [d.key for d in drafts]
+    keys = [d.key for d in docs]
     existing: set[str] = set()
     if not known_new:
         for k in range(0, len(keys), 900):
@@ -455,38 +427,44 @@ def write_drafts_totals(
                     select(i.idempotency_key).where(i.tenant_id == tenant_id, i.idempotency_key.in_(keys[k : k + 900]))
                 ).scalars()
             )
-    todo = [d for d in drafts if d.key not in existing]
+    todo = [d for d in docs if d.key not in existing]
     if not todo:
         return {}
-    by_currency: dict[str, list[str]] = {}
-    for d in todo:
-        by_currency.setdefault(d.currency, []).append(d.customer_external_id)
-    funded: set[tuple[str, str]] = set()
-    for ccy, names in by_currency.items():
-        funded |= {(ccy, c) for c in customers_with_funds(conn, tenant_id, names, ccy)}
     created = utc(now)
     ids = allocate_ids(conn, invoices, len(todo))
     rows = []
     line_rows = []
+    item_rows = []
+    holds: list[Transfer] = []
     out: dict[str, tuple[int, int, int]] = {}
     corrects = corrects or {}
     for d, invoice_id in zip(todo, ids, strict=True):
-        subtotal, tax, credits, total = _settle(conn, tenant_id, d, (d.currency, d.customer_external_id) in funded)
         this_kind = kind
         if kind == "correction":
-            this_kind = "credit_note" if subtotal < 0 else "adjustment"
+            this_kind = "credit_note" if d.subtotal < 0 else "adjustment"
+        closed = this_kind == "invoice" and d.total == 0 and d.credits == 0 and not issue_zero
+        status = "closed" if closed else "draft"
+        if d.holds:
+            chain, hold_ids = hold_transfers(conn, tenant_id, d, document_base(tenant_id, d.key))
+            holds += chain
+            for h, hid in zip(d.holds, hold_ids, strict=True):
+                line = d.lines[h.line]
+                line.detail = {**line.detail, "holds": [*line.detail.get("holds", []), hid]}
+                line.detail_json = None
         rows.append((
             invoice_id, tenant_id, d.customer_id, d.subscription_id, d.plan_version_id, run_id, d.key, this_kind,
             corrects.get(d.key), d.currency, d.timing, d.period_start, d.period_end, d.span_start, d.span_end,
-            d.due_at, "draft", None, subtotal, tax, credits, total, d.tax_region, str(d.tax_rate), d.tax_inclusive,
-            created,
+            d.due_at, status, None, d.subtotal, d.tax, d.credits, d.total, d.tax_region, str(d.tax_rate),
+            d.tax_inclusive, created,
         ))  # fmt: skip
-        out[d.key] = (invoice_id, total, credits)
-        if events is not None:
+        out[d.key] = (invoice_id, d.total, d.credits)
+        if this_kind == "invoice":
+            item_rows += [(tenant_id, invoice_id, p.key, p.subscription_id, p.timing, p.span_end) for p in d.parts]
+        if events is not None and not closed:
             events.append(
                 NewEvent(
                     CREATED_EVENT.get(this_kind, "invoice.created"), d.customer_external_id,
-                    event_data(invoice_id, None, this_kind, "draft", d.subscription_id, d.currency, total,
+                    event_data(invoice_id, None, this_kind, "draft", d.subscription_id, d.currency, d.total,
                                d.period_start, d.period_end),
                 )
             )  # fmt: skip
@@ -499,6 +477,13 @@ def write_drafts_totals(
             ))  # fmt: skip
     BulkInsert(conn, invoices, INVOICE_COLUMNS)(rows)
     BulkInsert(conn, invoice_lines, LINE_COLUMNS)(line_rows)
+    BulkInsert(conn, invoice_items, ITEM_COLUMNS)(item_rows)
+    write_holds(conn, tenant_id, holds, int(created.timestamp() * 1_000_000))
+    used = [r for d in todo for r in d.redemptions]
+    if used:
+        from invoicing.catalog import record_redemptions
+
+        record_redemptions(conn, tenant_id, used)
     return out
 
 
@@ -587,6 +572,10 @@ def list_invoices(
 
 
 # --- lifecycle --------------------------------------------------------------------------------------------
+#: Statuses of an issued document that is still owed something (Σ amount_due over them = receivable).
+OPEN = ("finalized", "partially_paid")
+
+
 def _status(conn: Connection, tenant_id: int, invoice_id: int, lock: bool = True) -> Any:
     query = select(invoices).where(invoices.c.tenant_id == tenant_id, invoices.c.id == invoice_id)
     row = conn.execute(query.with_for_update() if lock else query).first()
@@ -595,15 +584,34 @@ def _status(conn: Connection, tenant_id: int, invoice_id: int, lock: bool = True
     return row
 
 
+def _stored_lines(conn: Connection, invoice_id: int) -> list[InvoiceLine]:
+    q = select(invoice_lines).where(invoice_lines.c.invoice_id == invoice_id).order_by(invoice_lines.c.position)
+    return [_line(r) for r in conn.execute(q)]
+
+
+def _us(moment: datetime) -> int:
+    return int(utc(moment).timestamp() * 1_000_000)
+
+
+def _terms_days(conn: Connection, tenant_id: int) -> int:
+    from invoicing.catalog import get_billing_profile
+
+    return int(get_billing_profile(conn, tenant_id).payment_terms_days)
+
+
 def finalize_invoice(engine: Engine, tenant_id: int, invoice_id: int, now: datetime) -> Invoice:
-    """Draft → finalized with the tenant's next number, taken in this transaction (gapless)."""
+    """Draft → finalized with the next number of its series, taken in this transaction (gapless). The
+    holds of its credits are posted and the receivable is booked against revenue and tax payable; a credit
+    note pays down the invoice it corrects. A document that owes nothing is paid once finalized."""
 
     def run(conn: Connection) -> None:
         row = _status(conn, tenant_id, invoice_id)
         if row.status != "draft":
-            raise FailedPrecondition(f"invoice {invoice_id} is {row.status}; only a draft can be finalized")
+            hint = " (a zero-total document is not issued)" if row.status == "closed" else ""
+            raise FailedPrecondition(f"invoice {invoice_id} is {row.status}; only a draft can be finalized{hint}")
+        corrected = None
         if row.corrects_invoice_id is not None:
-            corrected = _status(conn, tenant_id, int(row.corrects_invoice_id), lock=False)
+            corrected = _status(conn, tenant_id, int(row.corrects_invoice_id))
             if corrected.status == "draft":  # a correction must never be numbered before what it corrects
                 raise FailedPrecondition(
                     f"invoice {invoice_id} corrects invoice {corrected.id}, still a draft: finalize invoice "
@@ -618,59 +626,265 @@ def finalize_invoice(engine: Engine, tenant_id: int, invoice_id: int, now: datet
         if number is None:
             conn.execute(insert(number_series).values(tenant_id=tenant_id, series=series, last_number=1))
             number = 1
+        customer = _external_id(conn, int(row.customer_id))
+        at = utc(now)
+        book_finalize(conn, tenant_id, row, _stored_lines(conn, invoice_id), customer, _us(at))
+        total = int(row.total)
+        due = max(total, 0) if row.kind != "credit_note" else 0
+        status = "finalized" if due > 0 or row.kind == "credit_note" else "paid"
         done = conn.execute(
             update(invoices).where(invoices.c.id == invoice_id, invoices.c.status == "draft")
-            .values(status="finalized", number=number, number_series=series, finalized_at=utc(now))
+            .values(status=status, number=number, number_series=series, finalized_at=at, amount_due=due,
+                    payment_due_at=at + timedelta(days=_terms_days(conn, tenant_id)),
+                    paid_at=at if status == "paid" else None)
         ).rowcount  # fmt: skip
         if not done:
             raise FailedPrecondition(f"invoice {invoice_id} was finalized concurrently")
-        _emit_transition(conn, tenant_id, "invoice.finalized", row, "finalized", number)
+        if row.kind == "credit_note" and total < 0:
+            _apply_credit_note(conn, tenant_id, row, corrected, customer, -total, at)
+        _emit_transition(conn, tenant_id, "invoice.finalized", row, status, number)
 
     write_transaction(engine, run)
     return get_invoice(engine, tenant_id, invoice_id)
+
+
+def _apply_credit_note(
+    conn: Connection, tenant_id: int, note: Any, corrected: Any, customer: str, amount: int, at: datetime
+) -> None:
+    """A credit note of `amount` pays down what its invoice still owes; the rest becomes the customer's
+    cash balance (they had paid it already), which their next invoice draws as a credit."""
+    applied = 0
+    if corrected is not None and corrected.status in OPEN:
+        applied = min(amount, int(corrected.amount_due))
+        left = int(corrected.amount_due) - applied
+        conn.execute(
+            update(invoices).where(invoices.c.id == corrected.id)
+            .values(amount_due=left, status="paid" if left == 0 else corrected.status,
+                    paid_at=at if left == 0 else corrected.paid_at)
+        )  # fmt: skip
+    book_credit_balance(
+        conn, tenant_id, document_base(tenant_id, note.idempotency_key), note.currency, customer, amount - applied,
+        f"credit note {note.id}", _us(at),
+    )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Payment:
+    id: int
+    invoice_id: int
+    key: str
+    amount: int  # minor units received
+    applied: int  # to the invoice; amount - applied went to the customer's cash wallet
+    currency: str
+    paid_at: datetime
+    method: str
+    reference: str
+    created: bool = True  # False: this key was recorded before (an idempotent retry)
+
+    def to_json(self) -> dict[str, Any]:
+        scale = _scale(self.currency)
+        return {
+            "id": self.id, "invoice_id": self.invoice_id, "key": self.key, "amount": _exact(self.amount, scale),
+            "applied": _exact(self.applied, scale), "to_wallet": _exact(self.amount - self.applied, scale),
+            "currency": self.currency, "paid_at": self.paid_at.isoformat(), "method": self.method,
+            "reference": self.reference,
+        }  # fmt: skip
+
+
+PAYMENT_METHODS = ("bank_transfer", "card", "direct_debit", "check", "cash", "other")
+
+
+def record_payment(
+    engine: Engine,
+    tenant_id: int,
+    invoice_id: int,
+    amount: int,
+    paid_at: datetime,
+    *,
+    method: str = "bank_transfer",
+    reference: str = "",
+    key: str | None = None,
+    now: datetime | None = None,
+) -> Payment:
+    """Money received for an open invoice: it pays down what is due (partially paid until nothing is);
+    an overpayment goes to the customer's cash wallet. `key` makes recording idempotent (default: the
+    invoice, amount, date and reference), so a retried request records it once."""
+    if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
+        raise InvalidArgument("amount: a payment is a positive amount, e.g. 120.00")
+    if method not in PAYMENT_METHODS:
+        raise InvalidArgument(f"method {method!r}: one of {', '.join(PAYMENT_METHODS)}")
+    if len(reference) > 200:
+        raise InvalidArgument("reference: at most 200 characters")
+    paid = utc(paid_at)
+    if paid > datetime.now(UTC) + timedelta(days=1):
+        raise InvalidArgument(f"paid_at {paid.isoformat()} is in the future; record a payment once it is received")
+    # The derived key is a digest so that a 200-character reference still fits the 100-character column.
+    body = f"{invoice_id}|{amount}|{paid.isoformat()}|{reference}"
+    pkey = key if key is not None else "pay:" + hashlib.sha256(body.encode()).hexdigest()[:40]
+    if not 1 <= len(pkey) <= 100:
+        raise InvalidArgument("key: 1..100 characters")
+    p = payments.c
+
+    def run(conn: Connection) -> Payment:
+        # The invoice row is locked before the key is looked up, so two concurrent retries of one payment
+        # serialise here and the second finds the first's row instead of paying twice.
+        row = _status(conn, tenant_id, invoice_id)
+        prior = conn.execute(select(payments).where(p.tenant_id == tenant_id, p.payment_key == pkey)).first()
+        if prior is not None:
+            same = (int(prior.invoice_id), int(prior.amount), stored_utc(prior.paid_at), prior.method,
+                    prior.reference) == (invoice_id, amount, paid, method, reference)  # fmt: skip
+            if not same:
+                raise FailedPrecondition(f"payment {pkey!r} was already recorded with a different body")
+            return _payment(prior, created=False)
+        if row.status not in OPEN:
+            hint = {"draft": "finalize it first", "paid": "it is paid in full"}.get(row.status, "")
+            raise FailedPrecondition(
+                f"invoice {invoice_id} is {row.status}; payments are recorded on open invoices"
+                + (f" ({hint})" if hint else "")
+            )
+        due = int(row.amount_due)
+        applied = min(amount, due)
+        customer = _external_id(conn, int(row.customer_id))
+        book_payment(conn, tenant_id, pkey, row.currency, customer, applied, amount - applied, reference, _us(paid))
+        left = due - applied
+        status = "paid" if left == 0 else "partially_paid"
+        conn.execute(
+            update(invoices).where(invoices.c.id == invoice_id)
+            .values(amount_due=left, amount_paid=int(row.amount_paid) + applied, status=status,
+                    paid_at=paid if status == "paid" else None)
+        )  # fmt: skip
+        new_id = conn.execute(
+            insert(payments).values(
+                tenant_id=tenant_id, invoice_id=invoice_id, payment_key=pkey, amount=amount, applied=applied,
+                currency=row.currency, paid_at=paid, method=method, reference=reference,
+                created_at=utc(now or datetime.now(UTC)),
+            ).returning(p.id)
+        ).scalar_one()  # fmt: skip
+        names = ["invoice.payment_recorded", *(["invoice.paid"] if status == "paid" else [])]
+        _emit_transition(conn, tenant_id, names, row, status, row.number)
+        return Payment(int(new_id), invoice_id, pkey, amount, applied, row.currency, paid, method, reference)
+
+    return write_transaction(engine, run)
+
+
+def _payment(r: Any, created: bool = True) -> Payment:
+    return Payment(int(r.id), int(r.invoice_id), r.payment_key, int(r.amount), int(r.applied), r.currency,
+                   stored_utc(r.paid_at), r.method, r.reference, created)  # fmt: skip
+
+
+def list_payments(engine: Engine, tenant_id: int, invoice_id: int) -> list[Payment]:
+    p = payments.c
+    with engine.connect() as conn:
+        _status(conn, tenant_id, invoice_id, lock=False)
+        rows = conn.execute(
+            select(payments).where(p.tenant_id == tenant_id, p.invoice_id == invoice_id).order_by(p.id)
+        ).all()
+    return [_payment(r) for r in rows]
 
 
 def mark_paid(engine: Engine, tenant_id: int, invoice_id: int, now: datetime) -> Invoice:
-    def run(conn: Connection) -> None:
-        row = _status(conn, tenant_id, invoice_id)
-        if row.status != "finalized":
-            raise FailedPrecondition(f"invoice {invoice_id} is {row.status}; only a finalized invoice can be paid")
-        conn.execute(
-            update(invoices).where(invoices.c.id == invoice_id, invoices.c.status == "finalized")
-            .values(status="paid", paid_at=utc(now))
-        )  # fmt: skip
-        _emit_transition(conn, tenant_id, "invoice.paid", row, "paid", row.number)
-
-    write_transaction(engine, run)
+    """Record a payment of everything still due, dated `now` (method `other`)."""
+    with engine.connect() as conn:
+        row = _status(conn, tenant_id, invoice_id, lock=False)
+    if row.status not in OPEN:
+        raise FailedPrecondition(f"invoice {invoice_id} is {row.status}; only an open (finalized) invoice can be paid")
+    record_payment(engine, tenant_id, invoice_id, int(row.amount_due), now, method="other",
+                   key=f"{invoice_id}:paid-in-full")  # fmt: skip
     return get_invoice(engine, tenant_id, invoice_id)
 
 
-def void_invoice(engine: Engine, tenant_id: int, invoice_id: int, now: datetime, reason: str = "") -> Invoice:
-    """Draft or finalized → void. The invoice (and its number) stays, so a re-run never bills it again;
-    credits it drew stay spent (issue a grant to give them back)."""
+def void_invoice(
+    engine: Engine, tenant_id: int, invoice_id: int, now: datetime, reason: str = "", *, reissue: bool = False
+) -> Invoice:
+    """Draft or finalized → void. A draft's holds are released; a finalized document's booking is reversed
+    and what it drew is given back. The document (and its number) stays. With `reissue`, the items it
+    billed are released so the next invoice run bills them again; otherwise they stay billed."""
 
     def run(conn: Connection) -> None:
         row = _status(conn, tenant_id, invoice_id)
         if row.status not in ("draft", "finalized"):
+            hint = {
+                "partially_paid": "it has payments: issue a credit note instead",
+                "credit_note": "",
+            }.get(row.status, "")
             raise FailedPrecondition(
-                f"invoice {invoice_id} is {row.status}; only a draft or finalized one can be voided"
+                f"invoice {invoice_id} is {row.status}; only a draft or an unpaid finalized one can be voided"
+                + (f" ({hint})" if hint else "")
             )
+        lines = _stored_lines(conn, invoice_id)
+        at = utc(now)
+        if row.status == "draft":
+            book_void_draft(conn, tenant_id, lines, _us(at))
+        else:
+            if row.kind == "credit_note":
+                raise FailedPrecondition(
+                    f"invoice {invoice_id} is a finalized credit note; correct the invoice again instead"
+                )
+            applied = conn.execute(
+                select(func.count()).select_from(invoices).where(
+                    invoices.c.corrects_invoice_id == invoice_id, invoices.c.status.in_((*OPEN, "paid"))
+                )
+            ).scalar_one()  # fmt: skip
+            if int(row.amount_paid) or applied:
+                raise FailedPrecondition(
+                    f"invoice {invoice_id} has payments or finalized corrections; issue a credit note instead"
+                )
+            book_void_finalized(conn, tenant_id, row, lines, _external_id(conn, int(row.customer_id)), _us(at))
         conn.execute(
             update(invoices).where(invoices.c.id == invoice_id, invoices.c.status == row.status)
-            .values(status="void", voided_at=utc(now), void_reason=reason)
+            .values(status="void", voided_at=at, void_reason=reason, amount_due=0)
         )  # fmt: skip
+        if reissue:
+            it = invoice_items.c
+            for r in conn.execute(select(it.id, it.item_key).where(it.invoice_id == invoice_id)).all():
+                conn.execute(
+                    update(invoice_items).where(it.id == r.id)
+                    .values(item_key=f"{r.item_key}|reissued:{invoice_id}"[:255])
+                )  # fmt: skip
         _emit_transition(conn, tenant_id, "invoice.voided", row, "void", row.number)
 
     write_transaction(engine, run)
     return get_invoice(engine, tenant_id, invoice_id)
 
 
+def mark_uncollectible(engine: Engine, tenant_id: int, invoice_id: int, now: datetime, reason: str = "") -> Invoice:
+    """An open invoice finance gives up collecting: what is still due is written off to bad debt."""
+
+    def run(conn: Connection) -> None:
+        row = _status(conn, tenant_id, invoice_id)
+        if row.status not in OPEN:
+            raise FailedPrecondition(
+                f"invoice {invoice_id} is {row.status}; only an open (finalized or partially paid) invoice "
+                "can be marked uncollectible"
+            )
+        at = utc(now)
+        book_uncollectible(conn, tenant_id, row, _external_id(conn, int(row.customer_id)), int(row.amount_due),
+                           _us(at))  # fmt: skip
+        conn.execute(
+            update(invoices).where(invoices.c.id == invoice_id)
+            .values(status="uncollectible", uncollectible_at=at, amount_due=0, void_reason=reason or None)
+        )  # fmt: skip
+        _emit_transition(conn, tenant_id, "invoice.uncollectible", row, "uncollectible", row.number)
+
+    write_transaction(engine, run)
+    return get_invoice(engine, tenant_id, invoice_id)
+
+
 # --- corrections --------------------------------------------------------------------------------------------
+#: Lines a correction never recomputes: they settle or discount what the rated lines bill.
+_NOT_RECOMPUTED = ("tax", "credit", "points", "discount")
+Identity = tuple[str, str, str, str]  # (kind, charge, group key, due item)
+
+
+def _identity(kind: str, charge: str, group: str, item: str) -> Identity:
+    return ("charge" if kind == "proration_adjustment" else kind, charge, group, item)
+
+
 def _billed(
-    conn: Connection, tenant_id: int, original_id: int
-) -> tuple[Any, dict[tuple[str, str, str], tuple[int, DraftLine | None]], int]:
-    """Original row; per line identity the amount billed so far (original + corrections, void ones
-    excluded, tax and credits excluded); the number of corrections so far."""
+    conn: Connection, tenant_id: int, original_id: int, items: set[str] | None
+) -> tuple[Any, dict[Identity, int]]:
+    """Original row; per line identity the amount billed so far for `items` (None: every item) by the
+    original and its corrections (void ones, tax, credits and discounts excluded)."""
     orig = _status(conn, tenant_id, original_id, lock=False)
     i = invoices.c
     rows = conn.execute(
@@ -678,35 +892,46 @@ def _billed(
             i.tenant_id == tenant_id, (i.id == original_id) | (i.corrects_invoice_id == original_id)
         )
     ).all()
-    n_corrections = len(rows) - 1
     live = [int(r.id) for r in rows if r.status != "void"]
-    billed: dict[tuple[str, str, str], tuple[int, DraftLine | None]] = {}
+    billed: dict[Identity, int] = {}
     for lr in conn.execute(select(invoice_lines).where(invoice_lines.c.invoice_id.in_(live or [-1]))):
-        if lr.kind in ("tax", "credit", "points"):
+        if lr.kind in _NOT_RECOMPUTED:
             continue
-        kind = "charge" if lr.kind == "proration_adjustment" else lr.kind
-        ident = (kind, lr.charge_code, lr.group_key)
-        prev = billed.get(ident, (0, None))
-        billed[ident] = (prev[0] + int(lr.amount), prev[1])
-    return orig, billed, n_corrections
+        item = str(json.loads(lr.lineage).get("item", orig.idempotency_key))
+        if items is not None and item not in items:
+            continue
+        ident = _identity(lr.kind, lr.charge_code, lr.group_key, item)
+        billed[ident] = billed.get(ident, 0) + int(lr.amount)
+    return orig, billed
 
 
 def correction_draft(
-    conn: Connection, tenant_id: int, original_id: int, recomputed: DraftInvoice | None, key: str, line_kind: str | None
+    conn: Connection,
+    tenant_id: int,
+    original_id: int,
+    recomputed: Sequence[DraftInvoice],
+    key: str,
+    line_kind: str | None,
+    items: set[str] | None = None,
 ) -> DraftInvoice | None:
-    """Delta lines between what was billed for the original (with its corrections) and `recomputed`;
-    None when nothing changed. `line_kind` overrides the kind of charge deltas (proration_adjustment)."""
-    orig, billed, _ = _billed(conn, tenant_id, original_id)
-    fresh: dict[tuple[str, str, str], DraftLine] = {}
-    for ln in recomputed.lines if recomputed is not None else []:
-        if ln.identity in fresh:
-            fresh[ln.identity].amount += ln.amount
-        else:
-            fresh[ln.identity] = replace(ln)
+    """Delta lines between what was billed for the original's `items` (None: all; with its corrections)
+    and `recomputed` (the items rated again); None when nothing changed. `line_kind` overrides the kind
+    of charge deltas (proration_adjustment). Each delta line names the item it corrects."""
+    orig, billed = _billed(conn, tenant_id, original_id, items)
+    fresh: dict[Identity, DraftLine] = {}
+    for d in recomputed:
+        for ln in d.lines:
+            if ln.kind in _NOT_RECOMPUTED:
+                continue
+            ident = _identity(ln.kind, ln.charge_code, ln.group_key, str(ln.lineage.get("item", d.key)))
+            if ident in fresh:
+                fresh[ident].amount += ln.amount
+            else:
+                fresh[ident] = replace(ln)
     scale = currency_unit(orig.currency).scale
     lines: list[DraftLine] = []
     for ident in sorted(set(billed) | set(fresh)):
-        was = billed.get(ident, (0, None))[0]
+        was = billed.get(ident, 0)
         new = fresh.get(ident)
         now_amount = new.amount if new is not None else 0
         delta = now_amount - was
@@ -718,25 +943,26 @@ def correction_draft(
             DraftLine(
                 kind=kind, charge_code=ident[1], meter=base.meter if base else None, group_key=ident[2],
                 plan_version_id=base.plan_version_id if base else orig.plan_version_id,
-                period_start=stored_utc(orig.period_start), period_end=stored_utc(orig.period_end),
+                period_start=base.period_start if base else stored_utc(orig.period_start),
+                period_end=base.period_end if base else stored_utc(orig.period_end),
                 quantity_units=base.quantity_units if base else 0, quantity_scale=base.quantity_scale if base else 0,
                 unit_price=base.unit_price if base else None, amount=delta, amount_exact=_exact(delta, scale),
                 detail={"billed": was, "recomputed": now_amount,
                         **({"recomputed_detail": base.detail} if base else {})},
-                lineage={"corrects_invoice": original_id, "item": orig.idempotency_key,
+                lineage={"corrects_invoice": original_id, "item": ident[3],
                          **({"recomputed_lineage": base.lineage} if base else {})},
             )
         )  # fmt: skip
     if not lines:
         return None
-    span_start = recomputed.span_start if recomputed else stored_utc(orig.span_start)
-    span_end = recomputed.span_end if recomputed else stored_utc(orig.span_start)
+    span_start = min((d.span_start for d in recomputed), default=stored_utc(orig.span_start))
+    span_end = max((d.span_end for d in recomputed), default=stored_utc(orig.span_start))
     return DraftInvoice(
         key=key, subscription_id=orig.subscription_id, customer_id=int(orig.customer_id),
         customer_external_id=_external_id(conn, int(orig.customer_id)), plan_version_id=orig.plan_version_id,
         currency=orig.currency, timing=orig.timing, period_start=stored_utc(orig.period_start),
         period_end=stored_utc(orig.period_end), span_start=span_start, span_end=span_end,
-        due_at=recomputed.due_at if recomputed else stored_utc(orig.due_at), tax_region=orig.tax_region,
+        due_at=max((d.due_at for d in recomputed), default=stored_utc(orig.due_at)), tax_region=orig.tax_region,
         tax_rate=Decimal(orig.tax_rate), tax_inclusive=bool(orig.tax_inclusive), lines=lines,
     )  # fmt: skip
 
@@ -747,17 +973,28 @@ def _external_id(conn: Connection, customer_id: int) -> str:
     return str(conn.execute(select(customers.c.external_id).where(customers.c.id == customer_id)).scalar_one())
 
 
+def item_keys(conn: Connection, tenant_id: int, invoice_id: int) -> list[str]:
+    """The due items a document billed (as first billed: a re-issue suffix is stripped)."""
+    it = invoice_items.c
+    keys = conn.execute(
+        select(it.item_key).where(it.tenant_id == tenant_id, it.invoice_id == invoice_id).order_by(it.id)
+    ).scalars()
+    return [k.split("|reissued:", 1)[0] for k in keys]
+
+
 def correct_invoice(engine: Engine, tenant_id: int, invoice_id: int, at: datetime) -> Invoice | None:
     """Recompute what invoice `invoice_id` bills (history and usage as known at `at`) and write the
-    difference as a new invoice linked to it: a credit note when it is negative, an adjustment when
+    difference as a new document linked to it: a credit note when it is negative, an adjustment when
     positive. The original never changes. Returns None when nothing differs."""
     original = get_invoice(engine, tenant_id, invoice_id)
     if original.kind != "invoice":
         raise FailedPrecondition(f"invoice {invoice_id} is a {original.kind}; correct the invoice it corrects")
-    if original.status == "void":
-        raise FailedPrecondition(f"invoice {invoice_id} is void; nothing to correct")
-    item = find_item(engine, tenant_id, original, at)
-    recomputed = Rater(engine, tenant_id).draft([item])[0] if item is not None else None
+    if original.status in ("void", "closed"):
+        raise FailedPrecondition(f"invoice {invoice_id} is {original.status}; nothing to correct")
+    with engine.connect() as conn:
+        keys = item_keys(conn, tenant_id, invoice_id)
+    found = find_items(engine, tenant_id, original, at, set(keys))
+    recomputed = Rater(engine, tenant_id).draft(found) if found else []
 
     def run(conn: Connection) -> int | None:
         n = conn.execute(
@@ -782,15 +1019,14 @@ def correct_invoice(engine: Engine, tenant_id: int, invoice_id: int, at: datetim
     return None if new_id is None else get_invoice(engine, tenant_id, new_id)
 
 
-def find_item(engine: Engine, tenant_id: int, invoice: Invoice, at: datetime) -> DueItem | None:
-    """The due item an invoice billed, recomputed from the subscription's history as known at `at`."""
-    if invoice.subscription_id is None:
-        return None
+def find_items(engine: Engine, tenant_id: int, invoice: Invoice, at: datetime, keys: set[str]) -> list[DueItem]:
+    """The due items `keys` of a document, recomputed from their subscriptions' history as known at `at`."""
+    subs = sorted({int(k.split(":", 1)[0]) for k in keys if k.split(":", 1)[0].isdigit()})
     as_of = max(utc(at), invoice.due_at)
-    for item in due_periods(engine, tenant_id, as_of, subscription_id=invoice.subscription_id):
-        if item.key == invoice.key:
-            return item
-    return None
+    out: list[DueItem] = []
+    for sub in subs:
+        out += [i for i in due_periods(engine, tenant_id, as_of, subscription_id=sub) if i.key in keys]
+    return out
 
 
 # --- preview ----------------------------------------------------------------------------------------------
@@ -806,34 +1042,44 @@ def preview_invoice(engine: Engine, tenant_id: int, customer: str, at: datetime)
         plan = rater.plan(sub.plan_version_id)
         period = BillingCycle.from_instant(sub.billing_anchor, plan.interval, sub.timezone).period_at(clip)
         items += due_periods(engine, tenant_id, period.end, subscription_id=sub.id)
+    it = invoice_items.c
     with engine.connect() as conn:
         keys = [i.key for i in items]
-        done = set(
-            conn.execute(
-                select(invoices.c.idempotency_key).where(
-                    invoices.c.tenant_id == tenant_id, invoices.c.idempotency_key.in_(keys or [""])
-                )
-            ).scalars()
-        )
+        done: set[str] = set()
+        for k in range(0, len(keys), 900):
+            done |= set(
+                conn.execute(
+                    select(it.item_key).where(it.tenant_id == tenant_id, it.item_key.in_(keys[k : k + 900]))
+                ).scalars()
+            )
     todo = [i for i in items if i.key not in done and i.customer_id == cust.id]
     out = []
-    for d in rater.draft(todo, clip=clip):
-        subtotal = d.subtotal
-        tax = tax_amount(subtotal, TaxRate(d.tax_region, d.tax_rate, d.tax_inclusive))
-        total = subtotal + (0 if d.tax_inclusive else tax)
+    groups: dict[str, list[DraftInvoice]] = {}
+    split = preferences(engine, tenant_id).split(cust.id)  # the run's grouping, so the preview matches it
+    for item, d in zip(todo, rater.draft(todo, clip=clip), strict=True):
+        sub = item.subscription_id if split else None
+        groups.setdefault(group_key(item.customer_id, d.currency, item.due_at, sub), []).append(d)
+    from invoicing.catalog import active_discounts
+
+    with engine.connect() as conn:
+        active = active_discounts(conn, tenant_id, [cust.id], clip).get(cust.id, [])
+    rule = discount_rule(active) if active else None
+    for key, parts in groups.items():
+        doc = assemble(key, parts, None, rule)  # no balances: a preview draws nothing
         lines = tuple(
             InvoiceLine(
                 k, ln.kind, ln.charge_code, ln.meter, ln.group_key, ln.plan_version_id, ln.period_start, ln.period_end,
                 Decimal(ln.quantity_units).scaleb(-ln.quantity_scale), ln.unit_price, ln.amount, ln.amount_exact,
                 ln.detail, ln.lineage,
             )
-            for k, ln in enumerate(d.lines, start=1)
+            for k, ln in enumerate(doc.lines, start=1)
         )  # fmt: skip
         out.append(
             Invoice(
-                None, d.key, "preview", "preview", None, d.customer_id, d.subscription_id, d.plan_version_id, None,
-                d.currency, d.timing, d.period_start, d.period_end, d.span_start, d.span_end, d.due_at, subtotal,
-                tax, 0, total, d.tax_region, str(d.tax_rate), d.tax_inclusive, lines,
+                None, doc.key, "preview", "preview", None, doc.customer_id, doc.subscription_id, doc.plan_version_id,
+                None, doc.currency, doc.timing, doc.period_start, doc.period_end, doc.span_start, doc.span_end,
+                doc.due_at, doc.subtotal, doc.tax, 0, doc.total, doc.tax_region, str(doc.tax_rate), doc.tax_inclusive,
+                lines, customer_external_id=doc.customer_external_id,
             )
         )  # fmt: skip
     return out
@@ -849,13 +1095,15 @@ __all__ = [
     "correct_invoice",
     "correction_draft",
     "finalize_invoice",
-    "find_item",
+    "find_items",
     "get_invoice",
+    "item_keys",
     "list_invoices",
     "mark_paid",
+    "prepare_documents",
     "preview_invoice",
     "set_tax_rate",
-    "spend_base",
     "void_invoice",
+    "write_documents",
     "write_drafts",
 ]

@@ -1,44 +1,71 @@
 """PDF rendering of one invoice, credit note or adjustment, from the stored invoice (nothing recomputed).
 
-    pdf_bytes = render_invoice_pdf(engine, tenant_id, invoice_id)
+    doc = invoice_document(engine, tenant_id, invoice_id)          # reads the invoice and its parties
+    pdf_bytes = render_invoice_pdf(doc.invoice, doc.customer, doc.profile, doc.context)
 
-What is on the page: the seller (the tenant), the customer (name, address, tax region, e-mail, id),
-the number (``INV-000001``, or ``DRAFT`` before finalization), the issue date, billing period and
-currency, a table of lines (description, quantity with its unit, unit price, amount) with the tier
-breakdown of tiered charges as indented sub-lines, then subtotal, credits applied, tax (region, rate,
-inclusive or exclusive) and the total due. Credit notes and adjustments are titled as such and name
-the invoice they correct.
+The renderer is a pure function of its arguments: the invoice, the buyer (`Customer`), the seller
+(`BillingProfile`) and a `DocumentContext` (plan name, meters, the invoice a correction corrects).
+
+What is on the page: the seller (logo, legal name, address, tax id), the buyer (name, address, tax id,
+tax region, e-mail, customer id), the number (``INV-000001``, ``CN-000001``, or ``DRAFT`` before
+finalization), issue date, due date and payment terms, the billing period and currency, a table of
+lines (description, quantity with its unit, unit price, amount) with tier breakdowns as indented
+sub-lines, then subtotal, credits applied, tax (region, rate, inclusive or exclusive), the total, the
+amount paid and still due once payments were made, and the seller's payment instructions. Credit notes
+and adjustments are titled as such and name the invoice they correct.
+
+Dates are the customer's local dates (`Customer.timezone`), never UTC instants: a period is half-open
+[start, end) and, when both ends are local midnights, is printed as the inclusive days it covers, so
+[2026-11-01T00:00 Europe/Paris, 2026-12-01T00:00 Europe/Paris) reads "1 Nov 2026 – 30 Nov 2026". That is
+how people read a billing period on paper; the exact instants stay in the JSON export and the API.
 
 Money is formatted from the stored integers of minor units with integer arithmetic (never a float);
 tier sub-lines show the exact unrounded decimals the rater recorded.
 
-Fonts: a document whose text is all Latin-1 is set in the standard PDF font (Helvetica), which needs
-no font file and renders in ~0.07 s. Only when some text is outside Latin-1 (a Polish name, a Greek
-address) is it rendered again with DejaVu Sans embedded, if the machine has it: fpdf2 parses and
-subsets a TrueType font for every document (~0.8 s), which made a few hundred invoices take minutes.
-Without DejaVu, other characters are folded to their closest Latin-1 form or shown as "?".
+Fonts: a document whose text is all Windows-1252 (Western European letters, € and typographic
+punctuation) is set in the standard PDF font (Helvetica), which needs no font file and renders in
+~0.07 s. Only when some text is outside it (a Polish name, a Greek address) is it rendered again with
+DejaVu Sans embedded: fpdf2 parses and subsets a TrueType font for every document (~0.8 s), which made
+a few hundred invoices take minutes. Text is never folded or dropped: if a character is in no
+available font (DejaVu lacks Tamil, Ethiopic and CJK, and the machine may lack DejaVu altogether), or
+it needs shaping this renderer cannot do (Arabic letters join), the export fails with
+`FailedPrecondition` naming the text, and nothing is written.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import unicodedata
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from fpdf import FPDF
 from fpdf.enums import XPos, YPos
+from fpdf.errors import FPDFUnicodeEncodingException
 from fpdf.fonts import FontFace
 from sqlalchemy import Engine, select
 
-from invoicing.catalog import Customer, get_customer_by_id
+from invoicing.catalog import (
+    BillingProfile,
+    Customer,
+    get_billing_profile,
+    get_customer_by_id,
+    get_plan_version_by_id,
+    local_midnight,
+    zone,
+)
 from invoicing.documents._invoice import Invoice, InvoiceLine, get_invoice
-from invoicing.tables import invoices, plan_versions
+from invoicing.tables import invoices, plan_versions, plans
+from metering.errors import FailedPrecondition, NotFound
 from metering.tables import meters, tenants
-from rating.unit import currency as currency_unit
+from rating.dimensional import DimensionalPrice
+from rating.package import PackagePrice
 
 TITLES = {"invoice": "INVOICE", "adjustment": "ADJUSTMENT INVOICE", "credit_note": "CREDIT NOTE"}
 LINE_TITLES = {
@@ -48,6 +75,11 @@ LINE_TITLES = {
     "proration_adjustment": "Proration adjustment",
 }
 INTERVAL_UNITS = {"weekly": "week", "monthly": "month", "quarterly": "quarter", "yearly": "year"}
+MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+#: The due date of a document not issued yet: it is set from the payment terms when it is finalized.
+NOT_ISSUED = "draft — not yet issued"
+#: Encoding of the standard PDF fonts (WinAnsi): Latin-1 plus €, dashes, quotes and a few letters.
+CORE_ENCODING = "windows-1252"
 
 
 # --- exact formatting ---------------------------------------------------------------------------------------
@@ -67,61 +99,68 @@ def format_decimal(value: Decimal | str, min_places: int = 0) -> str:
     return format(d, ",f")
 
 
-FOLD = {
-    "Ł": "L", "ł": "l", "Đ": "D", "đ": "d", "Ħ": "H", "ħ": "h", "Ŧ": "T", "ŧ": "t", "Œ": "OE", "œ": "oe", "ı": "i",
-    "–": "-", "—": "-", "‘": "'", "’": "'", "“": '"', "”": '"', "…": "...", "€": "EUR", "•": "-",
-}  # fmt: skip
+def local_date(moment: datetime, tz: ZoneInfo) -> str:
+    """The local calendar day of an instant, spelled without the locale: "1 Nov 2026"."""
+    d = moment.astimezone(tz)
+    return f"{d.day} {MONTHS[d.month - 1]} {d.year}"
 
 
-def latin1(text: str) -> str:
-    """Text the standard PDF fonts can show: Latin-1 as is, other letters without accents, else '?'."""
-    out = []
-    for ch in text:
-        if ord(ch) < 256:
-            out.append(ch)
-            continue
-        if ch in FOLD:
-            out.append(FOLD[ch])
-            continue
-        folded = "".join(c for c in unicodedata.normalize("NFKD", ch) if ord(c) < 256 and not unicodedata.combining(c))
-        out.append(folded or "?")
-    return "".join(out)
+def local_period(start: datetime, end: datetime, tz: ZoneInfo) -> str:
+    """A half-open period [start, end) as the customer reads it, in local dates.
 
-
-def _date(value: datetime | None) -> str:
-    return "" if value is None else value.astimezone(UTC).strftime("%Y-%m-%d")
-
-
-def _period(start: datetime, end: datetime) -> str:
-    """Half-open [start, end) shown as the inclusive days it covers when it is whole days."""
-    s, e = start.astimezone(UTC), end.astimezone(UTC)
-    if s.time() == e.time() == datetime.min.time() and e > s:
-        last = datetime.fromordinal(e.toordinal() - 1)
-        return f"{s:%Y-%m-%d} to {last:%Y-%m-%d}"
-    return f"{s:%Y-%m-%d %H:%M} to {e:%Y-%m-%d %H:%M} UTC"
+    By design the end date is inclusive: a period is printed as the days it covers, so [1 Nov 00:00,
+    1 Dec 00:00) is "1 Nov 2026 – 30 Nov 2026" (the last day is 30 Nov, not the instant 1 Dec 00:00).
+    An end that falls within a day (a span cut by a plan change) is shown with its local time, as the
+    instant the period stops: [1 Jan 00:00, 15 Jan 12:00) is "1 Jan 2026 – 15 Jan 2026 12:00"; a start
+    within a day likewise: "15 Jan 2026 12:00 – 31 Jan 2026"."""
+    s, e = start.astimezone(tz), end.astimezone(tz)
+    first = local_date(s, tz) if start == local_midnight(s.date(), tz) else f"{local_date(s, tz)} {s:%H:%M}"
+    if end == local_midnight(e.date(), tz) and e.date() > s.date():
+        last = local_date(e - timedelta(days=1), tz)
+    else:
+        last = f"{local_date(e, tz)} {e:%H:%M}"
+    return f"{first} – {last}"
 
 
 # --- gathering ----------------------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
+class DocumentContext:
+    """What a document names besides its invoice and parties (read by `document_context`)."""
+
+    tenant_name: str = ""  # the seller's name when its billing profile has no legal name
+    # The plan(s) billed: the invoice's plan version, else (a document grouping several subscriptions)
+    # the distinct plans of its lines in line order, joined by ", ".
+    plan_code: str = ""
+    plan_name: str = ""
+    interval: str = ""  # the invoice plan's billing interval (monthly, ...): the unit of a flat fee
+    intervals: Mapping[int, str] = field(default_factory=dict)  # plan version id → interval, for each line
+    corrects_label: str | None = None  # the label of the invoice a credit note or adjustment corrects
+    meters: Mapping[str, tuple[str, str]] = field(default_factory=dict)  # code → (name, display unit)
+    package_sizes: Mapping[int, Decimal] = field(default_factory=dict)  # line position → package size
+    created_at: datetime | None = None
+    void_reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class InvoiceDocument:
-    """Everything the PDF shows, read once from the database."""
+    """Everything the PDF shows: the invoice, the buyer, the seller and the context."""
 
     invoice: Invoice
-    seller: str
     customer: Customer
-    created_at: datetime
-    finalized_at: datetime | None
-    paid_at: datetime | None
-    voided_at: datetime | None
-    void_reason: str
-    plan_name: str
-    interval: str
-    corrects_label: str | None
-    meters: dict[str, tuple[str, str]]  # code → (name, display unit)
+    profile: BillingProfile = field(default_factory=BillingProfile)
+    context: DocumentContext = field(default_factory=DocumentContext)
+
+    @property
+    def seller(self) -> str:
+        return self.profile.legal_name or self.context.tenant_name
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return zone(self.customer.timezone)
 
     @property
     def issue_date(self) -> datetime:
-        return self.finalized_at or self.created_at
+        return self.invoice.finalized_at or self.context.created_at or self.invoice.period_start
 
 
 def _stored_utc(value: datetime | None) -> datetime | None:
@@ -130,46 +169,97 @@ def _stored_utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def invoice_document(engine: Engine, tenant_id: int, invoice_id: int) -> InvoiceDocument:
-    inv = get_invoice(engine, tenant_id, invoice_id)
-    customer = get_customer_by_id(engine, tenant_id, inv.customer_id)
+def _package_size_from_detail(ln: InvoiceLine) -> Decimal | None:
+    """The package size the rater's breakdown names ("packages of 1000"), if it explained the line."""
+    for t in ln.detail.get("lines") or []:
+        label = str(t.get("label") or "") if isinstance(t, dict) else ""
+        if label.startswith("packages of "):
+            try:
+                return Decimal(label.removeprefix("packages of "))
+            except ArithmeticError:
+                return None
+    return None
+
+
+def _package_sizes(engine: Engine, tenant_id: int, inv: Invoice) -> dict[int, Decimal]:
+    """Package size of each package-priced line: from its breakdown, else from the plan version's price."""
+    out: dict[int, Decimal] = {}
+    versions: dict[int, Any] = {}
+    for ln in inv.lines:
+        if ln.detail.get("model") != "package":
+            continue
+        size = _package_size_from_detail(ln)
+        if size is None and ln.plan_version_id is not None:
+            if ln.plan_version_id not in versions:
+                try:
+                    versions[ln.plan_version_id] = get_plan_version_by_id(engine, tenant_id, ln.plan_version_id)
+                except NotFound:
+                    versions[ln.plan_version_id] = None
+            version = versions[ln.plan_version_id]
+            charge = next((c for c in version.charges if c.code == ln.charge_code), None) if version else None
+            price = charge.price if charge is not None else None
+            if isinstance(price, DimensionalPrice):
+                values = json.loads(ln.group_key) if ln.group_key else {}
+                value = next(iter(values.values()), None) if isinstance(values, dict) else None
+                price = price.price_for(None if value is None else str(value))
+            if isinstance(price, PackagePrice):
+                size = price.package_size
+        if size is not None:
+            out[ln.position] = size
+    return out
+
+
+def document_context(engine: Engine, tenant_id: int, inv: Invoice) -> DocumentContext:
     corrects_label = None
     if inv.corrects_invoice_id is not None:
         corrects_label = get_invoice(engine, tenant_id, inv.corrects_invoice_id).label
     i = invoices.c
     with engine.connect() as conn:
-        row = conn.execute(
-            select(i.created_at, i.finalized_at, i.paid_at, i.voided_at, i.void_reason).where(
-                i.tenant_id == tenant_id, i.id == invoice_id
+        row = conn.execute(select(i.created_at, i.void_reason).where(i.tenant_id == tenant_id, i.id == inv.id)).first()
+        tenant_name = conn.execute(select(tenants.c.name).where(tenants.c.id == tenant_id)).scalar_one()
+        ids = [inv.plan_version_id] if inv.plan_version_id is not None else []
+        ids += [ln.plan_version_id for ln in inv.lines if ln.plan_version_id is not None]
+        versions = {
+            int(r.id): (str(r.code), str(r.name), str(r.interval))
+            for r in conn.execute(
+                select(plan_versions.c.id, plans.c.code, plan_versions.c.name, plan_versions.c.interval)
+                .join(plans, plans.c.id == plan_versions.c.plan_id)
+                .where(plan_versions.c.id.in_(sorted(set(ids))), plans.c.tenant_id == tenant_id)
             )
-        ).one()
-        seller = conn.execute(select(tenants.c.name).where(tenants.c.id == tenant_id)).scalar_one()
-        plan_name, interval = "", ""
-        if inv.plan_version_id is not None:
-            pv = conn.execute(
-                select(plan_versions.c.name, plan_versions.c.interval).where(plan_versions.c.id == inv.plan_version_id)
-            ).first()
-            if pv is not None:
-                plan_name, interval = str(pv.name), str(pv.interval)
-        codes = sorted({ln.meter for ln in inv.lines if ln.meter})
+        } if ids else {}  # fmt: skip
+        shown = ids[:1] if inv.plan_version_id is not None else list(dict.fromkeys(ids))
+        codes = list(dict.fromkeys(versions[v][0] for v in shown if v in versions))
+        names = list(dict.fromkeys(versions[v][1] for v in shown if v in versions))
+        interval = versions[inv.plan_version_id][2] if inv.plan_version_id in versions else ""
+        meter_codes = sorted({ln.meter for ln in inv.lines if ln.meter})
         meter_rows = (
             conn.execute(
                 select(meters.c.code, meters.c.name, meters.c.unit).where(
-                    meters.c.tenant_id == tenant_id, meters.c.code.in_(codes)
+                    meters.c.tenant_id == tenant_id, meters.c.code.in_(meter_codes)
                 )
             ).all()
-            if codes
+            if meter_codes
             else []
         )
-    created = _stored_utc(row.created_at)
-    assert created is not None
-    return InvoiceDocument(
-        invoice=inv, seller=str(seller), customer=customer, created_at=created,
-        finalized_at=_stored_utc(row.finalized_at), paid_at=_stored_utc(row.paid_at),
-        voided_at=_stored_utc(row.voided_at), void_reason=row.void_reason or "", plan_name=plan_name,
-        interval=interval, corrects_label=corrects_label,
+    return DocumentContext(
+        tenant_name=str(tenant_name), plan_code=", ".join(codes), plan_name=", ".join(names), interval=interval,
+        intervals={v: iv for v, (_, _, iv) in versions.items()}, corrects_label=corrects_label,
         meters={str(m.code): (str(m.name or m.code), str(m.unit or m.code)) for m in meter_rows},
+        package_sizes=_package_sizes(engine, tenant_id, inv),
+        created_at=None if row is None else _stored_utc(row.created_at),
+        void_reason="" if row is None else (row.void_reason or ""),
     )  # fmt: skip
+
+
+def invoice_document(engine: Engine, tenant_id: int, invoice_id: int) -> InvoiceDocument:
+    """Read the invoice, its buyer, the tenant's billing profile and the context, for the PDF and exports."""
+    inv = get_invoice(engine, tenant_id, invoice_id)
+    return InvoiceDocument(
+        invoice=inv,
+        customer=get_customer_by_id(engine, tenant_id, inv.customer_id),
+        profile=get_billing_profile(engine, tenant_id),
+        context=document_context(engine, tenant_id, inv),
+    )
 
 
 # --- lines --------------------------------------------------------------------------------------------------
@@ -206,7 +296,7 @@ def line_rows(doc: InvoiceDocument, ln: InvoiceLine) -> list[Row]:
     """The table rows of one stored line: the line, then its breakdown sub-lines."""
     inv = doc.invoice
     scale = inv.scale
-    name, unit = doc.meters.get(ln.meter or "", (ln.meter or "", ln.meter or ""))
+    name, unit = doc.context.meters.get(ln.meter or "", (ln.meter or "", ln.meter or ""))
     title = LINE_TITLES.get(ln.kind)
     description = ln.charge_code if ln.meter is None else f"{ln.charge_code} - {name}"
     if title:
@@ -215,17 +305,23 @@ def line_rows(doc: InvoiceDocument, ln: InvoiceLine) -> list[Row]:
     if group:
         description += f" ({group})"
     if (ln.period_start, ln.period_end) != (inv.period_start, inv.period_end):
-        description += f", {_period(ln.period_start, ln.period_end)}"
+        description += f", {local_period(ln.period_start, ln.period_end, doc.tz)}"
     detail = ln.detail
     model = str(detail.get("model", ""))
     if ln.meter is None:
-        unit = INTERVAL_UNITS.get(doc.interval, "period")
+        interval = doc.context.intervals.get(ln.plan_version_id or 0) or doc.context.interval
+        unit = INTERVAL_UNITS.get(interval, "period")
     quantity = f"{format_decimal(ln.quantity)} {unit}".strip()
     unit_price = format_decimal(ln.unit_price, scale) if ln.unit_price else ""
-    if ln.kind != "charge":  # deltas and true-ups are not quantity x price: their sub-lines explain them
+    package = doc.context.package_sizes.get(ln.position) if model == "package" else None
+    if package is not None and unit_price:
+        unit_price = f"{unit_price} per {format_decimal(package)}"
+    if ln.kind == "sla_credit":  # the quantity is the measured service level; the credit is a share of a fee
+        quantity, unit_price = f"measured {quantity}", ""
+    elif ln.kind != "charge":  # deltas and true-ups are not quantity x price: their sub-lines explain them
         quantity = unit_price = ""
-    if not unit_price and detail.get("lines"):
-        unit_price = "tiered" if model in ("graduated", "volume", "package") else "see below"
+    if not unit_price and detail.get("lines") and ln.kind == "charge":
+        unit_price = "tiered" if model in ("graduated", "volume") else "see below"
     rows = [Row(description, quantity, unit_price, format_minor(ln.amount, scale))]
     fraction = str(detail.get("fraction", "1"))
     if model == "flat" and fraction != "1":
@@ -254,9 +350,12 @@ def line_rows(doc: InvoiceDocument, ln: InvoiceLine) -> list[Row]:
             parts.append(f"flat {format_decimal(flat_amount)}")
         units = t.get("units")
         unit_amount = t.get("unit_amount")
+        what = "packages" if label.startswith("packages of ") else unit
+        if ln.kind == "sla_credit":  # "1 x the credit": the label already says the reading and the share
+            units = unit_amount = None
         rows.append(Row(
             parts[0] + (" (" + ", ".join(parts[1:]) + ")" if parts[1:] else "") if parts else "",
-            f"{format_decimal(str(units))} {unit}" if units not in (None, "") else "",
+            f"{format_decimal(str(units))} {what}" if units not in (None, "") else "",
             format_decimal(str(unit_amount)) if unit_amount not in (None, "") else "",
             format_decimal(str(t.get("amount", "0"))), True,
         ))  # fmt: skip
@@ -270,6 +369,11 @@ def table_rows(doc: InvoiceDocument) -> list[Row]:
         if ln.kind not in ("tax", "credit", "points"):
             out += line_rows(doc, ln)
     return out
+
+
+def shows_payments(inv: Invoice) -> bool:
+    """Amount paid and amount due are printed once money was received against the document."""
+    return inv.kind != "credit_note" and (inv.status in ("paid", "partially_paid") or inv.amount_paid != 0)
 
 
 def totals_rows(doc: InvoiceDocument) -> list[tuple[str, str, bool]]:
@@ -289,8 +393,14 @@ def totals_rows(doc: InvoiceDocument) -> list[tuple[str, str, bool]]:
         rows.append(("Tax", format_minor(inv.tax, scale), False))
     if inv.credits_applied:
         rows.append(("Credits applied", format_minor(-inv.credits_applied, scale), False))
-    label = "Total credited" if inv.kind == "credit_note" else "Total due"
-    rows.append((f"{label} ({ccy})", format_minor(inv.total, scale), True))
+    if inv.kind == "credit_note":
+        rows.append((f"Total credited ({ccy})", format_minor(inv.total, scale), True))
+    elif shows_payments(inv):
+        rows.append((f"Total ({ccy})", format_minor(inv.total, scale), False))
+        rows.append(("Amount paid", format_minor(-inv.amount_paid, scale), False))
+        rows.append((f"Amount due ({ccy})", format_minor(inv.amount_due, scale), True))
+    else:
+        rows.append((f"Total due ({ccy})", format_minor(inv.total, scale), True))
     return rows
 
 
@@ -311,10 +421,66 @@ def credit_notes(doc: InvoiceDocument) -> list[str]:
     return out
 
 
-# --- rendering ----------------------------------------------------------------------------------------------
+def address_lines(address: Any) -> list[str]:
+    """An `Address` as printed lines (street, postal code and city, region, country)."""
+    if address is None:
+        return []
+    lines = [x for x in (address.line1, address.line2) if x]
+    city = " ".join(x for x in (address.postal_code, address.city) if x)
+    return lines + [x for x in (city, address.region, address.country) if x]
+
+
+def due_date(doc: InvoiceDocument) -> str:
+    inv = doc.invoice
+    if inv.status == "draft":
+        return NOT_ISSUED
+    if inv.finalized_at is None:  # closed (zero total) or void before it was issued
+        return "none (not issued)"
+    if inv.payment_due_at is None:  # issued before due dates were kept
+        return "on receipt"
+    return local_date(inv.payment_due_at, doc.tz)
+
+
+def status_text(doc: InvoiceDocument) -> str:
+    inv = doc.invoice
+    return {
+        "draft": "Draft – not yet issued",
+        "finalized": "Issued",
+        "partially_paid": "Partially paid",
+        "paid": "Paid" + (f" {local_date(inv.paid_at, doc.tz)}" if inv.paid_at else ""),
+        "void": "Void" + (f" {local_date(inv.voided_at, doc.tz)}" if inv.voided_at else ""),
+        "uncollectible": "Uncollectible",
+        "closed": "Closed (zero total, not issued)",
+    }.get(inv.status, inv.status)
+
+
+def facts(doc: InvoiceDocument) -> list[tuple[str, str]]:
+    """(label, value) pairs printed right of the buyer."""
+    inv = doc.invoice
+    number = inv.label if inv.number is not None else "DRAFT"
+    out = [
+        ("Credit note number" if inv.kind == "credit_note" else "Invoice number", number),
+        ("Issue date", local_date(inv.finalized_at, doc.tz))
+        if inv.finalized_at
+        else ("Created (draft)" if inv.status == "draft" else "Created", local_date(doc.issue_date, doc.tz)),
+    ]
+    if inv.kind != "credit_note":
+        out += [("Due date", due_date(doc)), ("Payment terms", doc.profile.terms)]
+    out.append(("Billing period", local_period(inv.period_start, inv.period_end, doc.tz)))
+    if (inv.span_start, inv.span_end) != (inv.period_start, inv.period_end) and inv.span_end > inv.span_start:
+        out.append(("Service period", local_period(inv.span_start, inv.span_end, doc.tz)))
+    out.append(("Currency", inv.currency))
+    if doc.context.plan_name or doc.context.plan_code:
+        out.append(("Plan", doc.context.plan_name or doc.context.plan_code))
+    if doc.context.corrects_label is not None:
+        out.append(("Corrects invoice", doc.context.corrects_label))
+    out.append(("Status", status_text(doc)))
+    return out
+
+
+# --- fonts --------------------------------------------------------------------------------------------------
 GREY = (110, 110, 110)
 LIGHT = (235, 235, 235)
-
 
 FONT_DIRS = ("/usr/share/fonts/truetype/dejavu", "/usr/share/fonts/dejavu", "/usr/local/share/fonts/dejavu")
 FONT_FILES = {"": "DejaVuSans.ttf", "B": "DejaVuSans-Bold.ttf", "I": "DejaVuSans-Oblique.ttf"}
@@ -328,158 +494,272 @@ def unicode_font_dir() -> Path | None:
     return None
 
 
+class _NeedsUnicode(Exception):
+    """Text the standard font cannot set: the Helvetica pass stops at once and the caller embeds DejaVu."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+
+class _Unsettable(Exception):
+    """Text with a character the current font cannot set (raised while rendering, reported by the caller)."""
+
+    def __init__(self, text: str, char: str, why: str) -> None:
+        super().__init__(text)
+        self.text, self.char, self.why = text, char, why
+
+
+def _needs_shaping(ch: str) -> bool:
+    """Letters of scripts whose glyphs join (Arabic and its kin): set one by one they are unreadable."""
+    return unicodedata.bidirectional(ch) == "AL" and unicodedata.category(ch).startswith("L")
+
+
 class _Pdf(FPDF):
     def __init__(self, font_dir: Path | None) -> None:
         super().__init__(format="A4", unit="mm")
         self.footer_text = ""
         self.face = "Helvetica"
-        self.unicode = font_dir is not None
-        self.folded = False  # some text had to be folded to Latin-1
+        self.core_fonts_encoding = CORE_ENCODING
         if font_dir is not None:
             for style, name in FONT_FILES.items():
                 self.add_font("DejaVu", style, str(font_dir / name))
             self.face = "DejaVu"
 
-    def txt(self, text: str) -> str:
-        """Text the current font can show: as is with a Unicode font, else folded to Latin-1."""
-        if self.unicode:
+    def normalize_text(self, text: str) -> str:
+        """Every text fpdf2 sets passes here: check it can be set as it is, never fold or drop it."""
+        if self.is_ttf_font:
+            cmap = self.current_font.cmap  # type: ignore[union-attr]
+            for ch in text:
+                if ch in "\r\n\t":
+                    continue
+                if ord(ch) not in cmap:
+                    raise _Unsettable(text, ch, "no available font has a glyph for it")
+                if _needs_shaping(ch):
+                    raise _Unsettable(text, ch, "its script joins letters, which this renderer cannot shape")
             return text
-        shown = latin1(text)
-        if shown != text:
-            self.folded = True
-        return shown
+        try:
+            return super().normalize_text(text)
+        except FPDFUnicodeEncodingException:
+            raise _NeedsUnicode(text) from None
 
     def footer(self) -> None:
         self.set_y(-14)
         self.set_font(self.face, size=7)
         self.set_text_color(*GREY)
-        self.cell(0, 4, self.footer_text, align="L")
-        self.cell(0, 4, f"Page {self.page_no()} of {{nb}}", align="R", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        top = self.get_y()
+        self.multi_cell(self.epw - 26, 3.5, self.footer_text, align="L", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        self.set_xy(self.l_margin + self.epw - 24, top)
+        self.cell(24, 3.5, f"Page {self.page_no()} of {{nb}}", align="R")
         self.set_text_color(0, 0, 0)
 
 
-def render_invoice_pdf(engine: Engine, tenant_id: int, invoice_id: int) -> bytes:
-    """The invoice as a PDF document (A4), ready to send to the customer."""
-    return render_document(invoice_document(engine, tenant_id, invoice_id))
+# --- rendering ----------------------------------------------------------------------------------------------
+def render_invoice_pdf(
+    invoice: Invoice,
+    customer: Customer,
+    profile: BillingProfile,
+    context: DocumentContext | None = None,
+    *,
+    font_dir: Path | str | None = "auto",
+) -> bytes:
+    """The invoice as a PDF document (A4), ready to send to the customer.
+
+    `font_dir`: "auto" (Helvetica when the text allows, else the machine's DejaVu Sans), a folder of
+    DejaVu fonts to embed, or None for Helvetica only. Raises FailedPrecondition, writing nothing, when a
+    text cannot be set in any available font."""
+    doc = InvoiceDocument(invoice, customer, profile, context or DocumentContext())
+    return render_document(doc, font_dir)
 
 
-_AUTO = Path("auto")
+def render_document(doc: InvoiceDocument, font_dir: Path | str | None = "auto") -> bytes:
+    """Render `doc` (see `render_invoice_pdf`)."""
+    if doc.invoice.customer_id != doc.customer.id and doc.customer.id:
+        raise FailedPrecondition(
+            f"invoice {doc.invoice.label} bills customer id {doc.invoice.customer_id}, not "
+            f"{doc.customer.external_id!r}; pass the invoice's own customer"
+        )
+    if not (doc.customer.name or doc.customer.external_id):
+        raise FailedPrecondition("the customer has no name: set one with `tally customer update` and export again")
+    if font_dir == "auto":
+        out, needs = _render_checked(doc, None)
+        if needs is None:
+            return out
+        fonts = unicode_font_dir()
+        if fonts is None:
+            raise FailedPrecondition(
+                f"cannot write the PDF: {_field_of(doc, needs)} {needs!r} needs a Unicode font and none is "
+                "installed; install DejaVu Sans (Debian: apt install fonts-dejavu-core) or export JSON or CSV"
+            )
+        return _render_checked(doc, fonts)[0]
+    out, needs = _render_checked(doc, Path(font_dir) if font_dir is not None else None)
+    if needs is not None:
+        raise FailedPrecondition(
+            f"cannot write the PDF: {_field_of(doc, needs)} {needs!r} is not in the standard PDF font; "
+            "render with a Unicode font (font_dir) or export JSON or CSV"
+        )
+    return out
 
 
-def render_document(doc: InvoiceDocument, font_dir: Path | None = _AUTO) -> bytes:
-    """Render `doc`; `font_dir`: DejaVu fonts to embed, None for Helvetica, default: Helvetica when the
-    text is all Latin-1, else the system's DejaVu if it has one."""
-    if font_dir != _AUTO:
-        return _render(doc, font_dir)[0]
-    out, folded = _render(doc, None)
-    fonts = unicode_font_dir()
-    return _render(doc, fonts)[0] if folded and fonts is not None else out
+def _field_of(doc: InvoiceDocument, text: str) -> str:
+    """Which field of the document a text came from, so the message says what to change."""
+    c, p = doc.customer, doc.profile
+    fields = [
+        ("the customer name", c.name or c.external_id), ("the customer's address", " ".join(address_lines(c.address))),
+        ("the customer's tax id", c.tax_id), ("the customer's e-mail", c.email),
+        ("the seller's legal name", doc.seller), ("the seller's address", " ".join(address_lines(p.address))),
+        ("the seller's tax id", p.tax_id), ("the payment instructions", p.payment_instructions),
+        ("the plan name", doc.context.plan_name), ("the void reason", doc.context.void_reason),
+    ]  # fmt: skip
+    for name, value in fields:
+        if value and (value in text or text in value):
+            return name
+    return "the text"
 
 
-def _render(doc: InvoiceDocument, font_dir: Path | None) -> tuple[bytes, bool]:
+def _render_checked(doc: InvoiceDocument, font_dir: Path | None) -> tuple[bytes, str | None]:
+    """The PDF, or (b"", the first text Helvetica cannot set) when it needs a Unicode font."""
+    try:
+        return _render(doc, font_dir), None
+    except _NeedsUnicode as exc:
+        return b"", exc.text
+    except _Unsettable as exc:
+        where = _field_of(doc, exc.text)
+        name = unicodedata.name(exc.char, "unnamed")
+        raise FailedPrecondition(
+            f"cannot write the PDF: {where} {exc.text!r} has {exc.char!r} (U+{ord(exc.char):04X} {name}) and "
+            f"{exc.why}; nothing was written. Change {where} to a script DejaVu Sans covers (Latin, Greek, "
+            "Cyrillic, Armenian, Georgian, Hebrew), e.g. a Latin transliteration, or export JSON or CSV"
+        ) from None
+
+
+def _logo(pdf: _Pdf, logo: bytes, x: float, y: float, box_w: float, box_h: float) -> float:
+    """Draw the logo fitted in the box, left-aligned; returns its height."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(logo)) as image:
+            width_px, height_px = image.size
+        scale = min(box_w / width_px, box_h / height_px)
+        w, h = width_px * scale, height_px * scale
+        pdf.image(io.BytesIO(logo), x=x, y=y, w=w, h=h)
+    except Exception as exc:  # validated on upload; a damaged row is still reported, not skipped
+        raise FailedPrecondition(
+            f"the billing profile's logo cannot be drawn ({exc}); upload it again with `tally profile set --logo`"
+        ) from None
+    return h
+
+
+def _pairs(
+    pdf: _Pdf, rows: list[tuple[str, str, bool]], x: float, label_w: float, value_w: float, size: float, h: float
+) -> None:
+    """Label/value rows: the label wraps in its column, the value right-aligned in its own, never overlapping."""
+    for label, value, bold in rows:
+        top = pdf.get_y()
+        if top + 2 * h > pdf.h - pdf.b_margin:
+            pdf.add_page()
+            top = pdf.get_y()
+        pdf.set_xy(x, top)
+        pdf.set_font(pdf.face, "B" if bold else "", size + (2 if bold else 0))
+        pdf.set_text_color(*((0, 0, 0) if bold else GREY))
+        pdf.multi_cell(label_w, h, label, align="L", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        label_bottom = pdf.get_y()
+        pdf.set_xy(x + label_w, top)
+        pdf.set_text_color(0, 0, 0)
+        pdf.multi_cell(value_w, h, value, align="R", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        pdf.set_y(max(label_bottom, pdf.get_y()))
+
+
+def _render(doc: InvoiceDocument, font_dir: Path | None) -> bytes:
     inv = doc.invoice
-    scale = currency_unit(inv.currency).scale
-    number = f"INV-{inv.number:06d}" if inv.number is not None else "DRAFT"
     title = TITLES.get(inv.kind, inv.kind.upper())
+    number = inv.label if inv.number is not None else "DRAFT"
+    seller = doc.seller
+    zone_note = "" if doc.customer.timezone in ("UTC", "Etc/UTC") else f"; dates in {doc.customer.timezone} time"
 
     pdf = _Pdf(font_dir)
     pdf.set_creation_date(doc.issue_date)  # the same invoice renders to the same bytes
-    pdf.set_title(pdf.txt(f"{title} {number} - {doc.seller}"))
-    pdf.set_author(pdf.txt(doc.seller))
+    pdf.set_title(f"{title} {number} - {seller}")
+    pdf.set_author(seller)
     pdf.set_margins(18, 18, 18)
     pdf.set_auto_page_break(True, margin=20)
-    pdf.footer_text = pdf.txt(
-        f"{doc.seller} - {title.lower()} {number} - amounts in {inv.currency}; each line is rounded once to "
-        f"{scale} decimals (half even)"
+    pdf.footer_text = (
+        f"{seller} - {title.lower()} {number} - amounts in {inv.currency}; each line is rounded once to "
+        f"{inv.scale} decimals (half even){zone_note}"
     )
     pdf.alias_nb_pages()
     pdf.add_page()
     width = pdf.epw
     left = pdf.l_margin
 
-    # Header: seller on the left, document title and number on the right.
+    # Header: the seller on the left (logo, legal name, address, tax id), title and number on the right.
     top = pdf.get_y()
-    pdf.set_font(pdf.face, "B", 16)
-    pdf.multi_cell(width * 0.55, 8, pdf.txt(doc.seller), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
-    pdf.set_xy(left + width * 0.55, top)
+    if doc.profile.logo:
+        pdf.set_y(top + _logo(pdf, doc.profile.logo, left, top, width * 0.3, 18) + 3)
+    pdf.set_font(pdf.face, "B", 14)
+    pdf.multi_cell(width * 0.55, 7, seller, align="L", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    pdf.set_font(pdf.face, size=8.5)
+    for text in address_lines(doc.profile.address):
+        pdf.multi_cell(width * 0.55, 4.2, text, align="L", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    if doc.profile.tax_id:
+        pdf.multi_cell(
+            width * 0.55, 4.2, f"Tax ID: {doc.profile.tax_id}", align="L", new_x=XPos.LMARGIN, new_y=YPos.NEXT
+        )
+    seller_bottom = pdf.get_y()
+    pdf.set_xy(left + width * 0.57, top)
     pdf.set_font(pdf.face, "B", 18)
-    pdf.cell(width * 0.45, 8, title, align="R", new_x=XPos.LEFT, new_y=YPos.NEXT)
+    pdf.multi_cell(width * 0.43, 8, title, align="R", new_x=XPos.LEFT, new_y=YPos.NEXT)
     pdf.set_font(pdf.face, "B", 12)
-    pdf.cell(width * 0.45, 7, number, align="R", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
-    pdf.set_y(max(pdf.get_y(), top + 16) + 4)
+    pdf.multi_cell(width * 0.43, 7, number, align="R", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    pdf.set_y(max(pdf.get_y(), seller_bottom, top + 16) + 3)
     pdf.set_draw_color(180, 180, 180)
     pdf.line(left, pdf.get_y(), left + width, pdf.get_y())
     pdf.ln(5)
 
-    # Bill to (left) and the invoice facts (right).
+    # Bill to (left) and the document facts (right).
     block_top = pdf.get_y()
     c = doc.customer
     pdf.set_font(pdf.face, "B", 8)
     pdf.set_text_color(*GREY)
-    pdf.cell(width * 0.5, 5, "BILL TO", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    pdf.cell(width * 0.48, 5, "BILL TO", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
     pdf.set_text_color(0, 0, 0)
     pdf.set_font(pdf.face, "B", 10)
-    pdf.multi_cell(width * 0.5, 5, pdf.txt(c.name or c.external_id), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    pdf.multi_cell(width * 0.48, 5, c.name or c.external_id, align="L", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
     pdf.set_font(pdf.face, size=9)
-    address: list[str] = []
-    if c.address is not None:
-        a = c.address
-        address += [x for x in (a.line1, a.line2) if x]
-        city = " ".join(x for x in (a.postal_code, a.city) if x)
-        address += [x for x in (city, a.region, a.country) if x]
-    extra = [*address]
+    extra = address_lines(c.address)
+    if c.tax_id:
+        extra.append(f"Tax ID: {c.tax_id}")
     if c.tax_region:
         extra.append(f"Tax region: {c.tax_region}")
     if c.email:
         extra.append(c.email)
     extra.append(f"Customer ID: {c.external_id}")
     for text in extra:
-        pdf.multi_cell(width * 0.5, 4.6, pdf.txt(text), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        pdf.multi_cell(width * 0.48, 4.6, text, align="L", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
     left_bottom = pdf.get_y()
 
-    facts = [
-        ("Invoice number" if inv.kind != "credit_note" else "Credit note number", number),
-        ("Issue date" if doc.finalized_at else "Created (draft)", _date(doc.issue_date)),
-        ("Billing period", _period(inv.period_start, inv.period_end)),
-        *(
-            [("Service period", _period(inv.span_start, inv.span_end))]
-            if (inv.span_start, inv.span_end) != (inv.period_start, inv.period_end) and inv.span_end > inv.span_start
-            else []
-        ),
-        ("Currency", inv.currency),
-    ]
-    if doc.plan_name:
-        facts.append(("Plan", pdf.txt(doc.plan_name)))
-    if doc.corrects_label is not None:
-        facts.append(("Corrects invoice", doc.corrects_label))
-    status = {"draft": "Draft - not yet issued", "finalized": "Issued", "paid": f"Paid {_date(doc.paid_at)}",
-              "void": f"Void {_date(doc.voided_at)}"}.get(inv.status, inv.status)  # fmt: skip
-    facts.append(("Status", status))
     pdf.set_y(block_top)
-    for label, value in facts:
-        pdf.set_x(left + width * 0.52)
-        pdf.set_font(pdf.face, size=9)
-        pdf.set_text_color(*GREY)
-        pdf.cell(width * 0.2, 5, label)
-        pdf.set_text_color(0, 0, 0)
-        pdf.set_font(pdf.face, "B" if label.endswith("number") else "", 9)
-        pdf.cell(width * 0.28, 5, value, align="R", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    _pairs(pdf, [(label, value, False) for label, value in facts(doc)], left + width * 0.52, 31, width * 0.48 - 31,
+           9, 5)  # fmt: skip
     pdf.set_y(max(left_bottom, pdf.get_y()) + 4)
 
-    if doc.corrects_label is not None:
+    if doc.context.corrects_label is not None:
         pdf.set_font(pdf.face, "I", 9)
         what = "credits" if inv.kind == "credit_note" else "adds to"
+        corrected = f"{doc.context.corrects_label} (id {inv.corrects_invoice_id})"
+        period = local_period(inv.period_start, inv.period_end, doc.tz)
         pdf.multi_cell(
-            width, 5, f"This {title.lower()} {what} invoice {doc.corrects_label} (id {inv.corrects_invoice_id}) "
-            f"for the period {_period(inv.period_start, inv.period_end)}.", new_x=XPos.LMARGIN, new_y=YPos.NEXT,
+            width, 5, f"This {title.lower()} {what} invoice {corrected} for the period {period}.", align="L",
+            new_x=XPos.LMARGIN, new_y=YPos.NEXT,
         )  # fmt: skip
         pdf.ln(2)
     if inv.status == "void":
         pdf.set_font(pdf.face, "B", 10)
         pdf.set_text_color(170, 0, 0)
-        reason = f": {doc.void_reason}" if doc.void_reason else ""
-        pdf.multi_cell(width, 6, pdf.txt(f"VOID - this document is cancelled{reason}"),
-                       new_x=XPos.LMARGIN, new_y=YPos.NEXT)  # fmt: skip
+        reason = f": {doc.context.void_reason}" if doc.context.void_reason else ""
+        pdf.multi_cell(
+            width, 6, f"VOID - this document is cancelled{reason}", align="L", new_x=XPos.LMARGIN, new_y=YPos.NEXT
+        )
         pdf.set_text_color(0, 0, 0)
         pdf.ln(1)
 
@@ -498,52 +778,81 @@ def _render(doc: InvoiceDocument, font_dir: Path | None) -> tuple[bytes, bool]:
         for r in rows:
             row = table.row()
             if r.sub:
-                row.cell("      " + pdf.txt(r.description), style=sub_style)
+                row.cell("      " + r.description, style=sub_style)
                 for text in (r.quantity, r.unit_price, r.amount):
-                    row.cell(pdf.txt(text), style=sub_style)
+                    row.cell(text, style=sub_style)
             else:
                 for text in (r.description, r.quantity, r.unit_price, r.amount):
-                    row.cell(pdf.txt(text))
+                    row.cell(text)
     pdf.ln(4)
 
     # Totals.
     totals = totals_rows(doc)
     if pdf.get_y() + 7 * len(totals) + 10 > pdf.h - pdf.b_margin:
         pdf.add_page()
-    for label, value, bold in totals:
-        pdf.set_x(left + width * 0.45)
+    for i, (label, value, bold) in enumerate(totals):
         if bold:
             pdf.set_draw_color(0, 0, 0)
             pdf.line(left + width * 0.45, pdf.get_y(), left + width, pdf.get_y())
             pdf.ln(1)
-            pdf.set_x(left + width * 0.45)
-        pdf.set_font(pdf.face, "B" if bold else "", 11 if bold else 9)
-        pdf.cell(width * 0.35, 7 if bold else 5.5, label)
-        pdf.cell(width * 0.20, 7 if bold else 5.5, value, align="R", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        _pairs(pdf, [(label, value, bold)], left + width * 0.45, width * 0.33, width * 0.22, 9, 7 if bold else 5.5)
+        if bold and i + 1 < len(totals):
+            pdf.ln(1)
     notes = credit_notes(doc)
     if notes:
         pdf.ln(2)
         pdf.set_font(pdf.face, size=7.5)
         pdf.set_text_color(*GREY)
         pdf.set_x(left + width * 0.45)
-        pdf.multi_cell(width * 0.55, 4, pdf.txt("Credits: " + "; ".join(notes)), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        pdf.multi_cell(width * 0.55, 4, "Credits: " + "; ".join(notes), align="L", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
         pdf.set_text_color(0, 0, 0)
+
+    # Payment: terms and due date, and how to pay (not on credit notes or cancelled documents).
+    if inv.kind != "credit_note" and inv.status not in ("void", "closed"):
+        pdf.ln(6)
+        if pdf.get_y() + 20 > pdf.h - pdf.b_margin:
+            pdf.add_page()
+        pdf.set_font(pdf.face, "B", 8)
+        pdf.set_text_color(*GREY)
+        pdf.cell(width, 5, "PAYMENT", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        pdf.set_text_color(0, 0, 0)
+        pdf.set_font(pdf.face, size=9)
+        terms = doc.profile.terms
+        due = due_date(doc)
+        when = f"due {due}" if due not in (NOT_ISSUED, "on receipt") else "the due date is set when it is issued"
+        if inv.status == "uncollectible":
+            when = f"was due {due}; written off as uncollectible"
+        elif inv.status == "paid":
+            when = "paid in full, nothing is due"
+        elif due == "on receipt":
+            when = "due on receipt"
+        pdf.multi_cell(width, 4.8, f"Terms: {terms} - {when}.", align="L", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        if doc.profile.payment_instructions and inv.status != "paid":
+            pdf.multi_cell(width, 4.8, doc.profile.payment_instructions, align="L", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+            if inv.number is not None:
+                pdf.multi_cell(width, 4.8, f"Please quote {number} with your payment.",
+                               align="L", new_x=XPos.LMARGIN, new_y=YPos.NEXT)  # fmt: skip
     if inv.status == "draft":
         pdf.ln(6)
         pdf.set_font(pdf.face, "I", 8)
         pdf.set_text_color(*GREY)
         note = f"DRAFT: amounts may still change until this {title.lower()} is finalized and numbered."
-        pdf.multi_cell(width, 4, note, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        pdf.multi_cell(width, 4, note, align="L", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
         pdf.set_text_color(0, 0, 0)
-    return bytes(pdf.output()), pdf.folded
+    return bytes(pdf.output())
 
 
 __all__ = [
+    "DocumentContext",
     "InvoiceDocument",
+    "address_lines",
+    "document_context",
     "format_decimal",
     "format_minor",
     "invoice_document",
-    "latin1",
+    "local_date",
+    "local_period",
     "render_document",
     "render_invoice_pdf",
+    "unicode_font_dir",
 ]

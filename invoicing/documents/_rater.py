@@ -80,12 +80,6 @@ class DraftLine:
     detail_json: str | None = None
     lineage_json: str | None = None
 
-    @property
-    def identity(self) -> tuple[str, str, str]:
-        """What a correction diffs by: the same charge and dimension across recomputations."""
-        kind = "charge" if self.kind == "proration_adjustment" else self.kind
-        return (kind, self.charge_code, self.group_key)
-
 
 @dataclass(slots=True)
 class DraftInvoice:

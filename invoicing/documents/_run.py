@@ -2,8 +2,12 @@
 
     summary = run_cycle(engine, tenant_id, as_of)
 
-1. `due_periods(as_of)` lists what is due. Each item is one unit of work, keyed by its stable `key`
-   plus the end of its billed span (a span cut short later is new work: an adjustment).
+1. `due_periods(as_of)` lists what is due, and the items are grouped into documents: one per customer,
+   currency and billing date (`group_key`; per subscription too for customers invoiced per subscription).
+   Each group is one unit of work, keyed by the group and its items' keys with the end of their billed
+   spans (a span cut short later is new work: an adjustment). An item is billed at most once
+   (`invoice_items`, unique per tenant and item); a group whose document exists already (an item that
+   became due late, or a re-issue after a void) gets a new document `<group>#2`, `#3`, ...
 2. Workers started for the same (tenant, as_of) share one `invoice_runs` row; the work items are
    inserted once (unique (run, key)).
 3. Usage is streamed: each claimed batch extracts the usage of its own customers only
@@ -21,22 +25,30 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import hashlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from invoicing.catalog import stored_utc, utc
-from invoicing.documents._invoice import BulkInsert, correction_draft, write_drafts_totals
+from invoicing.documents._assembly import group_key
+from invoicing.documents._grouping import Preferences, group_items, preferences
+from invoicing.documents._invoice import (
+    BulkInsert,
+    correction_draft,
+    prepare_documents,
+    write_documents,
+)
 from invoicing.documents._rater import DraftInvoice, Rater
 from invoicing.events import NewEvent, emit
 from invoicing.ledger.transfer import write_transaction
 from invoicing.subscriptions import DueItem, due_periods
-from invoicing.tables import invoice_run_items, invoice_runs, invoices
+from invoicing.tables import invoice_items, invoice_run_items, invoice_runs, invoices
 from metering.errors import InvalidArgument
 from metering.transactions import begin_write
 
@@ -68,6 +80,11 @@ def work_key(item: DueItem) -> str:
     return f"{item.key}@{utc(item.spans[-1].end).isoformat()}"
 
 
+def group_work_key(group: str, items: Sequence[DueItem]) -> str:
+    digest = hashlib.sha256("\n".join(sorted(work_key(i) for i in items)).encode()).hexdigest()[:20]
+    return f"{group}@{digest}"
+
+
 def _run_row(engine: Engine, tenant_id: int, as_of: datetime) -> int:
     r = invoice_runs.c
     for _ in range(3):
@@ -89,7 +106,7 @@ def _run_row(engine: Engine, tenant_id: int, as_of: datetime) -> int:
     raise RuntimeError("could not create or find the invoice run row")
 
 
-def _add_items(engine: Engine, run_id: int, items: dict[str, DueItem]) -> None:
+def _add_items(engine: Engine, run_id: int, items: dict[str, list[DueItem]]) -> None:
     c = invoice_run_items.c
 
     def run(conn: Connection) -> None:
@@ -98,7 +115,7 @@ def _add_items(engine: Engine, run_id: int, items: dict[str, DueItem]) -> None:
         rows: list[tuple[Any, ...]] = []
         for k, i in items.items():  # in `items` order (the claim order), ADD_CHUNK rows per executemany
             if k not in have:
-                rows.append((run_id, k, i.subscription_id, "pending"))
+                rows.append((run_id, k, i[0].subscription_id, "pending"))
                 if len(rows) >= ADD_CHUNK:
                     write(rows)
                     rows = []
@@ -118,16 +135,40 @@ def _claim(conn: Connection, run_id: int, limit: int) -> list[Any]:
     return list(conn.execute(query).all())
 
 
-def _originals(conn: Connection, tenant_id: int, keys: list[str]) -> dict[str, Any]:
-    i = invoices.c
+def _bindings(conn: Connection, tenant_id: int, keys: list[str]) -> dict[str, Any]:
+    """The document that billed each item (item key → its invoice id, span end, timing and status)."""
+    it, i = invoice_items.c, invoices.c
     out: dict[str, Any] = {}
     for k in range(0, len(keys), 900):
         for r in conn.execute(
-            select(i.id, i.idempotency_key, i.timing, i.span_end, i.status).where(
-                i.tenant_id == tenant_id, i.idempotency_key.in_(keys[k : k + 900])
-            )
+            select(it.item_key, it.invoice_id, it.span_end, it.timing, i.status)
+            .join(invoices, i.id == it.invoice_id)
+            .where(it.tenant_id == tenant_id, it.item_key.in_(keys[k : k + 900]))
         ):
-            out[r.idempotency_key] = r
+            out[r.item_key] = r
+    return out
+
+
+def _free_keys(conn: Connection, tenant_id: int, groups: list[str]) -> dict[str, str]:
+    """A document key per group: the group itself, or `<group>#n` when documents of it exist already."""
+    i = invoices.c
+    taken: set[str] = set()
+    for k in range(0, len(groups), 900):
+        taken |= set(
+            conn.execute(
+                select(i.idempotency_key).where(i.tenant_id == tenant_id, i.idempotency_key.in_(groups[k : k + 900]))
+            ).scalars()
+        )
+    out = {g: g for g in groups if g not in taken}
+    for g in groups:
+        if g in taken:
+            n = conn.execute(
+                select(func.count()).select_from(invoices).where(
+                    i.tenant_id == tenant_id, i.idempotency_key.like(g.replace("%", r"\%").replace("_", r"\_") + "#%",
+                                                                     escape="\\")
+                )
+            ).scalar_one()  # fmt: skip
+            out[g] = f"{g}#{int(n) + 2}"
     return out
 
 
@@ -160,13 +201,15 @@ def run_cycle(
             f"a run bills what is due up to now, at most {int(AS_OF_SKEW.total_seconds())} s ahead for clock skew"
         )
     due = due_periods(engine, tenant_id, at)
-    items = {work_key(i): i for i in due}
+    rater = Rater(engine, tenant_id, explain=explain)
+    prefs = preferences(engine, tenant_id)
+    groups = group_items(due, lambda version: rater.plan(version).currency, prefs)
+    items = {group_work_key(g, its): its for g, its in groups.items()}
     run_id = _run_row(engine, tenant_id, at)
     summary = RunSummary(run_id, at, due=len(items))
     _add_items(engine, run_id, items)
-    del due
+    del due, groups
     # Streaming: each batch loads its own customers and usage (`Rater.begin_batch`) and drops the last's.
-    rater = Rater(engine, tenant_id, explain=explain)
     handled = 0
     if progress:
         progress(0, len(items))
@@ -175,7 +218,7 @@ def run_cycle(
             raise InjectedFailure(f"injected failure after {summary.created} invoices")
         limit = batch_size if fail_after is None else max(1, min(batch_size, fail_after - summary.created))
         outcome = write_transaction(engine, partial(_batch, tenant_id=tenant_id, run_id=run_id, items=items,
-                                                    rater=rater, limit=limit, at=at))  # fmt: skip
+                                                    rater=rater, limit=limit, at=at, prefs=prefs))  # fmt: skip
         if outcome is None:
             break
         n_claimed, written, adjustments, skipped, failures = outcome
@@ -185,9 +228,9 @@ def run_cycle(
         summary.already_invoiced += skipped
         summary.failed += len(failures)
         summary.errors += failures
-        for d, total, credits in written:
-            summary.totals[d.currency] = summary.totals.get(d.currency, 0) + total
-            summary.credits[d.currency] = summary.credits.get(d.currency, 0) + credits
+        for currency, total, credits in written:
+            summary.totals[currency] = summary.totals.get(currency, 0) + total
+            summary.credits[currency] = summary.credits.get(currency, 0) + credits
         if progress:
             progress(min(handled, len(items)), len(items))
     summary.completed = _finish(engine, run_id)
@@ -207,66 +250,85 @@ def _finish(engine: Engine, run_id: int) -> bool:
     return left is None
 
 
-BatchOutcome = tuple[int, list[tuple[DraftInvoice, int, int]], int, int, list[str]]
+BatchOutcome = tuple[int, list[tuple[str, int, int]], int, int, list[str]]
 
 
 def _batch(
-    conn: Connection, tenant_id: int, run_id: int, items: dict[str, DueItem], rater: Rater, limit: int, at: datetime
+    conn: Connection,
+    tenant_id: int,
+    run_id: int,
+    items: dict[str, list[DueItem]],
+    rater: Rater,
+    limit: int,
+    at: datetime,
+    prefs: Preferences,
 ) -> BatchOutcome | None:
     claimed = _claim(conn, run_id, limit)
     if not claimed:
         return None
     failures: list[str] = []
     status: dict[int, tuple[str, int | None, str | None]] = {}
-    mine = [(int(r.id), items.get(r.item_key), r.item_key) for r in claimed]
-    for row_id, item, key in mine:
-        if item is None:  # due in another worker's view only (its as_of differs): leave it to them
-            status[row_id] = ("failed", None, f"{key}: not due as of {at.isoformat()} in this worker")
-    present = [(row_id, item) for row_id, item, _ in mine if item is not None]
-    originals = _originals(conn, tenant_id, [item.key for _, item in present])
-    rater.begin_batch([item for _, item in present])
-    fresh: list[tuple[int, DueItem]] = []
+    present: list[tuple[int, list[DueItem]]] = []
+    for r in claimed:
+        its = items.get(r.item_key)
+        if its is None:  # due in another worker's view only (its as_of differs): leave it to them
+            status[int(r.id)] = ("failed", None, f"{r.item_key}: not due as of {at.isoformat()} in this worker")
+        else:
+            present.append((int(r.id), its))
+    every = [i for _, its in present for i in its]
+    bound = _bindings(conn, tenant_id, [i.key for i in every])
+    rater.begin_batch(every)
+    fresh: list[tuple[int, list[DueItem]]] = []
     cut: list[tuple[int, DueItem, Any]] = []
     skipped = 0
-    for row_id, item in present:
-        orig = originals.get(item.key)
-        if orig is None:
-            fresh.append((row_id, item))
-        elif orig.timing == "in_advance" and orig.status != "void" and stored_utc(orig.span_end) != item.spans[-1].end:
-            cut.append((row_id, item, orig))
-        else:
-            status[row_id] = ("done", int(orig.id), None)
-            skipped += 1
-    drafts: list[tuple[int, DraftInvoice]] = []
-    for (row_id, _item), draft in _rate(rater, [i for _, i in fresh], failures, status, [r for r, _ in fresh]):
-        drafts.append((row_id, draft))
-    written: list[tuple[DraftInvoice, int, int]] = []
+    for row_id, its in present:
+        todo = []
+        for item in its:
+            b = bound.get(item.key)
+            if b is None:
+                todo.append(item)
+            elif b.timing == "in_advance" and b.status != "void" and stored_utc(b.span_end) != item.spans[-1].end:
+                cut.append((row_id, item, b))
+            else:
+                skipped += 1
+        status[row_id] = ("done", None, None)
+        if todo:
+            fresh.append((row_id, todo))
+    rated = _rate(rater, [i for _, its in fresh for i in its], failures)
+    groups: list[tuple[int, str, list[DraftInvoice]]] = []
+    for row_id, its in fresh:
+        missing = [i.key for i in its if i.key not in rated]
+        if missing:  # one document per group: a group with an item that failed to rate waits whole
+            status[row_id] = ("failed", None, "; ".join(f for f in failures if f.split(":", 1)[0] in missing)[:2000])
+            continue
+        first = its[0]
+        sub = first.subscription_id if prefs.split(first.customer_id) else None
+        groups.append((row_id, group_key(first.customer_id, rated[first.key].currency, first.due_at, sub),
+                       [rated[i.key] for i in its]))  # fmt: skip
+    keys = _free_keys(conn, tenant_id, [g for _, g, _ in groups])
     events: list[NewEvent] = []
-    # The keys of `fresh` were just looked up in this transaction (`_originals`): none exists.
-    new = write_drafts_totals(conn, tenant_id, [d for _, d in drafts], at, run_id=run_id, known_new=True, events=events)
-    for row_id, d in drafts:
-        status[row_id] = ("done", new[d.key][0] if d.key in new else None, None)
+    docs = prepare_documents(conn, tenant_id, [(keys[g], parts) for _, g, parts in groups], discounts_at=at)
+    new = write_documents(conn, tenant_id, docs, at, run_id=run_id, known_new=True, events=events,
+                          issue_zero=prefs.issue_zero)  # fmt: skip
+    written = [(d.currency, *new[d.key][1:]) for d in docs if d.key in new]
+    for (row_id, _, _), doc in zip(groups, docs, strict=True):
+        status[row_id] = ("done", new[doc.key][0] if doc.key in new else None, None)
     adjustments = 0
     for row_id, item, orig in cut:
         key = f"{item.key}|cut|{utc(item.spans[-1].end).isoformat()}"
-        recomputed = _rate(rater, [item], failures, status, [row_id])
-        if not recomputed:
+        recomputed = _rate(rater, [item], failures)
+        if item.key not in recomputed:
+            status[row_id] = ("failed", None, failures[-1] if failures else f"{item.key}: not rated")
             continue
-        delta = correction_draft(conn, tenant_id, int(orig.id), recomputed[0][1], key, "proration_adjustment")
-        adj = (
-            {} if delta is None
-            else write_drafts_totals(conn, tenant_id, [delta], at, run_id=run_id, kind="correction",
-                                     corrects={key: int(orig.id)}, events=events)
-        )  # fmt: skip
-        if delta is not None and adj:
+        delta = correction_draft(conn, tenant_id, int(orig.invoice_id), [recomputed[item.key]], key,
+                                 "proration_adjustment", items={item.key})  # fmt: skip
+        if delta is None:
+            continue
+        adj = write_drafts_totals(conn, tenant_id, [delta], at, run_id=run_id, corrects={key: int(orig.invoice_id)},
+                                  events=events)  # fmt: skip
+        if adj:
             adjustments += 1
-            drafts.append((row_id, delta))
-            new.update(adj)
-        status[row_id] = ("done", adj[key][0] if key in adj else int(orig.id), None)
-    for _, d in drafts:
-        if d.key in new:
-            _, t, cr = new[d.key]
-            written.append((d, t, cr))
+            written.append((delta.currency, *adj[key][1:]))
     mark = "?" if conn.dialect.name == "sqlite" else "%s"
     conn.exec_driver_sql(
         f"UPDATE {invoice_run_items.name} SET status = {mark}, invoice_id = {mark}, error = {mark} WHERE id = {mark}",
@@ -276,29 +338,37 @@ def _batch(
     return len(claimed), written, adjustments, skipped, failures
 
 
-def _rate(
-    rater: Rater,
-    batch: list[DueItem],
-    failures: list[str],
-    status: dict[int, tuple[str, int | None, str | None]],
-    row_ids: list[int],
-) -> list[tuple[tuple[int, DueItem], DraftInvoice]]:
-    """Rate the batch at once; if that fails, item by item so one bad item fails alone."""
+def write_drafts_totals(
+    conn: Connection,
+    tenant_id: int,
+    drafts: Sequence[DraftInvoice],
+    at: datetime,
+    *,
+    run_id: int | None,
+    corrects: dict[str, int],
+    events: list[NewEvent],
+) -> dict[str, tuple[int, int, int]]:
+    """Correction documents (one per draft), key → (invoice id, total, credits)."""
+    docs = prepare_documents(conn, tenant_id, [(d.key, [d]) for d in drafts])
+    return write_documents(conn, tenant_id, docs, at, run_id=run_id, kind="correction", corrects=corrects,
+                           events=events)  # fmt: skip
+
+
+def _rate(rater: Rater, batch: list[DueItem], failures: list[str]) -> dict[str, DraftInvoice]:
+    """Rate the batch at once; if that fails, item by item so one bad item fails alone. Item key → draft."""
     if not batch:
-        return []
+        return {}
     try:
-        return list(zip(zip(row_ids, batch, strict=True), rater.draft(batch), strict=True))
+        return {i.key: d for i, d in zip(batch, rater.draft(batch), strict=True)}
     except Exception:  # narrowed below, per item
         pass
-    out = []
-    for row_id, item in zip(row_ids, batch, strict=True):
+    out: dict[str, DraftInvoice] = {}
+    for item in batch:
         try:
-            out.append(((row_id, item), rater.draft([item])[0]))
+            out[item.key] = rater.draft([item])[0]
         except Exception as exc:  # any rating error fails this item only
-            message = f"{item.key}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-            failures.append(message)
-            status[row_id] = ("failed", None, message)
+            failures.append(f"{item.key}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
     return out
 
 
-__all__ = ["InjectedFailure", "RunSummary", "run_cycle", "work_key"]
+__all__ = ["InjectedFailure", "Preferences", "RunSummary", "group_items", "preferences", "run_cycle", "work_key"]

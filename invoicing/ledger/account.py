@@ -34,8 +34,8 @@ class AccountFlags(IntFlag):
     CREDITS_MUST_NOT_EXCEED_DEBITS = 2
 
 
-CUSTOMER_KINDS = ("cash", "promo", "points", "grant")
-SYSTEM_KINDS = ("revenue", "promotions", "cash_in", "expiry", "conversion")
+CUSTOMER_KINDS = ("cash", "promo", "points", "grant", "receivable")
+SYSTEM_KINDS = ("revenue", "promotions", "cash_in", "expiry", "conversion", "tax_payable", "bad_debt")
 
 KIND_FLAGS: dict[str, AccountFlags] = {
     "cash": AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS,
@@ -47,6 +47,11 @@ KIND_FLAGS: dict[str, AccountFlags] = {
     "cash_in": AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS,
     "promotions": AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS,
     "conversion": AccountFlags.NONE,
+    # What a customer owes on finalized invoices (debit) or is owed (credit, until moved to their cash
+    # wallet); tax collected for the authorities; receivables written off. Either sign is meaningful.
+    "receivable": AccountFlags.NONE,
+    "tax_payable": AccountFlags.NONE,
+    "bad_debt": AccountFlags.NONE,
 }
 
 

@@ -59,6 +59,8 @@ def customer_pb(c: Customer) -> pb.Customer:
         email=c.email,
         metadata=c.metadata,
         created_at=timestamp(c.created_at),
+        tax_id=c.tax_id,
+        invoice_grouping=c.invoice_grouping or "",
     )
 
 

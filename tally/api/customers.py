@@ -28,7 +28,9 @@ from tally.api.convert import customer_pb, validation_error
 from tally.v1 import billing_pb2 as pb
 
 #: The fields UpdateCustomer can change, as named in `update_mask`.
-UPDATABLE = ("name", "currency", "timezone", "address", "tax_region", "email", "metadata")
+UPDATABLE = (
+    "name", "currency", "timezone", "address", "tax_region", "email", "metadata", "tax_id", "invoice_grouping",
+)  # fmt: skip
 
 
 def _address(message: pb.Customer) -> Address | None:
@@ -51,6 +53,8 @@ def _definition(message: pb.Customer) -> CustomerDefinition:
         "tax_region": message.tax_region,
         "email": message.email,
         "metadata": dict(message.metadata),
+        "tax_id": message.tax_id,
+        "invoice_grouping": message.invoice_grouping or None,
     }
     if message.currency:
         values["currency"] = message.currency

@@ -21,6 +21,7 @@ from invoicing.documents import (
     export_invoice,
     finalize_invoice,
     get_invoice,
+    invoice_document,
     list_invoices,
     mark_paid,
     preview_invoice,
@@ -90,7 +91,7 @@ def invoice_pb(inv: Invoice, customer: str) -> pb.Invoice:
         number=inv.number or 0,
         kind=inv.kind,
         status=inv.status,
-        customer=customer,
+        customer=customer or inv.customer_external_id,
         subscription_id=inv.subscription_id or 0,
         corrects_invoice_id=inv.corrects_invoice_id or 0,
         currency=inv.currency,
@@ -121,6 +122,11 @@ def invoice_pb(inv: Invoice, customer: str) -> pb.Invoice:
             )
             for ln in inv.lines
         ],
+        issued_at=timestamp(inv.finalized_at),
+        payment_due_at=timestamp(inv.payment_due_at),
+        paid_at=timestamp(inv.paid_at),
+        amount_paid=decimal_str(m(inv.amount_paid)),
+        amount_due=decimal_str(m(inv.amount_due)),
     )
 
 
@@ -181,7 +187,8 @@ class InvoiceRpcs(ApiBase):
         invoice_id = positive_id(request.id)
         if len(request.reason) > REASON_MAX:
             raise InvalidArgument(f"reason is {len(request.reason)} characters; at most {REASON_MAX}")
-        return self._one(principal, void_invoice(self.engine, principal.tenant_id, invoice_id, now(), request.reason))
+        inv = void_invoice(self.engine, principal.tenant_id, invoice_id, now(), request.reason, reissue=request.reissue)
+        return self._one(principal, inv)
 
     @rpc(ADMIN)
     def CreateCreditNote(self, principal: Principal, request: pb.InvoiceActionRequest) -> pb.CreateCreditNoteResponse:
@@ -196,13 +203,15 @@ class InvoiceRpcs(ApiBase):
         fmt = request.format.lower()
         if fmt not in FORMATS:
             raise InvalidArgument(f"format {request.format!r}: one of {', '.join(FORMATS)}")
-        inv = get_invoice(self.engine, principal.tenant_id, invoice_id)
+        doc = invoice_document(self.engine, principal.tenant_id, invoice_id)
+        inv = doc.invoice
         if fmt == "pdf":
             from invoicing.documents import render_invoice_pdf
 
-            content = render_invoice_pdf(self.engine, principal.tenant_id, invoice_id)
+            content = render_invoice_pdf(inv, doc.customer, doc.profile, doc.context)
         else:
-            content = export_invoice(inv, fmt).encode()
+            plan = doc.context.plan_code
+            content = export_invoice(inv, fmt, customer=doc.customer, profile=doc.profile, plan_code=plan).encode()
         content_type, extension = FORMATS[fmt]
         return pb.ExportInvoiceResponse(
             content_type=content_type, content=content, filename=f"{inv.label.replace(' ', '-')}.{extension}"

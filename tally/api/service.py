@@ -9,12 +9,15 @@ from sqlalchemy import Engine
 from metering.tenant import KeyStore
 from tally.api.base import ApiBase, ChangeListener, Worker
 from tally.api.catalog import CatalogRpcs
+from tally.api.coupons import CouponRpcs
 from tally.api.customers import CustomerRpcs
 from tally.api.entitlements import EntitlementRpcs
 from tally.api.events import EventRpcs
 from tally.api.ingest import IngestServicer
 from tally.api.insight import InsightRpcs
 from tally.api.invoices import InvoiceRpcs
+from tally.api.payments import PaymentRpcs
+from tally.api.profile import ProfileRpcs
 from tally.api.subscriptions import SubscriptionRpcs
 from tally.api.wallets import WalletRpcs
 from tally.settings import Settings
@@ -26,10 +29,13 @@ class BillingServicer(
     CatalogRpcs,
     SubscriptionRpcs,
     InvoiceRpcs,
+    PaymentRpcs,
+    ProfileRpcs,
     WalletRpcs,
     EventRpcs,
     EntitlementRpcs,
     InsightRpcs,
+    CouponRpcs,
     billing_pb2_grpc.BillingServiceServicer,
 ):
     """Every RPC of `tally.v1.BillingService`; each mixin's module documents its part."""

@@ -18,6 +18,7 @@ from tally.cli import (
     apikey,
     balance,
     convert,
+    coupon,
     customer,
     demo,
     events,
@@ -27,6 +28,7 @@ from tally.cli import (
     meter,
     plan,
     portfolio,
+    profile,
     rate,
     send,
     server,
@@ -87,6 +89,7 @@ COMMANDS: tuple[click.Command, ...] = (
     plan.plan,
     subscription.subscription,
     invoice.invoice,
+    profile.profile,
     journal.journal,
     wallet.wallet,
     grant.grant,
@@ -97,6 +100,7 @@ COMMANDS: tuple[click.Command, ...] = (
     events.events,
     webhook.webhook,
     alert.alert,
+    coupon.coupon,
     demo.demo,
 )
 for _command in COMMANDS:

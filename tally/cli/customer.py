@@ -1,18 +1,44 @@
-"""`tally customer`: create, list and show (the customer 360) the customers a tenant bills."""
+"""`tally customer`: create, update, list and show (the customer 360) the customers a tenant bills."""
 
 from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from typing import Any
 
 import click
 
-from tally.cli._common import instant_or_now, open_tenant, print_table, subscription_table, utc_minute
+from tally.cli._common import fail, instant_or_now, open_tenant, print_table, subscription_table, utc_minute
 
 
 @click.group()
 def customer() -> None:
-    """Create, list and show the customers a tenant bills."""
+    """Create, update, list and show the customers a tenant bills."""
+
+
+GROUPING_HELP = (
+    "One document per billing date and currency (customer) or per subscription; default: the tenant's "
+    "billing profile (tally profile show)."
+)
+
+
+def _metadata(meta: tuple[str, ...]) -> dict[str, str]:
+    metadata: dict[str, str] = {}
+    for item in meta:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise click.ClickException(f"--meta {item!r} must be KEY=VALUE, e.g. --meta crm=991")
+        metadata[key] = value
+    return metadata
+
+
+def _address(address: str) -> Any:
+    from invoicing.catalog import Address
+
+    try:
+        return Address.model_validate(json.loads(address))
+    except json.JSONDecodeError as exc:
+        raise click.ClickException(f'--address is not JSON ({exc.msg}); e.g. \'{{"city":"Paris"}}\'') from None
 
 
 @customer.command("create")
@@ -27,6 +53,8 @@ def customer() -> None:
     "--address", default=None, help='Address as JSON: {"line1":..,"city":..,"postal_code":..,"country":"FR"}.'
 )
 @click.option("--meta", multiple=True, metavar="KEY=VALUE", help="Metadata entry (repeatable).")
+@click.option("--tax-id", default="", help="The customer's tax id (VAT number, EIN, ...) printed on invoices.")
+@click.option("--invoice-grouping", type=click.Choice(["customer", "subscription"]), default=None, help=GROUPING_HELP)
 @click.pass_context
 def customer_create(
     ctx: click.Context,
@@ -39,28 +67,20 @@ def customer_create(
     tax_region: str,
     address: str | None,
     meta: tuple[str, ...],
+    tax_id: str,
+    invoice_grouping: str | None,
 ) -> None:
     """Create customer EXTERNAL_ID (your own id for them; events name it) for TENANT.
 
     \b
     Example:
       tally customer create acme cus_42 --name "Ada Ltd" --currency EUR \\
-          --timezone Europe/Paris --email billing@ada.example --meta crm=991
+          --timezone Europe/Paris --email billing@ada.example --meta crm=991 --tax-id FR98765432101
     """
-    from invoicing.catalog import Address, CustomerDefinition, create_customer
+    from invoicing.catalog import CustomerDefinition, create_customer
 
-    metadata: dict[str, str] = {}
-    for item in meta:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise click.ClickException(f"--meta {item!r} must be KEY=VALUE, e.g. --meta crm=991")
-        metadata[key] = value
-    parsed_address = None
-    if address is not None:
-        try:
-            parsed_address = Address.model_validate(json.loads(address))
-        except json.JSONDecodeError as exc:
-            raise click.ClickException(f'--address is not JSON ({exc.msg}); e.g. \'{{"city":"Paris"}}\'') from None
+    metadata = _metadata(meta)
+    parsed_address = None if address is None else _address(address)
     engine, tenant_id = open_tenant(ctx, tenant_name)
     definition = CustomerDefinition(
         external_id=external_id,
@@ -71,10 +91,64 @@ def customer_create(
         tax_region=tax_region,
         address=parsed_address,
         metadata=metadata,
+        tax_id=tax_id,
+        invoice_grouping=invoice_grouping,
     )
     c = create_customer(engine, tenant_id, definition, datetime.now(UTC))
     click.echo(f"created customer {c.external_id} ({c.currency}, {c.timezone}); next: tally subscription create "
                f"{tenant_name} {c.external_id} PLAN")  # fmt: skip
+
+
+@customer.command("update")
+@click.argument("tenant_name", metavar="TENANT")
+@click.argument("external_id")
+@click.option("--name", default=None, help="Display name.")
+@click.option("--currency", default=None, help="ISO 4217 code (only before the first subscription).")
+@click.option("--timezone", "tz", default=None, help="IANA zone (only before the first subscription).")
+@click.option("--email", default=None, help='Billing e-mail address ("" clears it).')
+@click.option("--tax-region", default=None, help="Tax region code, e.g. FR or US-CA.")
+@click.option("--address", default=None, help="Address as JSON; '{}' clears it.")
+@click.option("--meta", multiple=True, metavar="KEY=VALUE", help="Replace the metadata with these entries.")
+@click.option("--tax-id", default=None, help='The customer\'s tax id printed on invoices ("" clears it).')
+@click.option(
+    "--invoice-grouping", type=click.Choice(["customer", "subscription", "tenant"]), default=None,
+    help="customer, subscription, or tenant to follow the tenant's billing profile again.",
+)  # fmt: skip
+@click.pass_context
+def customer_update(
+    ctx: click.Context,
+    tenant_name: str,
+    external_id: str,
+    name: str | None,
+    currency: str | None,
+    tz: str | None,
+    email: str | None,
+    tax_region: str | None,
+    address: str | None,
+    meta: tuple[str, ...],
+    tax_id: str | None,
+    invoice_grouping: str | None,
+) -> None:
+    """Change customer EXTERNAL_ID of TENANT; options not given stay as they are.
+
+    \b
+    Example:
+      tally customer update acme cus_42 --tax-id FR98765432101 --invoice-grouping subscription
+    """
+    from invoicing.catalog import CustomerUpdate, update_customer
+
+    values: dict[str, Any] = {
+        "name": name, "currency": currency, "timezone": tz, "email": email, "tax_region": tax_region,
+        "tax_id": tax_id, "metadata": _metadata(meta) if meta else None,
+        "address": None if address is None else _address(address),
+        "invoice_grouping": "" if invoice_grouping == "tenant" else invoice_grouping,
+    }  # fmt: skip
+    change = CustomerUpdate(**{k: v for k, v in values.items() if v is not None})
+    if not change.model_fields_set:
+        fail("nothing to change: give at least one option (see tally customer update --help)")
+    engine, tenant_id = open_tenant(ctx, tenant_name)
+    c = update_customer(engine, tenant_id, external_id, change, datetime.now(UTC))
+    click.echo(f"updated customer {c.external_id} ({', '.join(sorted(change.model_fields_set))})")
 
 
 @customer.command("list")
@@ -122,7 +196,8 @@ def customer_show(ctx: click.Context, tenant_name: str, external_id: str, at_tex
     period = "" if c.period is None else f"{utc_minute(c.period.start)} → {utc_minute(c.period.end)}"
     fields = [
         ["external id", cu.external_id], ["name", cu.name], ["currency", cu.currency], ["time zone", cu.timezone],
-        ["email", cu.email], ["tax region", cu.tax_region], ["address", address],
+        ["email", cu.email], ["tax region", cu.tax_region], ["tax id", cu.tax_id], ["address", address],
+        ["invoice grouping", cu.invoice_grouping or "the tenant's (tally profile show)"],
         ["metadata", ", ".join(f"{k}={v}" for k, v in cu.metadata.items())], ["created", utc_minute(cu.created_at)],
         ["stage", f"{c.stage.name}: {c.stage.reason}"], ["current period", period],
         ["spend so far", f"{c.spend.amount:f} {c.spend.unit}"],

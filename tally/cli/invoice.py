@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from tally.cli._common import err_console, instant_or_now, open_tenant, print_grid, utc_minute
+from tally.cli._common import err_console, fail, instant_or_now, open_tenant, print_grid, utc_minute
+
+#: invoicing.documents.STATUSES, spelled out so that `--help` does not import the billing domain (a test
+#: keeps the two equal).
+STATUSES = ("draft", "finalized", "partially_paid", "paid", "void", "uncollectible", "closed")
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -71,7 +76,7 @@ def invoice_run(ctx: click.Context, tenant_name: str, as_of: str | None, batch_s
 
         summary = run_cycle(engine, tenant_id, at, progress, batch_size=batch_size)
     rows = [["invoices written", str(summary.created)], ["adjustments", str(summary.adjustments)],
-            ["due items", str(summary.due)], ["errors", str(summary.failed)]]  # fmt: skip
+            ["documents due", str(summary.due)], ["errors", str(summary.failed)]]  # fmt: skip
     for ccy in sorted(summary.totals):
         rows.append([f"total {ccy}", _money(summary.totals[ccy], ccy)])
         rows.append([f"credits applied {ccy}", _money(summary.credits.get(ccy, 0), ccy)])
@@ -97,7 +102,7 @@ def _external_ids(engine: Engine, tenant_id: int, ids: set[int]) -> dict[int, st
 @invoice.command("list")
 @click.argument("tenant_name", metavar="TENANT")
 @click.option("--customer", default=None, help="Only this customer's (external id).")
-@click.option("--status", default=None, type=click.Choice(["draft", "finalized", "paid", "void"]))
+@click.option("--status", default=None, type=click.Choice(STATUSES), help="Only invoices in this status.")
 @click.option("--after", "after_id", default=0, show_default=True, help="Start after this invoice id.")
 @click.option("--limit", default=100, show_default=True)
 @click.pass_context
@@ -153,27 +158,174 @@ def invoice_finalize(ctx: click.Context, tenant_name: str, invoice_id: int) -> N
     click.echo(f"invoice {inv.id} finalized as {inv.label}, total {_money(inv.total, inv.currency)}")
 
 
-@_invoice_id_command("pay", "Mark finalized INVOICE_ID paid.")
-def invoice_pay(ctx: click.Context, tenant_name: str, invoice_id: int) -> None:
-    from invoicing.documents import mark_paid
+# --- payments ---------------------------------------------------------------------------------------------
+#: Payment methods as the help lists them (invoicing.documents.PAYMENT_METHODS decides; a test keeps them equal).
+PAYMENT_METHODS_HELP = "bank_transfer, card, direct_debit, check, cash or other"
+
+
+def _minor(text: str, flag: str, currency: str) -> int:
+    """An amount typed in `currency` as minor units: exact (rating.fixedpoint), positive, at most its places."""
+    from rating.errors import RatingError
+    from rating.fixedpoint import parse_decimal, parse_scaled
+    from rating.unit import currency as unit
+
+    scale = unit(currency).scale
+    try:
+        if parse_decimal(text, flag) <= 0:
+            fail(f"{flag} {text}: a payment is a positive amount, e.g. {flag} 12.50")
+        return parse_scaled(text, scale, flag)
+    except RatingError:
+        step = "whole numbers" if scale == 0 else f"in steps of {Decimal(1).scaleb(-scale)}"
+        fail(f"{flag} {text!r} is not an amount in {currency}: write a plain decimal, {currency} amounts are {step}")
+
+
+def _paid_at(text: str | None) -> datetime:
+    """--date: a day (YYYY-MM-DD, midnight UTC) or an ISO 8601 instant with its offset; now when not given."""
+    if text is not None and len(text) == 10:
+        try:
+            return datetime.fromisoformat(text).replace(tzinfo=UTC)
+        except ValueError:
+            fail(f"--date {text!r} is not a date; write e.g. 2026-02-03 or 2026-02-03T14:30Z")
+    return instant_or_now(text, "--date")
+
+
+@invoice.command("pay")
+@click.argument("tenant_name", metavar="TENANT")
+@click.argument("invoice_id", metavar="INVOICE", type=int)
+@click.option(
+    "--amount", default=None, metavar="DECIMAL",
+    help="Amount received, in the invoice's currency (e.g. 12.50 for USD; no more places than the currency "
+    "has). Less than is due leaves the invoice partially paid; more pays it and puts the excess in the "
+    "customer's cash wallet, which their next invoice draws. [default: everything still due]",
+)  # fmt: skip
+@click.option(
+    "--date", "date_text", default=None, metavar="DATE",
+    help="When the money was received: a day (2026-02-03, midnight UTC) or an instant (2026-02-03T14:30Z). "
+    "At most a day ahead. [default: now]",
+)  # fmt: skip
+@click.option("--method", default="bank_transfer", show_default=True, help=f"How it was paid: {PAYMENT_METHODS_HELP}.")
+@click.option(
+    "--reference", default="", metavar="TEXT",
+    help="The payer's reference (bank statement text, cheque number), kept on the payment; at most 200 characters.",
+)  # fmt: skip
+@click.option(
+    "--key", default=None, metavar="TEXT",
+    help="Idempotency key (at most 100 characters): paying again with the same key records nothing twice. "
+    "[default: derived from invoice, amount, date and reference, so give --date or --key to make a re-run safe]",
+)  # fmt: skip
+@click.pass_context
+def invoice_pay(
+    ctx: click.Context, tenant_name: str, invoice_id: int, amount: str | None, date_text: str | None, method: str,
+    reference: str, key: str | None,
+) -> None:  # fmt: skip
+    """Record a payment received for open invoice INVOICE (finalized or partially paid).
+
+    The ledger books cash in against the customer's receivable for what was due, and any excess into the
+    customer's cash wallet. `tally invoice payments TENANT INVOICE` lists what was recorded.
+
+    \b
+    Examples:
+      tally invoice pay acme 12                                  # everything still due, today
+      tally invoice pay acme 12 --amount 12.50 --date 2026-02-03 --reference "SEPA 4471"
+    """
+    from invoicing.documents import OPEN, get_invoice, record_payment
 
     engine, tenant_id = open_tenant(ctx, tenant_name)
-    inv = mark_paid(engine, tenant_id, invoice_id, instant_or_now(None))
-    click.echo(f"invoice {inv.id} ({inv.label}) is paid")
+    paid_at = _paid_at(date_text)
+    inv = get_invoice(engine, tenant_id, invoice_id)
+    if amount is not None:
+        minor = _minor(amount, "--amount", inv.currency)
+    elif inv.status in OPEN:
+        minor = inv.amount_due
+    else:
+        fail(f"invoice {invoice_id} is {inv.status}: nothing is due; payments are recorded on open invoices")
+    p = record_payment(engine, tenant_id, invoice_id, minor, paid_at, method=method, reference=reference, key=key)
+    after = get_invoice(engine, tenant_id, invoice_id)
+    if not p.created:
+        click.echo(
+            f"payment {p.id} (key {p.key!r}) was already recorded: {_money(p.amount, p.currency)}; nothing moved"
+        )
+        return
+    state = "paid in full" if after.status == "paid" else f"{_money(after.amount_due, after.currency)} still due"
+    click.echo(f"payment {p.id}: {_money(p.amount, p.currency)} to {after.label}, now {after.status} ({state})")
+    if p.amount > p.applied:
+        click.echo(
+            f"{_money(p.amount - p.applied, p.currency)} overpaid went to {after.customer_external_id}'s cash wallet"
+        )
+
+
+@_invoice_id_command(
+    "payments",
+    "Payments recorded for INVOICE_ID, oldest first, with what each paid down and what went to the wallet."
+    "\n\n\b\nExample:\n  tally invoice payments acme 12",
+)
+def invoice_payments(ctx: click.Context, tenant_name: str, invoice_id: int) -> None:
+    from invoicing.documents import get_invoice, list_payments
+
+    engine, tenant_id = open_tenant(ctx, tenant_name)
+    inv = get_invoice(engine, tenant_id, invoice_id)
+    found = list_payments(engine, tenant_id, invoice_id)
+    ccy = inv.currency
+    if not found:
+        click.echo(
+            f"no payments recorded for {inv.label} ({inv.status}, {_money(inv.amount_due, ccy)} due); "
+            f"record one with `tally invoice pay {tenant_name} {invoice_id}`"
+        )
+        return
+    print_grid(
+        f"payments of {inv.label} ({inv.status}): total {_money(inv.total, ccy)}, paid {_money(inv.amount_paid, ccy)}, "
+        f"due {_money(inv.amount_due, ccy)}",
+        ["id", "received", "amount", "applied", "to wallet", "method", "reference"],
+        [
+            [str(p.id), utc_minute(p.paid_at), _money(p.amount, ccy), _money(p.applied, ccy),
+             _money(p.amount - p.applied, ccy), p.method, p.reference]
+            for p in found
+        ],
+        keep=("id", "amount", "applied", "to wallet"),
+    )  # fmt: skip
+
+
+@invoice.command("uncollectible")
+@click.argument("tenant_name", metavar="TENANT")
+@click.argument("invoice_id", metavar="INVOICE", type=int)
+@click.option("--reason", default="", help='Why it is written off (e.g. "customer insolvent"), kept on the invoice.')
+@click.pass_context
+def invoice_uncollectible(ctx: click.Context, tenant_name: str, invoice_id: int, reason: str) -> None:
+    """Give up collecting open invoice INVOICE: what is still due is written off to bad debt.
+
+    Payments already recorded stay; the invoice leaves the customer's receivable.
+
+    \b
+    Example:
+      tally invoice uncollectible acme 12 --reason "customer insolvent"
+    """
+    from invoicing.documents import get_invoice, mark_uncollectible
+
+    engine, tenant_id = open_tenant(ctx, tenant_name)
+    due = get_invoice(engine, tenant_id, invoice_id).amount_due
+    inv = mark_uncollectible(engine, tenant_id, invoice_id, instant_or_now(None), reason)
+    click.echo(f"invoice {inv.id} ({inv.label}) is uncollectible: {_money(due, inv.currency)} written off to bad debt")
 
 
 @invoice.command("void")
 @click.argument("tenant_name", metavar="TENANT")
 @click.argument("invoice_id", type=int)
 @click.option("--reason", default="", help="Why, kept on the invoice.")
+@click.option(
+    "--reissue", is_flag=True,
+    help="Bill its items again: the next `tally invoice run` puts what this invoice billed on a new invoice. "
+    "Without it they stay billed by the void invoice.",
+)  # fmt: skip
 @click.pass_context
-def invoice_void(ctx: click.Context, tenant_name: str, invoice_id: int, reason: str) -> None:
-    """Void draft or finalized INVOICE_ID (it keeps its number; a re-run does not bill it again)."""
+def invoice_void(ctx: click.Context, tenant_name: str, invoice_id: int, reason: str, reissue: bool) -> None:
+    """Void draft or unpaid finalized INVOICE_ID (it keeps its number; what it drew from wallets and grants is
+    given back). A re-run bills its items again only with --reissue."""
     from invoicing.documents import void_invoice
 
     engine, tenant_id = open_tenant(ctx, tenant_name)
-    inv = void_invoice(engine, tenant_id, invoice_id, instant_or_now(None), reason)
-    click.echo(f"invoice {inv.id} ({inv.label}) is void")
+    inv = void_invoice(engine, tenant_id, invoice_id, instant_or_now(None), reason, reissue=reissue)
+    again = "; the next invoice run bills its items again" if reissue else ""
+    click.echo(f"invoice {inv.id} ({inv.label}) is void{again}")
 
 
 @invoice.command("correct")
@@ -232,19 +384,21 @@ def invoice_export(ctx: click.Context, tenant_name: str, invoice_id: int, fmt: s
       tally invoice export acme 12 --format csv > inv-12.csv
       tally invoice export acme 12 --format pdf --output INV-000012.pdf
     """
-    from invoicing.documents import export_invoice, get_invoice
+    from invoicing.documents import export_invoice, invoice_document
 
     engine, tenant_id = open_tenant(ctx, tenant_name)
+    if fmt == "pdf" and output is None:
+        raise click.ClickException("--format pdf writes a file: add --output FILE, e.g. --output invoice.pdf")
+    doc = invoice_document(engine, tenant_id, invoice_id)
     if fmt == "pdf":
         from invoicing.documents import render_invoice_pdf
 
-        if output is None:
-            raise click.ClickException("--format pdf writes a file: add --output FILE, e.g. --output invoice.pdf")
-        data = render_invoice_pdf(engine, tenant_id, invoice_id)
+        assert output is not None
+        data = render_invoice_pdf(doc.invoice, doc.customer, doc.profile, doc.context)  # nothing written on error
         output.write_bytes(data)
         click.echo(f"wrote {output} ({len(data):,} bytes)")
         return
-    text = export_invoice(get_invoice(engine, tenant_id, invoice_id), fmt)
+    text = export_invoice(doc.invoice, fmt, customer=doc.customer, profile=doc.profile, plan_code=doc.context.plan_code)
     if output is None:
         click.echo(text, nl=False)
         return

@@ -232,11 +232,15 @@ class BillingClient:
         tax_region: str = "",
         email: str = "",
         metadata: Mapping[str, str] | None = None,
+        tax_id: str = "",
+        invoice_grouping: str = "",
     ) -> pb.Customer:
-        """Create a customer; ALREADY_EXISTS when `external_id` is taken."""
+        """Create a customer; ALREADY_EXISTS when `external_id` is taken. `invoice_grouping` "" follows the
+        tenant's billing profile."""
         customer = pb.Customer(
             external_id=external_id, name=name, currency=currency, timezone=timezone, address=_address(address),
-            tax_region=tax_region, email=email, metadata=dict(metadata or {}),
+            tax_region=tax_region, email=email, metadata=dict(metadata or {}), tax_id=tax_id,
+            invoice_grouping=invoice_grouping,
         )  # fmt: skip
         result: pb.Customer = self._call("CreateCustomer", pb.CreateCustomerRequest(customer=customer))
         return result
@@ -272,11 +276,15 @@ class BillingClient:
         tax_region: str | None = None,
         email: str | None = None,
         metadata: Mapping[str, str] | None = None,
+        tax_id: str | None = None,
+        invoice_grouping: str | None = None,
     ) -> pb.Customer:
-        """Change the fields given (not None); the others stay. At least one is needed."""
+        """Change the fields given (not None); the others stay. At least one is needed.
+        `invoice_grouping=""` follows the tenant's billing profile again."""
         changes: dict[str, Any] = {
             "name": name, "currency": currency, "timezone": timezone, "address": _address(address),
             "tax_region": tax_region, "email": email, "metadata": None if metadata is None else dict(metadata),
+            "tax_id": tax_id, "invoice_grouping": invoice_grouping,
         }  # fmt: skip
         mask = [k for k, v in changes.items() if v is not None]
         customer = pb.Customer(**{k: v for k, v in changes.items() if v is not None})
@@ -511,8 +519,9 @@ class BillingClient:
         result: pb.Invoice = self._call("MarkInvoicePaid", pb.InvoiceActionRequest(id=id))
         return result
 
-    def void_invoice(self, id: int, *, reason: str = "") -> pb.Invoice:
-        result: pb.Invoice = self._call("VoidInvoice", pb.VoidInvoiceRequest(id=id, reason=reason))
+    def void_invoice(self, id: int, *, reason: str = "", reissue: bool = False) -> pb.Invoice:
+        """Draft or unpaid finalized → void; with `reissue`, the next invoice run bills its items again."""
+        result: pb.Invoice = self._call("VoidInvoice", pb.VoidInvoiceRequest(id=id, reason=reason, reissue=reissue))
         return result
 
     def create_credit_note(self, id: int) -> pb.Invoice | None:
@@ -530,6 +539,76 @@ class BillingClient:
         """Invoice everything due by `as_of` (default now); re-running creates no second invoice."""
         request = pb.RunInvoiceCycleRequest(as_of=_timestamp(as_of, "as_of"))
         result: pb.RunInvoiceCycleResponse = self._call("RunInvoiceCycle", request)
+        return result
+
+    # --- payments ----------------------------------------------------------------------------------------
+
+    def record_payment(
+        self,
+        invoice_id: int,
+        amount: Number,
+        paid_at: DateArg = None,
+        method: str = "bank_transfer",
+        reference: str = "",
+        key: str | None = None,
+    ) -> pb.RecordPaymentResponse:
+        """Record `amount` (in the invoice's currency) received for open invoice `invoice_id` on `paid_at`
+        (default now). It pays down what is due; an overpayment goes to the customer's cash wallet. The
+        response has the payment (`created` is False for a retry of a recorded `key`) and the invoice after
+        it. Give `key` (or `paid_at`) to make a retry safe."""
+        request = pb.RecordPaymentRequest(
+            invoice_id=invoice_id, amount=decimal_text(amount, "amount"), paid_at=_timestamp(paid_at, "paid_at"),
+            method=method, reference=reference, key=key or "",
+        )  # fmt: skip
+        result: pb.RecordPaymentResponse = self._call("RecordPayment", request)
+        return result
+
+    def list_payments(self, invoice_id: int) -> list[pb.Payment]:
+        """The payments recorded for one invoice, oldest first."""
+        return list(self._call("ListPayments", pb.ListPaymentsRequest(invoice_id=invoice_id)).payments)
+
+    def mark_invoice_uncollectible(self, invoice_id: int, reason: str = "") -> pb.Invoice:
+        """Open → uncollectible: what is still due is written off to bad debt."""
+        request = pb.MarkInvoiceUncollectibleRequest(id=invoice_id, reason=reason)
+        result: pb.Invoice = self._call("MarkInvoiceUncollectible", request)
+        return result
+
+    #: The short name: `client.mark_uncollectible(invoice_id, reason="...")`.
+    mark_uncollectible = mark_invoice_uncollectible
+
+    # --- billing profile (seller) ------------------------------------------------------------------------
+
+    def get_billing_profile(self, *, omit_logo: bool = False) -> pb.BillingProfile:
+        """The seller on the tenant's documents (the defaults if never set); `omit_logo` skips the bytes."""
+        result: pb.BillingProfile = self._call("GetBillingProfile", pb.GetBillingProfileRequest(omit_logo=omit_logo))
+        return result
+
+    def update_billing_profile(
+        self,
+        *,
+        legal_name: str | None = None,
+        address: pb.Address | Mapping[str, str] | None = None,
+        clear_address: bool = False,
+        tax_id: str | None = None,
+        payment_instructions: str | None = None,
+        payment_terms_days: int | None = None,
+        logo: bytes | None = None,
+        issue_zero_total: bool | None = None,
+        invoice_grouping: str | None = None,
+    ) -> pb.BillingProfile:
+        """Change the fields given (not None); the others stay. `logo=b""` or `clear_address=True` remove
+        them; `payment_terms_days=0` means due on receipt."""
+        if clear_address and address is not None:
+            raise ValueError("give address or clear_address, not both")
+        changes: dict[str, Any] = {
+            "legal_name": legal_name, "address": _address(address), "tax_id": tax_id,
+            "payment_instructions": payment_instructions, "payment_terms_days": payment_terms_days, "logo": logo,
+            "issue_zero_total": issue_zero_total, "invoice_grouping": invoice_grouping,
+        }  # fmt: skip
+        mask = [k for k, v in changes.items() if v is not None] + (["address"] if clear_address else [])
+        profile = pb.BillingProfile(**{k: v for k, v in changes.items() if v is not None})
+        request = pb.UpdateBillingProfileRequest(profile=profile, update_mask=mask)
+        result: pb.BillingProfile = self._call("UpdateBillingProfile", request)
         return result
 
     # --- ledger ------------------------------------------------------------------------------------------
@@ -688,6 +767,94 @@ class BillingClient:
 
     def delete_alert(self, id: int) -> None:
         self._call("DeleteAlert", pb.DeleteAlertRequest(id=id))
+
+    # --- coupons and discounts ---------------------------------------------------------------------------
+
+    def create_coupon(
+        self,
+        code: str,
+        *,
+        percent: Number | None = None,
+        amount: Number | None = None,
+        currency: str = "",
+        duration: str = "once",
+        periods: int = 0,
+        name: str = "",
+        applies_to: Sequence[str] = (),
+        redeem_by: DateArg = None,
+        max_redemptions: int = 0,
+    ) -> pb.Coupon:
+        """A coupon: `percent` off (e.g. "12.5") or `amount` off in `currency`; `duration` "once",
+        "repeating" (for `periods` billing periods) or "forever". ALREADY_EXISTS when `code` is taken."""
+        if (percent is None) == (amount is None):
+            raise ValueError("give percent or amount (with currency), exactly one of them")
+        coupon = pb.Coupon(
+            code=code, name=name, kind="percent" if percent is not None else "amount",
+            percent=_optional_decimal(percent, "percent"), amount=_optional_decimal(amount, "amount"),
+            currency=currency, duration=duration, periods=periods, applies_to=list(applies_to),
+            redeem_by=_timestamp(redeem_by, "redeem_by"), max_redemptions=max_redemptions,
+        )  # fmt: skip
+        result: pb.Coupon = self._call("CreateCoupon", pb.CreateCouponRequest(coupon=coupon))
+        return result
+
+    def list_coupons(self, *, page_size: int = 0, page_token: str = "") -> pb.ListCouponsResponse:
+        result: pb.ListCouponsResponse = self._call(
+            "ListCoupons", pb.ListCouponsRequest(page_size=page_size, page_token=page_token)
+        )
+        return result
+
+    def iter_coupons(self, *, page_size: int = _PAGE_SIZE) -> Iterator[pb.Coupon]:
+        """Every coupon by code, fetching pages as needed."""
+        token = ""
+        while True:
+            page = self.list_coupons(page_size=page_size, page_token=token)
+            yield from page.coupons
+            token = page.next_page_token
+            if not token:
+                return
+
+    def apply_coupon(
+        self, coupon: str, *, customer: str = "", subscription_id: int = 0, starts_at: DateArg = None
+    ) -> pb.Discount:
+        """Apply `coupon` to a customer (all its subscriptions) or to one subscription: give one of them."""
+        request = pb.ApplyCouponRequest(
+            coupon=coupon, customer=customer, subscription_id=subscription_id,
+            starts_at=_timestamp(starts_at, "starts_at"),
+        )  # fmt: skip
+        result: pb.Discount = self._call("ApplyCoupon", request)
+        return result
+
+    def list_discounts(
+        self, *, customer: str = "", subscription_id: int = 0, include_removed: bool = False, page_size: int = 0,
+        page_token: str = "",
+    ) -> pb.ListDiscountsResponse:  # fmt: skip
+        request = pb.ListDiscountsRequest(
+            customer=customer, subscription_id=subscription_id, include_removed=include_removed,
+            page_size=page_size, page_token=page_token,
+        )  # fmt: skip
+        result: pb.ListDiscountsResponse = self._call("ListDiscounts", request)
+        return result
+
+    def iter_discounts(
+        self, *, customer: str = "", subscription_id: int = 0, include_removed: bool = False,
+        page_size: int = _PAGE_SIZE,
+    ) -> Iterator[pb.Discount]:  # fmt: skip
+        """Every discount by id (of one customer or subscription when given), fetching pages as needed."""
+        token = ""
+        while True:
+            page = self.list_discounts(
+                customer=customer, subscription_id=subscription_id, include_removed=include_removed,
+                page_size=page_size, page_token=token,
+            )  # fmt: skip
+            yield from page.discounts
+            token = page.next_page_token
+            if not token:
+                return
+
+    def remove_discount(self, id: int) -> pb.Discount:
+        """End a discount now; issued invoices keep theirs. Removing it again returns it unchanged."""
+        result: pb.Discount = self._call("RemoveDiscount", pb.RemoveDiscountRequest(id=id))
+        return result
 
     # --- entitlements ------------------------------------------------------------------------------------
 

@@ -26,7 +26,7 @@ class Address(_message.Message):
     def __init__(self, line1: _Optional[str] = ..., line2: _Optional[str] = ..., city: _Optional[str] = ..., region: _Optional[str] = ..., postal_code: _Optional[str] = ..., country: _Optional[str] = ...) -> None: ...
 
 class Customer(_message.Message):
-    __slots__ = ("external_id", "name", "currency", "timezone", "address", "tax_region", "email", "metadata", "created_at")
+    __slots__ = ("external_id", "name", "currency", "timezone", "address", "tax_region", "email", "metadata", "created_at", "tax_id", "invoice_grouping")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -43,6 +43,8 @@ class Customer(_message.Message):
     EMAIL_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    TAX_ID_FIELD_NUMBER: _ClassVar[int]
+    INVOICE_GROUPING_FIELD_NUMBER: _ClassVar[int]
     external_id: str
     name: str
     currency: str
@@ -52,7 +54,9 @@ class Customer(_message.Message):
     email: str
     metadata: _containers.ScalarMap[str, str]
     created_at: _timestamp_pb2.Timestamp
-    def __init__(self, external_id: _Optional[str] = ..., name: _Optional[str] = ..., currency: _Optional[str] = ..., timezone: _Optional[str] = ..., address: _Optional[_Union[Address, _Mapping]] = ..., tax_region: _Optional[str] = ..., email: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    tax_id: str
+    invoice_grouping: str
+    def __init__(self, external_id: _Optional[str] = ..., name: _Optional[str] = ..., currency: _Optional[str] = ..., timezone: _Optional[str] = ..., address: _Optional[_Union[Address, _Mapping]] = ..., tax_region: _Optional[str] = ..., email: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., tax_id: _Optional[str] = ..., invoice_grouping: _Optional[str] = ...) -> None: ...
 
 class CreateCustomerRequest(_message.Message):
     __slots__ = ("customer",)
@@ -557,7 +561,7 @@ class InvoiceLine(_message.Message):
     def __init__(self, position: _Optional[int] = ..., kind: _Optional[str] = ..., charge: _Optional[str] = ..., meter: _Optional[str] = ..., group: _Optional[str] = ..., quantity: _Optional[str] = ..., unit_price: _Optional[str] = ..., amount: _Optional[str] = ..., amount_exact: _Optional[str] = ..., period_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., period_end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., detail_json: _Optional[str] = ...) -> None: ...
 
 class Invoice(_message.Message):
-    __slots__ = ("id", "label", "number", "kind", "status", "customer", "subscription_id", "corrects_invoice_id", "currency", "period_start", "period_end", "due_at", "subtotal", "tax", "credits_applied", "total", "tax_region", "tax_rate", "tax_inclusive", "lines")
+    __slots__ = ("id", "label", "number", "kind", "status", "customer", "subscription_id", "corrects_invoice_id", "currency", "period_start", "period_end", "due_at", "subtotal", "tax", "credits_applied", "total", "tax_region", "tax_rate", "tax_inclusive", "lines", "issued_at", "payment_due_at", "paid_at", "amount_paid", "amount_due")
     ID_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
     NUMBER_FIELD_NUMBER: _ClassVar[int]
@@ -578,6 +582,11 @@ class Invoice(_message.Message):
     TAX_RATE_FIELD_NUMBER: _ClassVar[int]
     TAX_INCLUSIVE_FIELD_NUMBER: _ClassVar[int]
     LINES_FIELD_NUMBER: _ClassVar[int]
+    ISSUED_AT_FIELD_NUMBER: _ClassVar[int]
+    PAYMENT_DUE_AT_FIELD_NUMBER: _ClassVar[int]
+    PAID_AT_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_PAID_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_DUE_FIELD_NUMBER: _ClassVar[int]
     id: int
     label: str
     number: int
@@ -598,7 +607,12 @@ class Invoice(_message.Message):
     tax_rate: str
     tax_inclusive: bool
     lines: _containers.RepeatedCompositeFieldContainer[InvoiceLine]
-    def __init__(self, id: _Optional[int] = ..., label: _Optional[str] = ..., number: _Optional[int] = ..., kind: _Optional[str] = ..., status: _Optional[str] = ..., customer: _Optional[str] = ..., subscription_id: _Optional[int] = ..., corrects_invoice_id: _Optional[int] = ..., currency: _Optional[str] = ..., period_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., period_end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., due_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., subtotal: _Optional[str] = ..., tax: _Optional[str] = ..., credits_applied: _Optional[str] = ..., total: _Optional[str] = ..., tax_region: _Optional[str] = ..., tax_rate: _Optional[str] = ..., tax_inclusive: _Optional[bool] = ..., lines: _Optional[_Iterable[_Union[InvoiceLine, _Mapping]]] = ...) -> None: ...
+    issued_at: _timestamp_pb2.Timestamp
+    payment_due_at: _timestamp_pb2.Timestamp
+    paid_at: _timestamp_pb2.Timestamp
+    amount_paid: str
+    amount_due: str
+    def __init__(self, id: _Optional[int] = ..., label: _Optional[str] = ..., number: _Optional[int] = ..., kind: _Optional[str] = ..., status: _Optional[str] = ..., customer: _Optional[str] = ..., subscription_id: _Optional[int] = ..., corrects_invoice_id: _Optional[int] = ..., currency: _Optional[str] = ..., period_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., period_end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., due_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., subtotal: _Optional[str] = ..., tax: _Optional[str] = ..., credits_applied: _Optional[str] = ..., total: _Optional[str] = ..., tax_region: _Optional[str] = ..., tax_rate: _Optional[str] = ..., tax_inclusive: _Optional[bool] = ..., lines: _Optional[_Iterable[_Union[InvoiceLine, _Mapping]]] = ..., issued_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., payment_due_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., paid_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., amount_paid: _Optional[str] = ..., amount_due: _Optional[str] = ...) -> None: ...
 
 class GetUpcomingInvoiceRequest(_message.Message):
     __slots__ = ("customer", "at")
@@ -647,12 +661,14 @@ class InvoiceActionRequest(_message.Message):
     def __init__(self, id: _Optional[int] = ...) -> None: ...
 
 class VoidInvoiceRequest(_message.Message):
-    __slots__ = ("id", "reason")
+    __slots__ = ("id", "reason", "reissue")
     ID_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    REISSUE_FIELD_NUMBER: _ClassVar[int]
     id: int
     reason: str
-    def __init__(self, id: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+    reissue: bool
+    def __init__(self, id: _Optional[int] = ..., reason: _Optional[str] = ..., reissue: _Optional[bool] = ...) -> None: ...
 
 class CreateCreditNoteResponse(_message.Message):
     __slots__ = ("document",)
@@ -699,6 +715,114 @@ class RunInvoiceCycleResponse(_message.Message):
     failed: int
     errors: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, items: _Optional[int] = ..., invoices_created: _Optional[int] = ..., already_invoiced: _Optional[int] = ..., seconds: _Optional[float] = ..., failed: _Optional[int] = ..., errors: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class Payment(_message.Message):
+    __slots__ = ("id", "invoice_id", "key", "amount", "applied", "to_wallet", "currency", "paid_at", "method", "reference", "created")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    INVOICE_ID_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_FIELD_NUMBER: _ClassVar[int]
+    TO_WALLET_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    PAID_AT_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    invoice_id: int
+    key: str
+    amount: str
+    applied: str
+    to_wallet: str
+    currency: str
+    paid_at: _timestamp_pb2.Timestamp
+    method: str
+    reference: str
+    created: bool
+    def __init__(self, id: _Optional[int] = ..., invoice_id: _Optional[int] = ..., key: _Optional[str] = ..., amount: _Optional[str] = ..., applied: _Optional[str] = ..., to_wallet: _Optional[str] = ..., currency: _Optional[str] = ..., paid_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., method: _Optional[str] = ..., reference: _Optional[str] = ..., created: _Optional[bool] = ...) -> None: ...
+
+class RecordPaymentRequest(_message.Message):
+    __slots__ = ("invoice_id", "amount", "paid_at", "method", "reference", "key")
+    INVOICE_ID_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    PAID_AT_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    invoice_id: int
+    amount: str
+    paid_at: _timestamp_pb2.Timestamp
+    method: str
+    reference: str
+    key: str
+    def __init__(self, invoice_id: _Optional[int] = ..., amount: _Optional[str] = ..., paid_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., method: _Optional[str] = ..., reference: _Optional[str] = ..., key: _Optional[str] = ...) -> None: ...
+
+class RecordPaymentResponse(_message.Message):
+    __slots__ = ("payment", "invoice")
+    PAYMENT_FIELD_NUMBER: _ClassVar[int]
+    INVOICE_FIELD_NUMBER: _ClassVar[int]
+    payment: Payment
+    invoice: Invoice
+    def __init__(self, payment: _Optional[_Union[Payment, _Mapping]] = ..., invoice: _Optional[_Union[Invoice, _Mapping]] = ...) -> None: ...
+
+class ListPaymentsRequest(_message.Message):
+    __slots__ = ("invoice_id",)
+    INVOICE_ID_FIELD_NUMBER: _ClassVar[int]
+    invoice_id: int
+    def __init__(self, invoice_id: _Optional[int] = ...) -> None: ...
+
+class ListPaymentsResponse(_message.Message):
+    __slots__ = ("payments",)
+    PAYMENTS_FIELD_NUMBER: _ClassVar[int]
+    payments: _containers.RepeatedCompositeFieldContainer[Payment]
+    def __init__(self, payments: _Optional[_Iterable[_Union[Payment, _Mapping]]] = ...) -> None: ...
+
+class MarkInvoiceUncollectibleRequest(_message.Message):
+    __slots__ = ("id", "reason")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    reason: str
+    def __init__(self, id: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class BillingProfile(_message.Message):
+    __slots__ = ("legal_name", "address", "tax_id", "payment_instructions", "payment_terms_days", "logo", "logo_type", "issue_zero_total", "invoice_grouping", "updated_at")
+    LEGAL_NAME_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    TAX_ID_FIELD_NUMBER: _ClassVar[int]
+    PAYMENT_INSTRUCTIONS_FIELD_NUMBER: _ClassVar[int]
+    PAYMENT_TERMS_DAYS_FIELD_NUMBER: _ClassVar[int]
+    LOGO_FIELD_NUMBER: _ClassVar[int]
+    LOGO_TYPE_FIELD_NUMBER: _ClassVar[int]
+    ISSUE_ZERO_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    INVOICE_GROUPING_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    legal_name: str
+    address: Address
+    tax_id: str
+    payment_instructions: str
+    payment_terms_days: int
+    logo: bytes
+    logo_type: str
+    issue_zero_total: bool
+    invoice_grouping: str
+    updated_at: _timestamp_pb2.Timestamp
+    def __init__(self, legal_name: _Optional[str] = ..., address: _Optional[_Union[Address, _Mapping]] = ..., tax_id: _Optional[str] = ..., payment_instructions: _Optional[str] = ..., payment_terms_days: _Optional[int] = ..., logo: _Optional[bytes] = ..., logo_type: _Optional[str] = ..., issue_zero_total: _Optional[bool] = ..., invoice_grouping: _Optional[str] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class GetBillingProfileRequest(_message.Message):
+    __slots__ = ("omit_logo",)
+    OMIT_LOGO_FIELD_NUMBER: _ClassVar[int]
+    omit_logo: bool
+    def __init__(self, omit_logo: _Optional[bool] = ...) -> None: ...
+
+class UpdateBillingProfileRequest(_message.Message):
+    __slots__ = ("profile", "update_mask")
+    PROFILE_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_MASK_FIELD_NUMBER: _ClassVar[int]
+    profile: BillingProfile
+    update_mask: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, profile: _Optional[_Union[BillingProfile, _Mapping]] = ..., update_mask: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class TopUpWalletRequest(_message.Message):
     __slots__ = ("top_up_id", "customer", "amount", "unit", "reference")
@@ -1077,6 +1201,124 @@ class ReplayWebhookEventsResponse(_message.Message):
     QUEUED_FIELD_NUMBER: _ClassVar[int]
     queued: int
     def __init__(self, queued: _Optional[int] = ...) -> None: ...
+
+class Coupon(_message.Message):
+    __slots__ = ("code", "name", "kind", "percent", "amount", "currency", "duration", "periods", "applies_to", "redeem_by", "max_redemptions", "times_applied", "created_at")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    PERCENT_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    DURATION_FIELD_NUMBER: _ClassVar[int]
+    PERIODS_FIELD_NUMBER: _ClassVar[int]
+    APPLIES_TO_FIELD_NUMBER: _ClassVar[int]
+    REDEEM_BY_FIELD_NUMBER: _ClassVar[int]
+    MAX_REDEMPTIONS_FIELD_NUMBER: _ClassVar[int]
+    TIMES_APPLIED_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    code: str
+    name: str
+    kind: str
+    percent: str
+    amount: str
+    currency: str
+    duration: str
+    periods: int
+    applies_to: _containers.RepeatedScalarFieldContainer[str]
+    redeem_by: _timestamp_pb2.Timestamp
+    max_redemptions: int
+    times_applied: int
+    created_at: _timestamp_pb2.Timestamp
+    def __init__(self, code: _Optional[str] = ..., name: _Optional[str] = ..., kind: _Optional[str] = ..., percent: _Optional[str] = ..., amount: _Optional[str] = ..., currency: _Optional[str] = ..., duration: _Optional[str] = ..., periods: _Optional[int] = ..., applies_to: _Optional[_Iterable[str]] = ..., redeem_by: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., max_redemptions: _Optional[int] = ..., times_applied: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class CreateCouponRequest(_message.Message):
+    __slots__ = ("coupon",)
+    COUPON_FIELD_NUMBER: _ClassVar[int]
+    coupon: Coupon
+    def __init__(self, coupon: _Optional[_Union[Coupon, _Mapping]] = ...) -> None: ...
+
+class ListCouponsRequest(_message.Message):
+    __slots__ = ("page_size", "page_token")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListCouponsResponse(_message.Message):
+    __slots__ = ("coupons", "next_page_token")
+    COUPONS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    coupons: _containers.RepeatedCompositeFieldContainer[Coupon]
+    next_page_token: str
+    def __init__(self, coupons: _Optional[_Iterable[_Union[Coupon, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class Discount(_message.Message):
+    __slots__ = ("id", "coupon", "customer", "subscription_id", "starts_at", "removed_at", "periods_used", "periods_remaining", "status", "terms", "created_at")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    COUPON_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMER_FIELD_NUMBER: _ClassVar[int]
+    SUBSCRIPTION_ID_FIELD_NUMBER: _ClassVar[int]
+    STARTS_AT_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_AT_FIELD_NUMBER: _ClassVar[int]
+    PERIODS_USED_FIELD_NUMBER: _ClassVar[int]
+    PERIODS_REMAINING_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    TERMS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    coupon: str
+    customer: str
+    subscription_id: int
+    starts_at: _timestamp_pb2.Timestamp
+    removed_at: _timestamp_pb2.Timestamp
+    periods_used: int
+    periods_remaining: int
+    status: str
+    terms: str
+    created_at: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[int] = ..., coupon: _Optional[str] = ..., customer: _Optional[str] = ..., subscription_id: _Optional[int] = ..., starts_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., removed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., periods_used: _Optional[int] = ..., periods_remaining: _Optional[int] = ..., status: _Optional[str] = ..., terms: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ApplyCouponRequest(_message.Message):
+    __slots__ = ("coupon", "customer", "subscription_id", "starts_at")
+    COUPON_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMER_FIELD_NUMBER: _ClassVar[int]
+    SUBSCRIPTION_ID_FIELD_NUMBER: _ClassVar[int]
+    STARTS_AT_FIELD_NUMBER: _ClassVar[int]
+    coupon: str
+    customer: str
+    subscription_id: int
+    starts_at: _timestamp_pb2.Timestamp
+    def __init__(self, coupon: _Optional[str] = ..., customer: _Optional[str] = ..., subscription_id: _Optional[int] = ..., starts_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ListDiscountsRequest(_message.Message):
+    __slots__ = ("customer", "subscription_id", "include_removed", "page_size", "page_token")
+    CUSTOMER_FIELD_NUMBER: _ClassVar[int]
+    SUBSCRIPTION_ID_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_REMOVED_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    customer: str
+    subscription_id: int
+    include_removed: bool
+    page_size: int
+    page_token: str
+    def __init__(self, customer: _Optional[str] = ..., subscription_id: _Optional[int] = ..., include_removed: _Optional[bool] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListDiscountsResponse(_message.Message):
+    __slots__ = ("discounts", "next_page_token")
+    DISCOUNTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    discounts: _containers.RepeatedCompositeFieldContainer[Discount]
+    next_page_token: str
+    def __init__(self, discounts: _Optional[_Iterable[_Union[Discount, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class RemoveDiscountRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    def __init__(self, id: _Optional[int] = ...) -> None: ...
 
 class Alert(_message.Message):
     __slots__ = ("id", "customer", "kind", "meter", "unit", "threshold", "created_at")

@@ -198,6 +198,31 @@ class BillingServiceStub:
                 request_serializer=tally_dot_v1_dot_billing__pb2.RunInvoiceCycleRequest.SerializeToString,
                 response_deserializer=tally_dot_v1_dot_billing__pb2.RunInvoiceCycleResponse.FromString,
                 _registered_method=True)
+        self.RecordPayment = channel.unary_unary(
+                '/tally.v1.BillingService/RecordPayment',
+                request_serializer=tally_dot_v1_dot_billing__pb2.RecordPaymentRequest.SerializeToString,
+                response_deserializer=tally_dot_v1_dot_billing__pb2.RecordPaymentResponse.FromString,
+                _registered_method=True)
+        self.ListPayments = channel.unary_unary(
+                '/tally.v1.BillingService/ListPayments',
+                request_serializer=tally_dot_v1_dot_billing__pb2.ListPaymentsRequest.SerializeToString,
+                response_deserializer=tally_dot_v1_dot_billing__pb2.ListPaymentsResponse.FromString,
+                _registered_method=True)
+        self.MarkInvoiceUncollectible = channel.unary_unary(
+                '/tally.v1.BillingService/MarkInvoiceUncollectible',
+                request_serializer=tally_dot_v1_dot_billing__pb2.MarkInvoiceUncollectibleRequest.SerializeToString,
+                response_deserializer=tally_dot_v1_dot_billing__pb2.Invoice.FromString,
+                _registered_method=True)
+        self.GetBillingProfile = channel.unary_unary(
+                '/tally.v1.BillingService/GetBillingProfile',
+                request_serializer=tally_dot_v1_dot_billing__pb2.GetBillingProfileRequest.SerializeToString,
+                response_deserializer=tally_dot_v1_dot_billing__pb2.BillingProfile.FromString,
+                _registered_method=True)
+        self.UpdateBillingProfile = channel.unary_unary(
+                '/tally.v1.BillingService/UpdateBillingProfile',
+                request_serializer=tally_dot_v1_dot_billing__pb2.UpdateBillingProfileRequest.SerializeToString,
+                response_deserializer=tally_dot_v1_dot_billing__pb2.BillingProfile.FromString,
+                _registered_method=True)
         self.TopUpWallet = channel.unary_unary(
                 '/tally.v1.BillingService/TopUpWallet',
                 request_serializer=tally_dot_v1_dot_billing__pb2.TopUpWalletRequest.SerializeToString,
@@ -287,6 +312,31 @@ class BillingServiceStub:
                 '/tally.v1.BillingService/DeleteAlert',
                 request_serializer=tally_dot_v1_dot_billing__pb2.DeleteAlertRequest.SerializeToString,
                 response_deserializer=tally_dot_v1_dot_billing__pb2.DeleteAlertResponse.FromString,
+                _registered_method=True)
+        self.CreateCoupon = channel.unary_unary(
+                '/tally.v1.BillingService/CreateCoupon',
+                request_serializer=tally_dot_v1_dot_billing__pb2.CreateCouponRequest.SerializeToString,
+                response_deserializer=tally_dot_v1_dot_billing__pb2.Coupon.FromString,
+                _registered_method=True)
+        self.ListCoupons = channel.unary_unary(
+                '/tally.v1.BillingService/ListCoupons',
+                request_serializer=tally_dot_v1_dot_billing__pb2.ListCouponsRequest.SerializeToString,
+                response_deserializer=tally_dot_v1_dot_billing__pb2.ListCouponsResponse.FromString,
+                _registered_method=True)
+        self.ApplyCoupon = channel.unary_unary(
+                '/tally.v1.BillingService/ApplyCoupon',
+                request_serializer=tally_dot_v1_dot_billing__pb2.ApplyCouponRequest.SerializeToString,
+                response_deserializer=tally_dot_v1_dot_billing__pb2.Discount.FromString,
+                _registered_method=True)
+        self.ListDiscounts = channel.unary_unary(
+                '/tally.v1.BillingService/ListDiscounts',
+                request_serializer=tally_dot_v1_dot_billing__pb2.ListDiscountsRequest.SerializeToString,
+                response_deserializer=tally_dot_v1_dot_billing__pb2.ListDiscountsResponse.FromString,
+                _registered_method=True)
+        self.RemoveDiscount = channel.unary_unary(
+                '/tally.v1.BillingService/RemoveDiscount',
+                request_serializer=tally_dot_v1_dot_billing__pb2.RemoveDiscountRequest.SerializeToString,
+                response_deserializer=tally_dot_v1_dot_billing__pb2.Discount.FromString,
                 _registered_method=True)
         self.CheckEntitlement = channel.unary_unary(
                 '/tally.v1.BillingService/CheckEntitlement',
@@ -516,7 +566,10 @@ class BillingServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def VoidInvoice(self, request, context):
-        """Draft or finalized → void.
+        """Draft or finalized → void. A draft's credit holds are released; a
+        finalized invoice's booking is reversed and what it drew is given back.
+        FAILED_PRECONDITION once it has payments (issue a credit note instead).
+        With `reissue`, the next RunInvoiceCycle bills what it billed again.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -540,6 +593,58 @@ class BillingServiceServicer:
     def RunInvoiceCycle(self, request, context):
         """Rates and invoices every subscription due by `as_of` (admin). Re-running
         creates no second invoice.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecordPayment(self, request, context):
+        """--- payments (read: ListPayments; admin: RecordPayment, MarkInvoiceUncollectible) ---
+
+        Records money received for an open (finalized or partially paid)
+        invoice (admin). It pays down what is due: the invoice is partially paid
+        until nothing is due, then paid; an overpayment goes to the customer's
+        cash wallet, where their next invoice draws it. Ledger: cash_in →
+        receivable for what was applied, cash_in → cash wallet for the excess.
+        Idempotent by `key`: the same key and body again returns the first
+        payment with `created` false and moves nothing; the same key with
+        another body is FAILED_PRECONDITION. A draft, paid, void or
+        uncollectible invoice is FAILED_PRECONDITION.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPayments(self, request, context):
+        """The payments recorded for one invoice, oldest first (read).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def MarkInvoiceUncollectible(self, request, context):
+        """Open (finalized or partially paid) → uncollectible (admin): what is
+        still due is written off (ledger: bad_debt ← receivable); payments
+        already applied stay. Any other status is FAILED_PRECONDITION.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetBillingProfile(self, request, context):
+        """--- billing profile (seller) ---
+
+        The tenant's billing profile (read): the seller on its documents and
+        how documents are issued. A tenant that never set one gets the
+        defaults: no seller details, net 30, one document per customer.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateBillingProfile(self, request, context):
+        """Sets the fields listed in `update_mask` (admin); the others stay.
+        INVALID_ARGUMENT names the field and what to change.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -682,6 +787,50 @@ class BillingServiceServicer:
 
     def DeleteAlert(self, request, context):
         """Removes an alert.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateCoupon(self, request, context):
+        """--- coupons and discounts (read: ListCoupons/ListDiscounts; admin: the rest) ---
+
+        Defines a coupon: a percent or an amount off, once, for N billing
+        periods or forever, optionally on some charge codes only. Coupons never
+        change. ALREADY_EXISTS when the code is taken.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListCoupons(self, request, context):
+        """The tenant's coupons, by code.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ApplyCoupon(self, request, context):
+        """Applies a coupon to a customer (all its subscriptions) or to one
+        subscription: a discount, taken off its invoices before tax as a line
+        of its own. FAILED_PRECONDITION when the coupon's redeem-by or limit has
+        passed, or an amount coupon is in another currency than the customer's;
+        ALREADY_EXISTS when the same coupon is in force on the same target.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDiscounts(self, request, context):
+        """Discounts by id, optionally of one customer or subscription.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveDiscount(self, request, context):
+        """Ends a discount now; invoices already issued keep their discount lines.
+        Removing a removed discount returns it unchanged.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -868,6 +1017,31 @@ def add_BillingServiceServicer_to_server(servicer, server):
                     request_deserializer=tally_dot_v1_dot_billing__pb2.RunInvoiceCycleRequest.FromString,
                     response_serializer=tally_dot_v1_dot_billing__pb2.RunInvoiceCycleResponse.SerializeToString,
             ),
+            'RecordPayment': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordPayment,
+                    request_deserializer=tally_dot_v1_dot_billing__pb2.RecordPaymentRequest.FromString,
+                    response_serializer=tally_dot_v1_dot_billing__pb2.RecordPaymentResponse.SerializeToString,
+            ),
+            'ListPayments': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPayments,
+                    request_deserializer=tally_dot_v1_dot_billing__pb2.ListPaymentsRequest.FromString,
+                    response_serializer=tally_dot_v1_dot_billing__pb2.ListPaymentsResponse.SerializeToString,
+            ),
+            'MarkInvoiceUncollectible': grpc.unary_unary_rpc_method_handler(
+                    servicer.MarkInvoiceUncollectible,
+                    request_deserializer=tally_dot_v1_dot_billing__pb2.MarkInvoiceUncollectibleRequest.FromString,
+                    response_serializer=tally_dot_v1_dot_billing__pb2.Invoice.SerializeToString,
+            ),
+            'GetBillingProfile': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetBillingProfile,
+                    request_deserializer=tally_dot_v1_dot_billing__pb2.GetBillingProfileRequest.FromString,
+                    response_serializer=tally_dot_v1_dot_billing__pb2.BillingProfile.SerializeToString,
+            ),
+            'UpdateBillingProfile': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateBillingProfile,
+                    request_deserializer=tally_dot_v1_dot_billing__pb2.UpdateBillingProfileRequest.FromString,
+                    response_serializer=tally_dot_v1_dot_billing__pb2.BillingProfile.SerializeToString,
+            ),
             'TopUpWallet': grpc.unary_unary_rpc_method_handler(
                     servicer.TopUpWallet,
                     request_deserializer=tally_dot_v1_dot_billing__pb2.TopUpWalletRequest.FromString,
@@ -957,6 +1131,31 @@ def add_BillingServiceServicer_to_server(servicer, server):
                     servicer.DeleteAlert,
                     request_deserializer=tally_dot_v1_dot_billing__pb2.DeleteAlertRequest.FromString,
                     response_serializer=tally_dot_v1_dot_billing__pb2.DeleteAlertResponse.SerializeToString,
+            ),
+            'CreateCoupon': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateCoupon,
+                    request_deserializer=tally_dot_v1_dot_billing__pb2.CreateCouponRequest.FromString,
+                    response_serializer=tally_dot_v1_dot_billing__pb2.Coupon.SerializeToString,
+            ),
+            'ListCoupons': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCoupons,
+                    request_deserializer=tally_dot_v1_dot_billing__pb2.ListCouponsRequest.FromString,
+                    response_serializer=tally_dot_v1_dot_billing__pb2.ListCouponsResponse.SerializeToString,
+            ),
+            'ApplyCoupon': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApplyCoupon,
+                    request_deserializer=tally_dot_v1_dot_billing__pb2.ApplyCouponRequest.FromString,
+                    response_serializer=tally_dot_v1_dot_billing__pb2.Discount.SerializeToString,
+            ),
+            'ListDiscounts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDiscounts,
+                    request_deserializer=tally_dot_v1_dot_billing__pb2.ListDiscountsRequest.FromString,
+                    response_serializer=tally_dot_v1_dot_billing__pb2.ListDiscountsResponse.SerializeToString,
+            ),
+            'RemoveDiscount': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveDiscount,
+                    request_deserializer=tally_dot_v1_dot_billing__pb2.RemoveDiscountRequest.FromString,
+                    response_serializer=tally_dot_v1_dot_billing__pb2.Discount.SerializeToString,
             ),
             'CheckEntitlement': grpc.unary_unary_rpc_method_handler(
                     servicer.CheckEntitlement,
@@ -1848,6 +2047,141 @@ class BillingService:
             _registered_method=True)
 
     @staticmethod
+    def RecordPayment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tally.v1.BillingService/RecordPayment',
+            tally_dot_v1_dot_billing__pb2.RecordPaymentRequest.SerializeToString,
+            tally_dot_v1_dot_billing__pb2.RecordPaymentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPayments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tally.v1.BillingService/ListPayments',
+            tally_dot_v1_dot_billing__pb2.ListPaymentsRequest.SerializeToString,
+            tally_dot_v1_dot_billing__pb2.ListPaymentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MarkInvoiceUncollectible(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tally.v1.BillingService/MarkInvoiceUncollectible',
+            tally_dot_v1_dot_billing__pb2.MarkInvoiceUncollectibleRequest.SerializeToString,
+            tally_dot_v1_dot_billing__pb2.Invoice.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetBillingProfile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tally.v1.BillingService/GetBillingProfile',
+            tally_dot_v1_dot_billing__pb2.GetBillingProfileRequest.SerializeToString,
+            tally_dot_v1_dot_billing__pb2.BillingProfile.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateBillingProfile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tally.v1.BillingService/UpdateBillingProfile',
+            tally_dot_v1_dot_billing__pb2.UpdateBillingProfileRequest.SerializeToString,
+            tally_dot_v1_dot_billing__pb2.BillingProfile.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def TopUpWallet(request,
             target,
             options=(),
@@ -2323,6 +2657,141 @@ class BillingService:
             '/tally.v1.BillingService/DeleteAlert',
             tally_dot_v1_dot_billing__pb2.DeleteAlertRequest.SerializeToString,
             tally_dot_v1_dot_billing__pb2.DeleteAlertResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateCoupon(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tally.v1.BillingService/CreateCoupon',
+            tally_dot_v1_dot_billing__pb2.CreateCouponRequest.SerializeToString,
+            tally_dot_v1_dot_billing__pb2.Coupon.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCoupons(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tally.v1.BillingService/ListCoupons',
+            tally_dot_v1_dot_billing__pb2.ListCouponsRequest.SerializeToString,
+            tally_dot_v1_dot_billing__pb2.ListCouponsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApplyCoupon(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tally.v1.BillingService/ApplyCoupon',
+            tally_dot_v1_dot_billing__pb2.ApplyCouponRequest.SerializeToString,
+            tally_dot_v1_dot_billing__pb2.Discount.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDiscounts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tally.v1.BillingService/ListDiscounts',
+            tally_dot_v1_dot_billing__pb2.ListDiscountsRequest.SerializeToString,
+            tally_dot_v1_dot_billing__pb2.ListDiscountsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveDiscount(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tally.v1.BillingService/RemoveDiscount',
+            tally_dot_v1_dot_billing__pb2.RemoveDiscountRequest.SerializeToString,
+            tally_dot_v1_dot_billing__pb2.Discount.FromString,
             options,
             channel_credentials,
             insecure,

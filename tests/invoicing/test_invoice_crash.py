@@ -1,13 +1,16 @@
 """`kill -9` of a real invoice run process, then a re-run: the result equals a clean run.
 
-A subprocess runs `run_cycle(batch_size=1)` (one transaction per invoice) over a few hundred due items;
-it is killed with SIGKILL at a random moment (after a random number of committed invoices plus a random
-few milliseconds, so the kill lands inside a batch at varying points). Then, on SQLite and PostgreSQL:
+A subprocess runs `run_cycle(batch_size=1)` (one transaction per document) over a few hundred due items,
+grouped into documents (one per customer and billing date); it is killed with SIGKILL at a random moment
+(after a random number of committed documents plus a random few milliseconds, so the kill lands inside a
+batch at varying points). Then, on SQLite and PostgreSQL:
 
-- right after the kill, what is stored is consistent: every invoice has all its lines, every ledger spend
-  belongs to a stored invoice and the invoices' credits equal the spends, done work items have invoices;
-- a re-run completes, and invoices (totals, lines, numbers once finalized in the same order) and ledger
-  spends are identical to those of a clean run on an identical copy of the data.
+- right after the kill, what is stored is consistent: every document has all its lines and bills exactly
+  the items bound to it, every ledger hold belongs to a stored document and the documents' credits equal
+  the holds, done work items have documents;
+- a re-run completes, and documents (totals, lines, the items each bills, numbers once finalized in the
+  same order) and the ledger's invoicing transfers (holds, then posts and revenue at finalizing) are
+  identical to those of a clean run on an identical copy of the data.
 """
 
 from __future__ import annotations
@@ -35,14 +38,17 @@ from invoicing.tables import customers, invoice_lines, invoice_run_items, invoic
 from metering.tenant import get_tenant
 from tally.db import make_engine, upgrade
 from tests.conftest import make_tenant
-from tests.invoicing.conftest import T0, flat, publish, write_events
+from tests.invoicing.conftest import T0, bound_items, check_documents, flat, publish, write_events
 
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
 FEB = datetime(2026, 2, 1, tzinfo=UTC)
-CUSTOMERS = 120  # x 3 due items (Jan fee, Jan usage, Feb fee) = 360 invoices
-EXPECTED = CUSTOMERS * 3
+CUSTOMERS = 120  # x 3 due items (Jan fee; Jan usage, Feb fee) = 360 items on 240 documents
+ITEMS = CUSTOMERS * 3
+EXPECTED = CUSTOMERS * 2  # documents: Jan 1 (January's fee) and Feb 1 (January's usage, February's fee)
+#: The ledger transfers the invoice run and finalizing make (credits held by drafts, posted when finalized).
+INVOICING_CODES = ("invoice_hold", "invoice_post", "invoice_revenue", "invoice_tax")
 GRADUATED = {"model": "graduated", "tiers": [{"up_to": "5", "unit_amount": "0.10"},
                                              {"up_to": None, "unit_amount": "0.035"}]}  # fmt: skip
 
@@ -79,13 +85,13 @@ def prepare(engine: Engine) -> None:
         create_customer(engine, tid, CustomerDefinition(external_id=ext, timezone="UTC"), T0)
         create_subscription(engine, tid, ext, "pro", T0)
         events += [(f"{ext}-{n}", ext, "api_calls", T0 + timedelta(minutes=n), 1, None) for n in range(k % 13)]
-        if k % 3 == 0:  # a grant that pays part of the invoices: spends must be neither lost nor doubled
+        if k % 3 == 0:  # a grant that pays part of the documents: holds must be neither lost nor doubled
             ledger.grant(Grant(f"g-{ext}", ext, 1000 + 7 * k, "USD", kind="promotional", effective_at_us=0))
     write_events(engine, tid, events)
 
 
 def consistent(engine: Engine, tid: int) -> int:
-    """After a kill: everything stored is whole. Returns the number of invoices stored."""
+    """After a kill: everything stored is whole. Returns the number of documents stored."""
     with engine.connect() as conn:
         invs = conn.execute(
             select(invoices.c.id, invoices.c.idempotency_key, invoices.c.total, invoices.c.credits_applied).where(
@@ -99,9 +105,9 @@ def consistent(engine: Engine, tid: int) -> int:
                 )
             ).all()
         )
-        spent = conn.execute(
+        held = conn.execute(
             select(func.coalesce(func.sum(ledger_transfers.c.amount), 0)).where(
-                ledger_transfers.c.tenant_id == tid, ledger_transfers.c.code == "spend"
+                ledger_transfers.c.tenant_id == tid, ledger_transfers.c.code == "invoice_hold"
             )
         ).scalar_one()
         done = conn.execute(
@@ -109,14 +115,20 @@ def consistent(engine: Engine, tid: int) -> int:
         ).scalars().all()  # fmt: skip
     for r in invs:
         assert sums.get(r.id) == r.total, f"invoice {r.id} is missing lines"
-    assert sum(int(r.credits_applied) for r in invs) == int(spent), "ledger spends without their invoice (or back)"
+    assert sum(int(r.credits_applied) for r in invs) == int(held), "ledger holds without their document (or back)"
     assert set(done) <= {r.id for r in invs} and len(done) == len(set(done))
+    items = check_documents(engine, tid)  # each stored document bills exactly its bound items, each item once
+    assert sum(len(i) for i in items.values()) == len(bound_items(engine, tid)) < ITEMS
     return len(invs)
 
 
 def fingerprint(engine: Engine, tid: int) -> list[Any]:
-    """Invoices by key with totals, lines and numbers (finalized in key order), and the ledger's spends."""
+    """Documents by key with totals, lines, the items they bill and numbers (finalized in key order), and the
+    ledger's invoicing transfers (by id: they derive from the document key, not from row ids)."""
     invs = sorted(list_invoices(engine, tid, limit=10_000), key=lambda i: i.key)
+    billed = {doc: [] for doc in (i.id for i in invs)}
+    for item, doc in sorted(bound_items(engine, tid).items()):
+        billed[doc].append(item)
     for inv in invs:
         finalize_invoice(engine, tid, inv.id or 0, FEB)
     with engine.connect() as conn:
@@ -126,25 +138,28 @@ def fingerprint(engine: Engine, tid: int) -> list[Any]:
             int(r.id): (r.kind, r.customer, r.peer) for r in conn.execute(select(a.id, a.kind, a.customer, a.peer))
         }
         t = ledger_transfers.c
-        spends = sorted(
-            (r.transfer_id, names[int(r.debit_account_id)], names[int(r.credit_account_id)], int(r.amount), r.ts_us)
+        moved = sorted(
+            (r.transfer_id, r.code, names.get(r.debit_account_id), names.get(r.credit_account_id),
+             None if r.amount is None else int(r.amount), r.ts_us)
             for r in conn.execute(
-                select(t.transfer_id, t.debit_account_id, t.credit_account_id, t.amount, t.ts_us).where(
-                    t.tenant_id == tid, t.code == "spend"
+                select(t.transfer_id, t.code, t.debit_account_id, t.credit_account_id, t.amount, t.ts_us).where(
+                    t.tenant_id == tid, t.code.in_(INVOICING_CODES)
                 )
             )
-        )
+        )  # fmt: skip
     rows = [
         (i.key, ext[i.customer_id], i.kind, i.status, i.number, i.subtotal, i.tax, i.credits_applied, i.total,
-         tuple((ln.position, ln.kind, ln.charge_code, str(ln.quantity), ln.unit_price, ln.amount, ln.amount_exact)
+         tuple(billed[i.id]),
+         tuple((ln.position, ln.kind, ln.charge_code, str(ln.quantity), ln.unit_price, ln.amount, ln.amount_exact,
+                ln.lineage.get("item"))
                for ln in i.lines))
         for i in sorted(list_invoices(engine, tid, limit=10_000), key=lambda i: i.key)
     ]  # fmt: skip
-    return [rows, spends]
+    return [rows, moved]
 
 
 def kill_mid_run(url: str, seed: int, log: Path) -> int:
-    """Start the driver, SIGKILL it after a random number of committed invoices plus a random delay;
+    """Start the driver, SIGKILL it after a random number of committed documents plus a random delay;
     returns how many progress reports it made. Fails if it finished before the kill."""
     rng = random.Random(seed)
     after = rng.randint(3, EXPECTED // 3)
@@ -222,10 +237,12 @@ def test_kill_9_then_rerun_equals_clean_run(backend_urls: Any, db_url: str, tmp_
     clean = make_engine(clean_url)
     tid = get_tenant(clean, "acme").id
     summary = run_cycle(clean, tid, FEB)
-    assert (summary.created, summary.completed) == (EXPECTED, True)
+    assert (summary.due, summary.created, summary.completed) == (EXPECTED, EXPECTED, True)
+    assert sum(len(i) for i in check_documents(clean, tid).values()) == ITEMS  # every item, on its document
     expected = fingerprint(clean, tid)
     clean.dispose()
-    assert len(expected[0]) == EXPECTED and expected[1]  # some spends happened
+    assert len(expected[0]) == EXPECTED
+    assert {m[1] for m in expected[1]} == {"invoice_hold", "invoice_post", "invoice_revenue"}  # credits were held
     for seed in seeds:
         url = backend_urls(f"seed{seed}")
         seen = kill_mid_run(url, seed, tmp_path / f"driver-{seed}.log")

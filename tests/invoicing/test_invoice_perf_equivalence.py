@@ -1,8 +1,10 @@
 """The batched invoice run (shared caches across items and batches, precomputed JSON, bulk writes)
 writes exactly what a straightforward per-item rating produces: for random customers in several
-zones, mid-period starts and upgrades, dimensional / tiered / reference-priced charges, every stored
-line equals the line of `Rater(...).draft([item])` with a fresh rater (no cache shared with any
-other item), and every stored detail / lineage is the canonical JSON of that line's dicts."""
+zones, mid-period starts and upgrades, dimensional / tiered / reference-priced charges, every due item
+is billed once, on the document of its customer and billing date, and that document's lines naming
+the item (`lineage["item"]`) equal the lines of `Rater(...).draft([item])` with a fresh rater (no cache
+shared with any other item), in order; a document's rated lines are exactly its items' lines, and every
+stored detail / lineage is the canonical JSON of that line's dicts."""
 
 from __future__ import annotations
 
@@ -14,13 +16,13 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, select
 
-from invoicing.catalog import CustomerDefinition, create_customer
+from invoicing.catalog import CustomerDefinition, create_customer, stored_utc
 from invoicing.documents import Rater, run_cycle
 from invoicing.subscriptions import change_plan, create_subscription, due_periods
 from invoicing.tables import invoice_lines, invoices
 from metering.meter import Aggregation, MeterDefinition, create_meter
 from tests.conftest import TenantKey
-from tests.invoicing.conftest import T0, flat, publish, write_events
+from tests.invoicing.conftest import NOT_RATED, T0, bound_items, check_documents, flat, group_of, publish, write_events
 
 AS_OF = datetime(2026, 3, 1, tzinfo=UTC)
 ZONES = ("UTC", "Europe/Paris", "America/New_York", "Asia/Kolkata")
@@ -78,15 +80,27 @@ def test_batched_run_equals_per_item_rating(engine: Engine, tenant: TenantKey, s
     summary = run_cycle(engine, tid, AS_OF, batch_size=random.Random(seed).choice([3, 7, 500]))
     assert summary.failed == 0 and summary.completed
     with engine.connect() as conn:
-        stored = {r.idempotency_key: r for r in conn.execute(select(invoices).where(invoices.c.tenant_id == tid))}
+        stored = {int(r.id): r for r in conn.execute(select(invoices).where(invoices.c.tenant_id == tid))}
         lines: dict[int, list[Any]] = {}
         for r in conn.execute(select(invoice_lines).order_by(invoice_lines.c.invoice_id, invoice_lines.c.position)):
             lines.setdefault(int(r.invoice_id), []).append(r)
-    items = [i for i in due_periods(engine, tid, AS_OF) if i.key in stored and stored[i.key].kind == "invoice"]
-    assert items
-    for item in items:
+    due = due_periods(engine, tid, AS_OF)
+    bound = bound_items(engine, tid)
+    assert set(bound) == {i.key for i in due}  # every item billed, once (nothing was billed before this run)
+    per_doc = check_documents(engine, tid)
+    assert len(per_doc) == summary.due == summary.created == len({(i.customer_id, i.due_at) for i in due})
+    assert any(len(keys) > 1 for keys in per_doc.values())  # documents that group several items
+    assert due
+    rated: dict[int, int] = {}
+    for item in due:
+        doc = stored[bound[item.key]]  # the document of the item's customer, currency and billing date
+        assert (doc.kind, doc.idempotency_key, stored_utc(doc.due_at)) == (
+            "invoice", group_of(item.customer_id, "USD", item.due_at), item.due_at
+        )  # fmt: skip
         (draft,) = Rater(engine, tid).draft([item])  # a fresh rater: nothing cached from other items
-        got = [ln for ln in lines[int(stored[item.key].id)] if ln.kind not in ("tax", "credit")]
+        mine = [ln for ln in lines[int(doc.id)] if ln.kind not in NOT_RATED]
+        got = [ln for ln in mine if _lineage(ln.lineage).get("item") == item.key]
+        rated[int(doc.id)] = rated.get(int(doc.id), 0) + len(got)
         want = [
             (ln.kind, ln.charge_code, ln.meter, ln.group_key, ln.quantity_units, ln.quantity_scale, ln.unit_price,
              ln.amount, ln.amount_exact, json.dumps(ln.detail, sort_keys=True, separators=(",", ":")),
@@ -103,6 +117,13 @@ def test_batched_run_equals_per_item_rating(engine: Engine, tenant: TenantKey, s
                 assert ln.lineage_json == json.dumps(ln.lineage, sort_keys=True, separators=(",", ":"))
             if ln.detail_json is not None:
                 assert ln.detail_json == json.dumps(ln.detail, sort_keys=True, separators=(",", ":"))
+    # A document's rated lines are its items' lines and nothing else.
+    assert rated == {d: len([ln for ln in lines[d] if ln.kind not in NOT_RATED]) for d in rated}
+
+
+def _lineage(value: Any) -> dict[str, Any]:
+    """Stored lineage: JSON text (SQLite) or a decoded value (PostgreSQL)."""
+    return json.loads(value) if isinstance(value, str) else dict(value)
 
 
 def test_bulk_history_query_equals_per_id_query(engine: Engine, tenant: TenantKey, monkeypatch: Any) -> None:

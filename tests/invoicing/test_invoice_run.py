@@ -13,7 +13,17 @@ from pypdf import PdfReader
 from sqlalchemy import Engine, func, select
 
 from invoicing.catalog import CustomerDefinition, create_customer, get_customer_by_id
-from invoicing.documents import InjectedFailure, Invoice, list_invoices, render_invoice_pdf, run_cycle, set_tax_rate
+from invoicing.documents import (
+    InjectedFailure,
+    Invoice,
+    finalize_invoice,
+    invoice_document,
+    list_invoices,
+    preview_invoice,
+    render_document,
+    run_cycle,
+    set_tax_rate,
+)
 from invoicing.ledger import Grant, Ledger
 from invoicing.ledger.tables import ledger_transfers
 from invoicing.subscriptions import change_plan, create_subscription
@@ -45,7 +55,23 @@ def check_totals(inv: Invoice) -> None:
     assert inv.credits_applied == -sum(ln.amount for ln in inv.lines if ln.kind in ("credit", "points"))
 
 
+def by_date(engine: Engine, tid: int) -> dict[str, Invoice]:
+    """Documents by their billing date (one per customer, currency and date here)."""
+    out: dict[str, Invoice] = {}
+    for inv in list_invoices(engine, tid):
+        assert inv.due_at.date().isoformat() not in out, "two documents for one billing date"
+        out[inv.due_at.date().isoformat()] = inv
+    return out
+
+
+def items(inv: Invoice) -> list[str]:
+    """The due items a document's rated lines bill, timing and period start (key without the ids)."""
+    return [":".join(str(ln.lineage["item"]).split(":")[2:4]) for ln in inv.lines if ln.kind != "tax"]
+
+
 def test_usage_graduated_and_flat_in_advance(engine: Engine, tenant: TenantKey, customer: str) -> None:
+    """One document per customer and billing date: Feb 1 carries January's usage in arrears and
+    February's fee in advance, each line with its own service period and lineage."""
     tid = tenant.tenant_id
     publish(engine, tid, "pro", [
         {"code": "base", "kind": "flat", "price": flat("30")},
@@ -54,17 +80,21 @@ def test_usage_graduated_and_flat_in_advance(engine: Engine, tenant: TenantKey, 
     create_subscription(engine, tid, customer, "pro", T0)
     write_events(engine, tid, calls(1500))
     summary = run_cycle(engine, tid, FEB)
-    assert (summary.due, summary.created, summary.failed, summary.completed) == (3, 3, 0, True)
+    assert (summary.due, summary.created, summary.failed, summary.completed) == (2, 2, 0, True)
     assert summary.totals == {"USD": 3000 + 100 + 3000}
-    got = by_key(engine, tid)
-    assert shape(got["in_advance:2026-01-01T00:00:00+00:00:2026-01-01T00:00:00+00:00"]) == [("charge", "base", 3000)]
-    assert shape(got["in_advance:2026-02-01T00:00:00+00:00:2026-02-01T00:00:00+00:00"]) == [("charge", "base", 3000)]
-    arrears = got["in_arrears:2026-01-01T00:00:00+00:00"]
-    assert shape(arrears) == [("charge", "calls", 100)]
-    (line,) = arrears.lines
-    assert line.quantity == 1500 and line.detail["rated_by"] == "kernel"
-    assert [t["amount"] for t in line.detail["lines"]] == ["0", "1.000"]
-    assert line.lineage["windows"] == [["2026-01-01T00:00:00+00:00", "2026-02-01T00:00:00+00:00"]]
+    got = by_date(engine, tid)
+    assert sorted(got) == ["2026-01-01", "2026-02-01"]
+    jan, feb = got["2026-01-01"], got["2026-02-01"]
+    assert shape(jan) == [("charge", "base", 3000)] and items(jan) == ["in_advance:2026-01-01T00"]
+    assert shape(feb) == [("charge", "calls", 100), ("charge", "base", 3000)]
+    assert items(feb) == ["in_arrears:2026-01-01T00", "in_advance:2026-02-01T00"]
+    usage, fee = feb.lines
+    assert (usage.period_start, usage.period_end) == (T0, FEB)  # January, billed in arrears
+    assert (fee.period_start, fee.period_end) == (FEB, datetime(2026, 3, 1, tzinfo=UTC))  # February, in advance
+    assert feb.timing is None and (feb.period_start, feb.period_end) == (T0, datetime(2026, 3, 1, tzinfo=UTC))
+    assert usage.quantity == 1500 and usage.detail["rated_by"] == "kernel"
+    assert [t["amount"] for t in usage.detail["lines"]] == ["0", "1.000"]
+    assert usage.lineage["windows"] == [["2026-01-01T00:00:00+00:00", "2026-02-01T00:00:00+00:00"]]
     for inv in got.values():
         check_totals(inv)
         assert (inv.status, inv.number, inv.kind) == ("draft", None, "invoice")
@@ -74,7 +104,49 @@ def test_usage_graduated_and_flat_in_advance(engine: Engine, tenant: TenantKey, 
     later = run_cycle(engine, tid, FEB + timedelta(hours=1))  # a new run sees the same items, already invoiced
     assert (later.created, later.already_invoiced) == (0, 3)
     with engine.connect() as conn:
-        assert conn.execute(select(func.count()).select_from(invoices)).scalar_one() == 3
+        assert conn.execute(select(func.count()).select_from(invoices)).scalar_one() == 2
+
+
+def test_per_subscription_grouping_splits_documents(engine: Engine, tenant: TenantKey, customer: str) -> None:
+    """Two subscriptions of one customer share the customer's document; invoiced per subscription
+    (a customer setting), each gets its own."""
+    from invoicing.catalog import CustomerUpdate, update_customer
+
+    tid = tenant.tenant_id
+    publish(engine, tid, "pro", [{"code": "base", "kind": "flat", "price": flat("30")}])
+    publish(engine, tid, "seats", [{"code": "seat", "kind": "flat", "price": flat("7")}])
+    create_subscription(engine, tid, customer, "pro", T0)
+    create_subscription(engine, tid, customer, "seats", T0)
+    run_cycle(engine, tid, T0)
+    (one,) = list_invoices(engine, tid)
+    assert shape(one) == [("charge", "base", 3000), ("charge", "seat", 700)] and one.subscription_id is None
+    update_customer(engine, tid, customer, CustomerUpdate(invoice_grouping="subscription"), T0)
+    upcoming = preview_invoice(engine, tid, customer, T0 + timedelta(days=3))  # previewed as it will be billed
+    assert sorted(shape(i)[0] for i in upcoming) == [("charge", "base", 3000), ("charge", "seat", 700)]
+    run_cycle(engine, tid, FEB)
+    feb = [i for i in list_invoices(engine, tid) if i.due_at == FEB]
+    assert sorted(shape(i)[0] for i in feb) == [("charge", "base", 3000), ("charge", "seat", 700)]
+    assert all(i.subscription_id is not None for i in feb)
+
+
+def test_zero_total_documents_are_closed_unless_the_tenant_asks(
+    engine: Engine, tenant: TenantKey, customer: str
+) -> None:
+    from invoicing.catalog import BillingProfile, set_billing_profile
+    from invoicing.documents import finalize_invoice
+
+    tid = tenant.tenant_id
+    publish(engine, tid, "payg", [{"code": "calls", "kind": "usage", "meter": "api_calls", "price": GRADUATED}])
+    create_subscription(engine, tid, customer, "payg", T0)
+    run_cycle(engine, tid, FEB)  # no usage in January
+    (quiet,) = list_invoices(engine, tid)
+    assert (quiet.status, quiet.total, quiet.number) == ("closed", 0, None)
+    with pytest.raises(Exception, match="only a draft can be finalized"):
+        finalize_invoice(engine, tid, quiet.id or 0, FEB)
+    set_billing_profile(engine, tid, BillingProfile(issue_zero_total=True), FEB)
+    run_cycle(engine, tid, datetime(2026, 3, 1, tzinfo=UTC))
+    march = [i for i in list_invoices(engine, tid) if i.id != quiet.id]
+    assert [(i.status, i.total) for i in march] == [("draft", 0)]
 
 
 def test_flat_proration_on_upgrade_and_cut_span_adjustment(engine: Engine, tenant: TenantKey, customer: str) -> None:
@@ -204,15 +276,24 @@ def test_credits_from_a_grant_agree_with_the_ledger(engine: Engine, tenant: Tena
     for inv in invs:
         check_totals(inv)
     applied = sum(i.credits_applied for i in invs)
-    with engine.connect() as conn:
-        spent = conn.execute(
-            select(func.coalesce(func.sum(ledger_transfers.c.amount), 0)).where(
-                ledger_transfers.c.tenant_id == tid, ledger_transfers.c.code == "spend")
-        ).scalar_one()  # fmt: skip
-    assert applied == spent == 4500
-    assert (ledger.grants(customer)[0].remaining, sum(i.total for i in invs)) == (0, 3000 + 250 + 3000 - 4500)
-    run_cycle(engine, tid, FEB + timedelta(hours=1))  # the re-run spends nothing more
-    assert ledger.grants(customer)[0].remaining == 0
+
+    def moved(code: str) -> int:
+        with engine.connect() as conn:
+            return int(conn.execute(
+                select(func.coalesce(func.sum(ledger_transfers.c.amount), 0)).where(
+                    ledger_transfers.c.tenant_id == tid, ledger_transfers.c.code == code)
+            ).scalar_one())  # fmt: skip
+
+    # Drafts hold the credits (pending): the grant still holds them, but they are not available twice.
+    assert applied == moved("invoice_hold") == 4500 and moved("invoice_post") == 0
+    grant_account = ledger.balance(ledger.grants(customer)[0].account_id)
+    assert (grant_account.balance, grant_account.debits_pending) == (4500, 4500)
+    assert sum(i.total for i in invs) == 3000 + 250 + 3000 - 4500
+    run_cycle(engine, tid, FEB + timedelta(hours=1))  # the re-run holds nothing more
+    assert moved("invoice_hold") == 4500
+    for inv in invs:
+        finalize_invoice(engine, tid, inv.id or 0, FEB)
+    assert moved("invoice_post") == 4500 and ledger.grants(customer)[0].remaining == 0
     assert sum(i.credits_applied for i in list_invoices(engine, tid)) == 4500
 
 
@@ -249,7 +330,7 @@ def test_event_order_does_not_change_invoices(engine: Engine, tenant: TenantKey)
     other = make_other_tenant(engine)
     _many(engine, other, order_seed=None)
     run_cycle(engine, other, FEB)
-    assert shuffled == _fingerprint(engine, other) and len(shuffled) == 6 * 3
+    assert shuffled == _fingerprint(engine, other) and len(shuffled) == 6 * 2  # Jan 1 and Feb 1 per customer
 
 
 def make_other_tenant(engine: Engine) -> int:
@@ -266,7 +347,7 @@ def test_interrupted_run_then_rerun_equals_clean_run(engine: Engine, tenant: Ten
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(invoices)).scalar_one() == 5
     resumed = run_cycle(engine, tid, FEB)
-    assert resumed.created == 18 - 5 and resumed.completed
+    assert resumed.created == 12 - 5 and resumed.completed
     other = make_other_tenant(engine)
     _many(engine, other, order_seed=None)
     run_cycle(engine, other, FEB)
@@ -275,7 +356,7 @@ def test_interrupted_run_then_rerun_equals_clean_run(engine: Engine, tenant: Ten
         n_lines = conn.execute(
             select(func.count()).select_from(invoice_lines.join(invoices)).where(invoices.c.tenant_id == tid)
         ).scalar_one()
-    assert n_lines == 18  # every invoice once, with its lines once
+    assert n_lines == 18  # every document once (2 per customer), with its 3 lines once
 
 
 def test_points_priced_charge_is_paid_from_the_points_wallet(engine: Engine, tenant: TenantKey, customer: str) -> None:
@@ -295,8 +376,11 @@ def test_points_priced_charge_is_paid_from_the_points_wallet(engine: Engine, ten
     assert (inv.subtotal, inv.credits_applied, inv.total) == (2500, 1500, 1000)
     check_totals(inv)
     assert inv.lines[0].detail["points_charged"] == 500 and inv.lines[1].quantity == Decimal(300)
+    held = ledger.balance(ledger.wallet(customer, "pts"))
+    assert (held.balance, held.debits_pending) == (300, 300)  # held by the draft, posted when it is finalized
+    finalize_invoice(engine, tid, inv.id or 0, FEB)
     assert ledger.balance(ledger.wallet(customer, "pts")).balance == 0
-    pdf = PdfReader(io.BytesIO(render_invoice_pdf(engine, tid, inv.id or 0)))
+    pdf = PdfReader(io.BytesIO(render_document(invoice_document(engine, tid, inv.id or 0))))
     pdf_text = "".join(page.extract_text() for page in pdf.pages)
     assert "500 pts at 0.05 USD per point" in pdf_text and "300 pts paid 15.00 of calls" in pdf_text
     run_cycle(engine, tid, FEB + timedelta(hours=1))  # a re-run draws no more points
@@ -414,3 +498,32 @@ def test_per_transaction_pricing_in_a_streamed_run(engine: Engine, tenant: Tenan
     assert (summary.failed, summary.created) == (0, 3)
     fees = sorted(ln.amount for i in list_invoices(engine, tid) for ln in i.lines)
     assert fees == [30, 60, 90]  # 0.30 per payment: 1, 2 and 3 payments
+
+
+def test_coupons_are_their_own_lines_before_tax_for_their_periods(engine: Engine, tenant: TenantKey) -> None:
+    """20 % off for 2 periods on the customer and $5 once on the subscription: discount lines come before
+    tax (tax is on the discounted subtotal), each period counts once, a re-run discounts nothing twice."""
+    from invoicing.catalog import CouponDefinition, apply_coupon, create_coupon
+
+    tid = tenant.tenant_id
+    create_customer(engine, tid, CustomerDefinition(external_id="cus_fr", timezone="UTC", tax_region="FR"), T0)
+    set_tax_rate(engine, tid, "FR", "20", False, T0)
+    publish(engine, tid, "pro", [{"code": "base", "kind": "flat", "price": flat("30")}])
+    sub = create_subscription(engine, tid, "cus_fr", "pro", T0)
+    create_coupon(engine, tid, CouponDefinition(code="spring", kind="percent", percent="20", duration="repeating",
+                                                periods=2), T0)  # fmt: skip
+    create_coupon(engine, tid, CouponDefinition(code="five", kind="amount", amount="5", currency="USD"), T0)
+    apply_coupon(engine, tid, "spring", T0, customer="cus_fr", starts_at=T0)
+    apply_coupon(engine, tid, "five", T0, subscription_id=sub.id, starts_at=T0)
+    run_cycle(engine, tid, datetime(2026, 3, 1, tzinfo=UTC))
+    run_cycle(engine, tid, datetime(2026, 3, 1, 1, tzinfo=UTC))  # a re-run adds nothing
+    jan, feb, mar = sorted(list_invoices(engine, tid), key=lambda i: i.due_at)
+    assert shape(jan) == [("charge", "base", 3000), ("discount", "spring", -600), ("discount", "five", -500),
+                          ("tax", "tax", 380)]  # 20 % of (30 - 6 - 5) = 3.80  # fmt: skip
+    assert (jan.subtotal, jan.tax, jan.total) == (1900, 380, 2280)
+    assert shape(feb) == [("charge", "base", 3000), ("discount", "spring", -600), ("tax", "tax", 480)]
+    assert shape(mar) == [("charge", "base", 3000), ("tax", "tax", 600)]  # two periods used: no more
+    lineage = [ln.lineage for ln in jan.lines if ln.kind == "discount"]
+    assert [x["coupon"] for x in lineage] == ["spring", "five"]
+    for inv in (jan, feb, mar):
+        check_totals(inv)

@@ -1,6 +1,8 @@
 """The streamed invoice run (usage extracted per batch of customers, per-item caches dropped between
-batches) writes exactly what rating against one whole-tenant extract writes; and the customer-filtered
-usage extract is exactly the whole extract's rows of those customers, for every aggregation."""
+batches) writes exactly what rating against one whole-tenant extract writes (every due item on the
+document of its customer and billing date, with the lines the whole-tenant rating gives it); and the
+customer-filtered usage extract is exactly the whole extract's rows of those customers, for every
+aggregation."""
 
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from invoicing.tables import invoice_lines, invoices
 from metering.meter import Aggregation, MeterDefinition, create_meter
 from metering.usage import period_columns
 from tests.conftest import TenantKey
-from tests.invoicing.conftest import write_events
+from tests.invoicing.conftest import NOT_RATED, bound_items, check_documents, group_of, write_events
 from tests.invoicing.test_invoice_perf_equivalence import AS_OF, _scenario
 
 
@@ -46,18 +48,28 @@ def test_streamed_run_equals_whole_tenant_rating(
     want = {d.key: d for d in whole.draft(due)}
     monkeypatch.setattr(rater_module, "USAGE_CHUNK", chunk)  # several filtered extracts per window
     summary = run_cycle(engine, tid, AS_OF, batch_size=batch_size)
-    assert summary.failed == 0 and summary.completed and summary.created == len(due)
+    # One document per customer and billing date (one currency here), each written once.
+    groups = {group_of(i.customer_id, "USD", i.due_at): [] for i in due}
+    for i in due:
+        groups[group_of(i.customer_id, "USD", i.due_at)].append(i.key)
+    assert summary.failed == 0 and summary.completed and summary.created == summary.due == len(groups) < len(due)
     with engine.connect() as conn:
         stored = {r.idempotency_key: r for r in conn.execute(select(invoices).where(invoices.c.tenant_id == tid))}
         lines: dict[int, list[Any]] = {}
         for r in conn.execute(select(invoice_lines).order_by(invoice_lines.c.invoice_id, invoice_lines.c.position)):
             lines.setdefault(int(r.invoice_id), []).append(r)
-    assert set(stored) == set(want)
-    for key, draft in want.items():
-        got = [ln for ln in lines[int(stored[key].id)] if ln.kind not in ("tax", "credit")]
+    assert set(stored) == set(groups)
+    bound = bound_items(engine, tid)
+    assert set(bound) == set(want)  # every item billed once
+    per_doc = check_documents(engine, tid)
+    for group, keys in groups.items():
+        doc = int(stored[group].id)
+        assert sorted(per_doc[doc]) == sorted(keys) and {bound[k] for k in keys} == {doc}, group
+        # The document's rated lines are its items' lines, item after item, as the whole-tenant rating gives them.
+        got = [ln for ln in lines[doc] if ln.kind not in NOT_RATED]
         assert [(*_line(r), _json(r.detail), _json(r.lineage)) for r in got] == [
-            (*_line(ln), _json(ln.detail), _json(ln.lineage)) for ln in draft.lines
-        ], key
+            (*_line(ln), _json(ln.detail), _json(ln.lineage)) for k in per_doc[doc] for ln in want[k].lines
+        ], group
 
 
 def test_customer_filtered_extract_equals_filtered_whole_extract(engine: Engine, tenant: TenantKey) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, func, select
 
-from invoicing.documents import run_cycle
+from invoicing.documents import finalize_invoice, list_invoices, run_cycle
 from invoicing.ledger import Grant, Ledger, Transfer, TransferFlags
 from invoicing.ledger.journal import exact, export_journal, journal_legs, unit_totals
 from invoicing.ledger.tables import ledger_transfers
@@ -74,6 +74,8 @@ def books(engine: Engine, tenant: TenantKey, customer: str) -> int:
     create_subscription(engine, tid, customer, "pro", T0)
     write_events(engine, tid, [(f"e{k}", customer, "api_calls", T0 + timedelta(minutes=k), 1, None) for k in range(7)])
     run_cycle(engine, tid, JAN10)  # January's fee: $30 from the grant ($10) and the cash wallet ($20), on Jan 1
+    (draft,) = list_invoices(engine, tid)
+    finalize_invoice(engine, tid, draft.id or 0, JAN10)  # the holds are posted, the receivable booked
     clock[0] = MAR
     ledger.top_up("tu-2", customer, 99, "USD")
     return tid
@@ -97,9 +99,12 @@ def test_every_posted_transfer_gives_two_legs_that_balance(engine: Engine, books
     assert [(r["account_kind"], r["customer"], r["debit"], r["credit"], r["reference"]) for r in topup] == [
         ("cash_in", "", "25.50", "", "card 4242"), ("cash", "cus_1", "", "25.50", "card 4242")]  # fmt: skip
     assert topup[0]["date"] == "2026-01-10T00:00:00Z"
-    spends = [r for r in rows if r["code"] == "spend" and r["debit"]]
+    spends = [r for r in rows if r["code"] == "invoice_post" and r["debit"]]
     assert sum(Decimal(r["debit"]) for r in spends) == Decimal("30.00")
     assert {r["account"] for r in spends} == {"grant:welcome", "cash"}
+    assert {r["account"] for r in rows if r["code"] == "invoice_post" and r["credit"]} == {"receivable"}
+    booked = [(r["account"], r["debit"], r["credit"]) for r in rows if r["code"] == "invoice_revenue"]
+    assert booked == [("receivable", "30.00", ""), ("revenue", "", "30.00")]  # credits paid all of it
     # Totals per unit balance: debits == credits, both in the CSV and in the integer API.
     totals = balanced(rows)
     assert set(totals) == {"USD", "pts"} and all(d == c for d, c in totals.values())
@@ -147,16 +152,21 @@ def test_cli_journal_export(run: Run, acme: Path, tmp_path: Path) -> None:
     granted = run("grant", "create", "acme", "cus_42", "12.50", "USD", "--id", "promo-1", "--effective", early)
     assert granted[0] == 0, granted
     assert run("invoice", "run", "acme", "--as-of", "2026-01-01T00:00Z")[0] == 0
-    code, out, err = run("journal", "export", "acme", "--from", "2020-01-01T00:00Z", "--to", "2030-01-01T00:00Z")
+    window = ("--from", "2020-01-01T00:00Z", "--to", "2030-01-01T00:00Z")
+    code, out, err = run("journal", "export", "acme", *window)
     assert code == 0, (out, err)
+    assert {r["code"] for r in rows_of(out)} == {"grant"}  # the draft only holds the credit: nothing posted
+    assert run("invoice", "finalize", "acme", "1")[0] == 0
+    code, out, err = run("journal", "export", "acme", *window)
     rows = rows_of(out)
-    assert {r["code"] for r in rows} >= {"spend"} and all(d == c for d, c in balanced(rows).values())
-    assert sum(Decimal(r["debit"] or 0) for r in rows if r["code"] == "spend") == Decimal("12.50")
+    assert {r["code"] for r in rows} == {"grant", "invoice_post", "invoice_revenue"}
+    assert all(d == c for d, c in balanced(rows).values())
+    assert sum(Decimal(r["debit"] or 0) for r in rows if r["code"] == "invoice_post") == Decimal("12.50")
     target = tmp_path / "sum.csv"
     code, out, _ = run("journal", "export", "acme", "--from", "2020-01-01T00:00Z", "--to", "2030-01-01T00:00Z",
                        "--summary", "--output", str(target))  # fmt: skip
     assert code == 0 and "wrote" in out
     (total,) = [r for r in rows_of(target.read_text()) if r["account"] == "total"]
-    assert total["debit"] == total["credit"] == "25.00"  # grant 12.50 in, 12.50 spent
+    assert total["debit"] == total["credit"] == "55.00"  # grant 12.50 in, 12.50 posted, 30.00 booked
     code, _, err = run("journal", "export", "acme", "--from", "2026-02-01T00:00Z", "--to", "2026-01-01T00:00Z")
     assert code == 1 and "range is empty" in err

@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from invoicing.catalog import get_plan_version_by_id
-from invoicing.documents import list_invoices
+from invoicing.documents import Invoice, list_invoices
 from invoicing.subscriptions import list_subscriptions
 from metering.tenant import get_tenant
 from tally import demo
@@ -71,19 +71,27 @@ def read_events(path: Path) -> dict[tuple[str, str], Usage]:
     return usage
 
 
-def expected_invoices(
+#: A due item as expected: (billing date, timing, period start, subtotal, credits).
+Item = tuple[datetime, str, datetime, Decimal, Decimal]
+#: A document as expected: (billing date, timing or "" when it mixes, subtotal, credits, total, its items as
+#: (timing, period start, subtotal, credits), sorted).
+Document = tuple[datetime, str, Decimal, Decimal, Decimal, tuple[tuple[str, datetime, Decimal, Decimal], ...]]
+
+
+def expected_items(
     spec: demo.CustomerSpec, usage: dict[tuple[str, str], Usage], last: datetime, this: datetime
-) -> list[tuple[str, datetime, Decimal, Decimal, Decimal]]:
-    """(timing, period start, subtotal, credits, total) of every invoice due for the customer."""
+) -> list[Item]:
+    """Every item due for the customer: last month's usage in arrears (due at its end) and, for plans
+    with a fee in advance, last month's fee (due at its start) and this month's (due now)."""
 
     def used(meter: str) -> Usage:
         return usage.get((spec.external_id, meter), Usage())
 
-    def arrears(subtotal: Decimal, credits: Decimal = Decimal(0)) -> tuple[str, datetime, Decimal, Decimal, Decimal]:
-        return ("in_arrears", last, subtotal, credits, subtotal - credits)
+    def arrears(subtotal: Decimal, credits: Decimal = Decimal(0)) -> Item:
+        return (this, "in_arrears", last, subtotal, credits)
 
-    def advance(fee: Decimal) -> list[tuple[str, datetime, Decimal, Decimal, Decimal]]:
-        return [("in_advance", start, fee, Decimal(0), fee) for start in (last, this)]
+    def advance(fee: Decimal) -> list[Item]:
+        return [(start, "in_advance", start, fee, Decimal(0)) for start in (last, this)]
 
     if spec.plan == "developer":
         calls = cents(graduated(used("api_calls").total, demo.CALL_TIERS))
@@ -107,6 +115,40 @@ def expected_invoices(
             credit_percent = percent
     sla = -cents(demo.SUPPORT_FEE * credit_percent / 100)
     return [*advance(demo.SUPPORT_FEE), arrears(used("tickets_resolved").events * demo.PER_TICKET + sla)]
+
+
+def expected_documents(items: list[Item]) -> list[Document]:
+    """One document per billing date (the customer has one currency), holding that date's items."""
+    by_date: dict[datetime, list[Item]] = defaultdict(list)
+    for item in items:
+        by_date[item[0]].append(item)
+    out: list[Document] = []
+    for due, its in sorted(by_date.items()):
+        timings = {i[1] for i in its}
+        subtotal, credits = sum(i[3] for i in its), sum(i[4] for i in its)
+        parts = tuple(sorted((i[1], i[2], i[3], i[4]) for i in its))
+        out.append((due, timings.pop() if len(timings) == 1 else "", subtotal, credits, subtotal - credits, parts))
+    return out
+
+
+def stored_document(inv: Invoice) -> Document:
+    """A stored document in the shape of `expected_documents`; its items from the lines' lineage (the due
+    item each line bills or pays, with its service period) and the timing each item key names."""
+    period: dict[str, datetime] = {}
+    billed: dict[str, Decimal] = defaultdict(Decimal)
+    paid: dict[str, Decimal] = defaultdict(Decimal)
+    for ln in inv.lines:
+        if ln.kind == "tax":
+            continue
+        key = str(ln.lineage["item"])
+        period.setdefault(key, ln.period_start)
+        if ln.kind in ("credit", "points"):
+            paid[key] -= inv.money(ln.amount)
+        else:
+            billed[key] += inv.money(ln.amount)
+    parts = tuple(sorted((k.split(":")[2], period[k], billed[k], paid[k]) for k in period))
+    money = inv.money
+    return (inv.due_at, inv.timing or "", money(inv.subtotal), money(inv.credits_applied), money(inv.total), parts)
 
 
 @pytest.fixture(scope="module")
@@ -141,33 +183,34 @@ def test_demo_invoices_match_an_independent_computation(demo_run: tuple[Path, st
         }
         assert subscribed == {s.external_id: s.plan for s in specs}
         every = []
-        per_plan: dict[str, list[Decimal]] = defaultdict(lambda: [Decimal(0)] * 3)
-        breaches = 0
+        per_plan: dict[str, list[Decimal]] = defaultdict(lambda: [Decimal(0)] * 4)
+        breaches = mixed = 0
         for spec in specs:
             stored = list_invoices(engine, tenant_id, customer=spec.external_id, limit=100)
             every.extend(stored)
-            got = sorted(
-                (i.timing or "", i.period_start, i.money(i.subtotal), i.money(i.credits_applied), i.money(i.total))
-                for i in stored
-            )
-            want = sorted(expected_invoices(spec, usage, last, this))
+            got = sorted(stored_document(i) for i in stored)
+            want = expected_documents(expected_items(spec, usage, last, this))
             assert got == want, spec
-            for _, _, subtotal, credits, total in want:
+            mixed += sum(1 for d in want if d[1] == "")
+            for _, _, subtotal, credits, total, _ in want:
                 sums = per_plan[spec.plan]
-                sums[0] += subtotal
-                sums[1] += credits
-                sums[2] += total
+                sums[0] += 1
+                sums[1] += subtotal
+                sums[2] += credits
+                sums[3] += total
             breaches += any(ln.kind == "sla_credit" and ln.amount < 0 for i in stored for ln in i.lines)
         assert breaches > 0  # an SLA credit was actually computed, not only "objective met"
+        assert mixed > 0  # a document with last month's usage and this month's fee (support)
     finally:
         engine.dispose()
 
-    # Every invoice finalized, numbered without gaps, and the printed summary adds up to the same totals.
-    assert all(i.status == "finalized" for i in every)
+    # Every invoice finalized (paid at once when credits paid it all), numbered without gaps, and the printed
+    # summary adds up to the same totals.
+    assert all(i.status == ("finalized" if i.total else "paid") for i in every)
     assert sorted(i.number or 0 for i in every) == list(range(1, len(every) + 1))
     for code, sums in per_plan.items():
         reported = summary["plans"][code]
-        assert [Decimal(reported[k]) for k in ("subtotal", "credits", "total")] == sums, code
+        assert [Decimal(reported[k]) for k in ("invoices", "subtotal", "credits", "total")] == sums, code
     assert sum(p["invoices"] for p in summary["plans"].values()) == len(every)
     assert sum(Decimal(p["credits"]) for p in summary["plans"].values()) > 0
 
@@ -180,8 +223,10 @@ def test_demo_invoices_match_an_independent_computation(demo_run: tuple[Path, st
         assert pdf.read_bytes().startswith(b"%PDF")
         doc = json.loads((directory / "invoices" / f"{label}.json").read_text())
         assert Decimal(doc["total"]) == invoice.money(invoice.total)
-        rows = list(csv.DictReader((directory / "invoices" / f"{label}.csv").open(newline="")))
-        assert rows[-1]["kind"] == "total" and Decimal(rows[-1]["amount"]) == invoice.money(invoice.total)
+        rows = list(csv.DictReader((directory / "invoices" / f"{label}.csv").open(newline="")))  # one per line
+        assert len(rows) == len(invoice.lines) and {r["label"] for r in rows} == {label}
+        assert {Decimal(r["total"]) for r in rows} == {invoice.money(invoice.total)}
+        assert sum(Decimal(r["amount"]) for r in rows) == invoice.money(invoice.total)
 
 
 def test_demo_prints_the_summary_and_how_to_explore(demo_run: tuple[Path, str]) -> None:

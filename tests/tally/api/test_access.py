@@ -21,7 +21,7 @@ from typing import Any
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from invoicing.catalog import CustomerDefinition, create_customer, create_plan, publish_plan
+from invoicing.catalog import CustomerDefinition, create_customer, create_plan, publish_plan, set_billing_profile
 from invoicing.documents import run_cycle
 from invoicing.ledger.ledger import Ledger
 from invoicing.subscriptions import create_subscription
@@ -43,6 +43,7 @@ class World:
     wallet_id: int
     endpoint_id: int
     alert_id: int
+    discount_id: int = 0
 
 
 def _ts(moment: datetime) -> Timestamp:
@@ -54,6 +55,7 @@ def _ts(moment: datetime) -> Timestamp:
 def build_world(api: Api) -> World:
     engine, tid = api.engine, api.tenant.tenant_id
     create_customer(engine, tid, CustomerDefinition(external_id="cus_a", name="Ada"), T0)
+    set_billing_profile(engine, tid, {"legal_name": "Seller of cus_a"}, T0)
     plan = {
         "code": "pro",
         "currency": "USD",
@@ -78,7 +80,10 @@ def build_world(api: Api) -> World:
         "CreateAlert",
         pb.CreateAlertRequest(alert=pb.Alert(customer="cus_a", kind="usage", meter="api_calls", threshold="100")),
     )
-    return World("cus_a", sub.id, invoice_id, wallet, endpoint.id, alert.id)
+    # A's coupon code names cus_a, so B seeing it in ListCoupons would be a leak the check below catches.
+    api.call("CreateCoupon", pb.CreateCouponRequest(coupon=pb.Coupon(code="cus_a.welcome", kind="percent", percent="10")))
+    discount = api.call("ApplyCoupon", pb.ApplyCouponRequest(coupon="cus_a.welcome", customer="cus_a"))
+    return World("cus_a", sub.id, invoice_id, wallet, endpoint.id, alert.id, discount.id)
 
 
 # What tenant B must get back: "not_found", "isolated" (succeeds, shows nothing of A's), or "created" (a create
@@ -119,6 +124,13 @@ CASES: list[Case] = [
     ("CreateCreditNote", lambda w: P.InvoiceActionRequest(id=w.invoice_id), "not_found"),
     ("ExportInvoice", lambda w: P.ExportInvoiceRequest(id=w.invoice_id, format="json"), "not_found"),
     ("RunInvoiceCycle", lambda w: P.RunInvoiceCycleRequest(as_of=_ts(AS_OF)), "isolated"),
+    # --- payments: B can neither pay, list nor write off A's invoice
+    ("RecordPayment", lambda w: P.RecordPaymentRequest(invoice_id=w.invoice_id, amount="1.00"), "not_found"),
+    ("ListPayments", lambda w: P.ListPaymentsRequest(invoice_id=w.invoice_id), "not_found"),
+    ("MarkInvoiceUncollectible", lambda w: P.MarkInvoiceUncollectibleRequest(id=w.invoice_id, reason="x"), "not_found"),
+    # --- billing profile (seller): A's legal name names cus_a, so B seeing it would be a leak
+    ("GetBillingProfile", lambda w: P.GetBillingProfileRequest(), "isolated"),
+    ("UpdateBillingProfile", lambda w: P.UpdateBillingProfileRequest(profile=P.BillingProfile(tax_id="B-1"), update_mask=["tax_id"]), "created"),
     ("TopUpWallet", lambda w: P.TopUpWalletRequest(top_up_id="t_x", customer=w.customer, amount="1", unit="USD"), "not_found"),
     ("CreateGrant", lambda w: P.CreateGrantRequest(grant=P.Grant(grant_id="g_x", customer=w.customer, amount="1", unit="USD")), "not_found"),
     ("ListGrants", lambda w: P.ListGrantsRequest(customer=w.customer), "not_found"),
@@ -137,6 +149,12 @@ CASES: list[Case] = [
     ("CreateAlert", lambda w: P.CreateAlertRequest(alert=P.Alert(customer=w.customer, kind="usage", meter="api_calls", threshold="5")), "not_found"),
     ("ListAlerts", lambda w: P.ListAlertsRequest(), "isolated"),
     ("DeleteAlert", lambda w: P.DeleteAlertRequest(id=w.alert_id), "not_found"),
+    # --- coupons and discounts
+    ("CreateCoupon", lambda w: P.CreateCouponRequest(coupon=P.Coupon(code=f"c_{uuid.uuid4().hex[:8]}", kind="percent", percent="5")), "created"),
+    ("ListCoupons", lambda w: P.ListCouponsRequest(), "isolated"),
+    ("ApplyCoupon", lambda w: P.ApplyCouponRequest(coupon="cus_a.welcome", customer=w.customer), "not_found"),
+    ("ListDiscounts", lambda w: P.ListDiscountsRequest(), "isolated"),
+    ("RemoveDiscount", lambda w: P.RemoveDiscountRequest(id=w.discount_id or 1), "not_found"),
     ("CheckEntitlement", lambda w: P.CheckEntitlementRequest(customer=w.customer, feature="sso"), "not_found"),
     ("ListEntitlements", lambda w: P.ListEntitlementsRequest(customer=w.customer), "not_found"),
 ]  # fmt: skip

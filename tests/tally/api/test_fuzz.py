@@ -132,13 +132,16 @@ CONSUMES = {
     "FinalizeInvoice": "draft_invoice",
     "VoidInvoice": "draft_invoice",
     "MarkInvoicePaid": "finalized_invoice",
+    "MarkInvoiceUncollectible": "finalized_invoice",
     "DeleteAlert": "alert",
     "DisableWebhookEndpoint": "endpoint",
 }
 #: Which pool each method's World draws its subscription / invoice id from.
 SUB_POOL = {"ResumeSubscription": "paused_sub"}
 INVOICE_POOL = {"MarkInvoicePaid": "finalized_invoice", "CreateCreditNote": "finalized_invoice",
-                "VoidInvoice": "draft_invoice", "FinalizeInvoice": "draft_invoice"}  # fmt: skip
+                "VoidInvoice": "draft_invoice", "FinalizeInvoice": "draft_invoice",
+                "RecordPayment": "finalized_invoice", "ListPayments": "finalized_invoice",
+                "MarkInvoiceUncollectible": "finalized_invoice"}  # fmt: skip
 
 
 # --- the seeded world of tenant A ------------------------------------------------------------------------------------
@@ -216,6 +219,7 @@ class Seed:
         ids = [*subs, *invoices, self.head("alert"), self.head("endpoint")]
         return {
             "id": ids,
+            "invoice_id": invoices,
             "account_id": [self.world.wallet_id],
             "debit_account_id": [self.world.wallet_id, self.world.wallet_id + 1],
             "credit_account_id": [self.world.wallet_id, self.world.wallet_id + 1],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 from datetime import UTC, datetime, timedelta
@@ -40,19 +41,32 @@ def setup_billing(api: Api) -> None:
     write_events(api.engine, tid, calls(1500))
 
 
+MAR = datetime(2026, 3, 1, tzinfo=UTC)
+
+
 @pytest.fixture
 def billed(api: Api) -> list[pb.Invoice]:
-    """The three drafts of the February run: January's fee, January's usage, February's fee (by id)."""
+    """The two drafts of the February run, one per billing date (by id): Jan 1 (January's fee) and
+    Feb 1 (January's usage and February's fee)."""
     setup_billing(api)
     api.call("RunInvoiceCycle", pb.RunInvoiceCycleRequest(as_of=ts(FEB)))
     return list(api.call("ListInvoices", pb.ListInvoicesRequest()).invoices)
 
 
-def by_role(billed: list[pb.Invoice]) -> tuple[pb.Invoice, pb.Invoice, pb.Invoice]:
-    """(January's fee, January's usage, February's fee)."""
-    fee = {i.period_start.ToDatetime(tzinfo=UTC): i for i in billed if i.total == "30.00"}
-    (usage,) = [i for i in billed if i.total == "1.00"]
-    return fee[T0], usage, fee[FEB]
+def by_role(billed: list[pb.Invoice]) -> tuple[pb.Invoice, pb.Invoice]:
+    """(Jan 1: January's fee, Feb 1: January's usage and February's fee), checking what each holds."""
+    docs = {i.due_at.ToDatetime(tzinfo=UTC): i for i in billed}
+    assert sorted(docs) == [T0, FEB]
+    jan, feb = docs[T0], docs[FEB]
+    assert [(ln.charge, ln.amount) for ln in jan.lines] == [("base", "30.00")] and jan.total == "30.00"
+    assert [(ln.charge, ln.amount) for ln in feb.lines] == [("calls", "1.00"), ("base", "30.00")]
+    assert feb.total == "31.00"
+    return jan, feb
+
+
+def periods(inv: pb.Invoice) -> list[tuple[datetime, datetime]]:
+    """Each line's service period."""
+    return [(ln.period_start.ToDatetime(tzinfo=UTC), ln.period_end.ToDatetime(tzinfo=UTC)) for ln in inv.lines]
 
 
 def code(err: grpc.RpcError) -> grpc.StatusCode:
@@ -62,12 +76,14 @@ def code(err: grpc.RpcError) -> grpc.StatusCode:
 def test_run_invoice_cycle_invoices_once(api: Api) -> None:
     setup_billing(api)
     first = api.call("RunInvoiceCycle", pb.RunInvoiceCycleRequest(as_of=ts(FEB)))
-    assert (first.items, first.invoices_created, first.already_invoiced, first.failed) == (3, 3, 0, 0)
+    # `items`: the documents due (one per billing date); `already_invoiced`: due items billed before.
+    assert (first.items, first.invoices_created, first.already_invoiced, first.failed) == (2, 2, 0, 0)
     assert first.seconds > 0
     again = api.call("RunInvoiceCycle", pb.RunInvoiceCycleRequest(as_of=ts(FEB + timedelta(hours=1))))
-    assert (again.items, again.invoices_created, again.already_invoiced) == (3, 0, 3)
-    totals = sorted(i.total for i in api.call("ListInvoices", pb.ListInvoicesRequest()).invoices)
-    assert totals == ["1.00", "30.00", "30.00"]
+    assert (again.items, again.invoices_created, again.already_invoiced) == (2, 0, 3)
+    jan, feb = by_role(list(api.call("ListInvoices", pb.ListInvoicesRequest()).invoices))
+    assert periods(jan) == [(T0, FEB)]
+    assert periods(feb) == [(T0, FEB), (FEB, MAR)]  # January's usage in arrears, February's fee in advance
 
 
 def test_run_invoice_cycle_refuses_a_future_as_of_and_a_read_key(api: Api) -> None:
@@ -81,7 +97,7 @@ def test_run_invoice_cycle_refuses_a_future_as_of_and_a_read_key(api: Api) -> No
 
 
 def test_get_invoice_has_money_as_decimal_strings_and_the_external_customer(api: Api, billed: list[pb.Invoice]) -> None:
-    fee, usage, _ = by_role(billed)
+    fee, usage = by_role(billed)
     got = api.call("GetInvoice", pb.GetInvoiceRequest(id=fee.id), key=api.read)
     assert got == fee
     assert (got.label, got.number, got.kind, got.status) == (f"draft {fee.id}", 0, "invoice", "draft")
@@ -92,9 +108,12 @@ def test_get_invoice_has_money_as_decimal_strings_and_the_external_customer(api:
     (line,) = got.lines
     assert (line.position, line.kind, line.charge, line.quantity, line.amount) == (1, "charge", "base", "1", "30.00")
     assert [(ln.charge, ln.meter, ln.quantity, ln.amount) for ln in usage.lines] == [
-        ("calls", "api_calls", "1500", "1.00")
-    ]
+        ("calls", "api_calls", "1500", "1.00"), ("base", "", "1", "30.00")
+    ]  # fmt: skip
     assert json.loads(usage.lines[0].detail_json)["model"] == "graduated"
+    # One subscription on the document: it is named; the period spans its lines'.
+    assert (usage.subscription_id, usage.subtotal, usage.total) == (got.subscription_id, "31.00", "31.00")
+    assert (usage.period_start.ToDatetime(tzinfo=UTC), usage.period_end.ToDatetime(tzinfo=UTC)) == (T0, MAR)
 
 
 def test_get_invoice_not_found_bad_id_and_other_tenant(api: Api, billed: list[pb.Invoice]) -> None:
@@ -107,8 +126,9 @@ def test_get_invoice_not_found_bad_id_and_other_tenant(api: Api, billed: list[pb
 
 
 def test_list_invoices_pages_by_two_and_filters(api: Api, billed: list[pb.Invoice]) -> None:
-    ids = [i.id for i in billed]
-    assert ids == sorted(ids) and len(ids) == 3
+    api.call("RunInvoiceCycle", pb.RunInvoiceCycleRequest(as_of=ts(MAR)))  # a third document: Mar 1
+    ids = [i.id for i in api.call("ListInvoices", pb.ListInvoicesRequest()).invoices]
+    assert ids[:2] == [i.id for i in billed] and ids == sorted(ids) and len(ids) == 3
     first = api.call("ListInvoices", pb.ListInvoicesRequest(page_size=2), key=api.read)
     assert [i.id for i in first.invoices] == ids[:2] and first.next_page_token
     second = api.call("ListInvoices", pb.ListInvoicesRequest(page_size=2, page_token=first.next_page_token))
@@ -138,25 +158,31 @@ def test_list_invoices_bad_input(api: Api, billed: list[pb.Invoice]) -> None:
 
 
 def test_finalize_pay_and_void(api: Api, billed: list[pb.Invoice]) -> None:
-    jan, usage, feb = by_role(billed)
+    jan, feb = by_role(billed)
     done = api.call("FinalizeInvoice", pb.InvoiceActionRequest(id=feb.id))
-    assert (done.status, done.number, done.label, done.total) == ("finalized", 1, "INV-000001", "30.00")
+    assert (done.status, done.number, done.label, done.total) == ("finalized", 1, "INV-000001", "31.00")
+    assert (done.amount_paid, done.amount_due) == ("0.00", "31.00")
     err = api.fails("FinalizeInvoice", pb.InvoiceActionRequest(id=feb.id))
     assert code(err) == grpc.StatusCode.FAILED_PRECONDITION and "only a draft can be finalized" in (err.details() or "")
     err = api.fails("MarkInvoicePaid", pb.InvoiceActionRequest(id=jan.id))
-    assert code(err) == grpc.StatusCode.FAILED_PRECONDITION and "only a finalized invoice" in (err.details() or "")
+    assert code(err) == grpc.StatusCode.FAILED_PRECONDITION and "only an open (finalized)" in (err.details() or "")
     assert api.call("GetInvoice", pb.GetInvoiceRequest(id=jan.id)).status == "draft"  # the refusal changed nothing
-    paid = api.call("MarkInvoicePaid", pb.InvoiceActionRequest(id=feb.id))
-    assert (paid.status, paid.number) == ("paid", 1)
+    paid = api.call("MarkInvoicePaid", pb.InvoiceActionRequest(id=feb.id))  # a payment of everything still due
+    assert (paid.status, paid.number, paid.amount_paid, paid.amount_due) == ("paid", 1, "31.00", "0.00")
     err = api.fails("VoidInvoice", pb.VoidInvoiceRequest(id=feb.id))
-    assert code(err) == grpc.StatusCode.FAILED_PRECONDITION and "only a draft or finalized" in (err.details() or "")
+    assert code(err) == grpc.StatusCode.FAILED_PRECONDITION and "only a draft or an unpaid finalized" in (
+        err.details() or ""
+    )
     err = api.fails("VoidInvoice", pb.VoidInvoiceRequest(id=jan.id, reason="x" * 501))
     assert code(err) == grpc.StatusCode.INVALID_ARGUMENT and "reason" in (err.details() or "")
     assert api.call("GetInvoice", pb.GetInvoiceRequest(id=jan.id)).status == "draft"
     voided = api.call("VoidInvoice", pb.VoidInvoiceRequest(id=jan.id, reason="duplicate"))
     assert (voided.status, voided.number) == ("void", 0)
-    # The failed finalize took no number: the next one is 2.
-    assert api.call("FinalizeInvoice", pb.InvoiceActionRequest(id=usage.id)).number == 2
+    # The failed finalize took no number: the next document (Mar 1) gets 2.
+    api.call("RunInvoiceCycle", pb.RunInvoiceCycleRequest(as_of=ts(MAR)))
+    (mar,) = api.call("ListInvoices", pb.ListInvoicesRequest(status="draft")).invoices
+    assert mar.due_at.ToDatetime(tzinfo=UTC) == MAR
+    assert api.call("FinalizeInvoice", pb.InvoiceActionRequest(id=mar.id)).number == 2
 
 
 def test_lifecycle_needs_admin_and_the_tenant(api: Api, billed: list[pb.Invoice]) -> None:
@@ -174,18 +200,19 @@ def test_lifecycle_needs_admin_and_the_tenant(api: Api, billed: list[pb.Invoice]
 
 
 def test_create_credit_note_none_then_an_adjustment(api: Api, billed: list[pb.Invoice]) -> None:
-    _, usage, _ = by_role(billed)
+    _, usage = by_role(billed)  # Feb 1: January's usage and February's fee
     api.call("FinalizeInvoice", pb.InvoiceActionRequest(id=usage.id))
     nothing = api.call("CreateCreditNote", pb.InvoiceActionRequest(id=usage.id))
     assert not nothing.HasField("document")
     write_events(api.engine, api.tenant.tenant_id, calls(500, start=T0 + timedelta(days=3), prefix="late"))
     doc = api.call("CreateCreditNote", pb.InvoiceActionRequest(id=usage.id)).document
     assert (doc.kind, doc.status, doc.corrects_invoice_id, doc.customer) == ("adjustment", "draft", usage.id, "cus_1")
-    assert (doc.subtotal, doc.total) == ("1.00", "1.00")  # 500 more calls at $0.002
+    assert (doc.subtotal, doc.total) == ("1.00", "1.00")  # 500 more calls at $0.002; the fee is unchanged
     assert [(ln.kind, ln.charge, ln.amount, ln.amount_exact) for ln in doc.lines] == [
         ("charge", "calls", "1.00", "1.00")
     ]
-    assert api.call("GetInvoice", pb.GetInvoiceRequest(id=usage.id)).total == "1.00"  # the original stays
+    assert periods(doc) == [(T0, FEB)]  # January's usage, the item it corrects
+    assert api.call("GetInvoice", pb.GetInvoiceRequest(id=usage.id)).total == "31.00"  # the original stays
     assert not api.call("CreateCreditNote", pb.InvoiceActionRequest(id=usage.id)).HasField("document")
     err = api.fails("CreateCreditNote", pb.InvoiceActionRequest(id=doc.id))
     assert code(err) == grpc.StatusCode.FAILED_PRECONDITION and "correct the invoice it corrects" in (
@@ -196,7 +223,7 @@ def test_create_credit_note_none_then_an_adjustment(api: Api, billed: list[pb.In
 
 
 def test_export_json_csv_and_pdf(api: Api, billed: list[pb.Invoice]) -> None:
-    fee, _, _ = by_role(billed)
+    fee, _ = by_role(billed)
     out = api.call("ExportInvoice", pb.ExportInvoiceRequest(id=fee.id, format="json"), key=api.read)
     assert (out.content_type, out.filename) == ("application/json", f"draft-{fee.id}.json")
     doc = json.loads(out.content)
@@ -204,8 +231,10 @@ def test_export_json_csv_and_pdf(api: Api, billed: list[pb.Invoice]) -> None:
     api.call("FinalizeInvoice", pb.InvoiceActionRequest(id=fee.id))
     out = api.call("ExportInvoice", pb.ExportInvoiceRequest(id=fee.id, format="csv"))
     assert (out.content_type, out.filename) == ("text/csv", "INV-000001.csv")
-    rows = out.content.decode().splitlines()
-    assert rows[0].startswith("invoice,number,status") and rows[-1].split(",")[11] == "30.00"
+    rows = list(csv.DictReader(io.StringIO(out.content.decode())))  # one row per line, the invoice's columns on each
+    assert [(r["label"], r["status"], r["line_kind"], r["amount"], r["total"]) for r in rows] == [
+        ("INV-000001", "finalized", "charge", "30.00", "30.00")
+    ]
     out = api.call("ExportInvoice", pb.ExportInvoiceRequest(id=fee.id, format="pdf"))
     assert (out.content_type, out.filename) == ("application/pdf", "INV-000001.pdf")
     text = "".join(page.extract_text() for page in PdfReader(io.BytesIO(out.content)).pages)
@@ -225,10 +254,12 @@ def test_upcoming_invoice_rates_the_open_period_and_writes_nothing(api: Api, bil
     write_events(api.engine, api.tenant.tenant_id, calls(1800, start=FEB, prefix="feb"))
     at = datetime(2026, 2, 20, 10, 7, tzinfo=UTC)
     got = api.call("GetUpcomingInvoice", pb.GetUpcomingInvoiceRequest(customer="cus_1", at=ts(at)), key=api.read)
-    # February's usage so far: 800 billable calls x $0.002 = $1.60; March's fee is due at February's end.
-    assert sorted((i.period_start.ToDatetime().date().isoformat(), i.total) for i in got.invoices) == [
-        ("2026-02-01", "1.60"), ("2026-03-01", "30.00")
-    ]  # fmt: skip
+    # February's usage so far: 800 billable calls x $0.002 = $1.60; March's fee is due at February's end:
+    # both are due on Mar 1, so they are on one document.
+    (upcoming,) = got.invoices
+    assert (upcoming.due_at.ToDatetime(tzinfo=UTC), upcoming.subtotal, upcoming.total) == (MAR, "31.60", "31.60")
+    assert [(ln.charge, ln.amount) for ln in upcoming.lines] == [("calls", "1.60"), ("base", "30.00")]
+    assert periods(upcoming) == [(FEB, MAR), (MAR, datetime(2026, 4, 1, tzinfo=UTC))]  # each line's own period
     assert all((i.id, i.label, i.kind, i.status, i.customer) == (0, "preview", "preview", "preview", "cus_1")
                for i in got.invoices)  # fmt: skip
     assert len(api.call("ListInvoices", pb.ListInvoicesRequest()).invoices) == len(billed)
