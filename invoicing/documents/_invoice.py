@@ -1057,8 +1057,8 @@ def preview_invoice(engine: Engine, tenant_id: int, customer: str, at: datetime)
     groups: dict[str, list[DraftInvoice]] = {}
     split = preferences(engine, tenant_id).split(cust.id)  # the run's grouping, so the preview matches it
     for item, d in zip(todo, rater.draft(todo, clip=clip), strict=True):
-        sub = item.subscription_id if split else None
-        groups.setdefault(group_key(item.customer_id, d.currency, item.due_at, sub), []).append(d)
+        own = item.subscription_id if split else None
+        groups.setdefault(group_key(item.customer_id, d.currency, item.due_at, own), []).append(d)
     from invoicing.catalog import active_discounts
 
     with engine.connect() as conn:
