@@ -4,4 +4,6 @@ Every benchmark measures its own baseline in the same run and reports ratios to
 it, because absolute figures on a shared 2-core machine drift from run to run.
 """
 
-BENCHMARKS: tuple[str, ...] = ("ingest", "ledger", "rating", "usage", "invoicing", "entitlements")
+BENCHMARKS: tuple[str, ...] = (
+    "ingest", "ledger", "rating", "usage", "invoicing", "entitlements", "simulation", "cli", "console",
+)  # fmt: skip

@@ -83,8 +83,8 @@ alerts = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("tenant_id", Integer, ForeignKey("tenants.id"), nullable=False, index=True),
-    Column("customer_id", Integer, ForeignKey("customers.id"), nullable=False),
-    Column("kind", String(16), nullable=False),  # usage | spend | balance
+    Column("customer_id", Integer, ForeignKey("customers.id"), nullable=True),  # NULL: tenant-wide (leakage)
+    Column("kind", String(16), nullable=False),  # usage | spend | balance | leakage
     Column("meter", String(64), nullable=True),
     Column("unit", String(16), nullable=True),
     Column("threshold", String(48), nullable=False),  # exact decimal

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
@@ -100,6 +101,8 @@ plan_versions = Table(
     Column("invoice_limits", Text, nullable=False),
     # Canonical JSON list of features the version grants (key, kind, meter/unit, amount).
     Column("features", Text, nullable=False, server_default="[]"),
+    # Canonical JSON list of points earning rules (code, meter, unit, points_per_unit, cap_per_period).
+    Column("earning", Text, nullable=False, server_default="[]"),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("published_at", DateTime(timezone=True), nullable=True),
     UniqueConstraint("plan_id", "version"),
@@ -356,12 +359,83 @@ discount_redemptions = Table(
     UniqueConstraint("discount_id", "period_start"),
 )
 
+# Points earned from usage (`invoicing.earning`): one row per subscription, plan version, earning rule and billing
+# period, holding what has been credited so far. An accrual run locks the row, credits exactly what the period's
+# usage earns minus `earned`, and moves `earned` in the same transaction as the ledger transfer, so re-runs and
+# re-sent events never credit twice. The transfers are `~earn:s<sub>:v<version>:<rule>:<period start>#<n>`.
+points_accruals = Table(
+    "points_accruals",
+    metadata,
+    Column("tenant_id", Integer, ForeignKey("tenants.id"), primary_key=True, autoincrement=False),
+    Column("subscription_id", Integer, ForeignKey("subscriptions.id"), primary_key=True, autoincrement=False),
+    Column("plan_version_id", Integer, ForeignKey("plan_versions.id"), primary_key=True, autoincrement=False),
+    Column("rule", String(64), primary_key=True),
+    Column("period_start", DateTime(timezone=True), primary_key=True),
+    Column("period_end", DateTime(timezone=True), nullable=False),
+    Column("customer", String(256), nullable=False),  # external id, as the ledger names wallets
+    Column("meter", String(64), nullable=False),
+    Column("unit", String(32), nullable=False),
+    # The period's usage (plain decimal text) counted up to `through` (exclusive) when `earned` last moved.
+    Column("quantity", String(48), nullable=False),
+    Column("through", DateTime(timezone=True), nullable=False),
+    Column("earned", BigInteger, nullable=False),  # steps of `unit` credited so far
+    Column("transfers", Integer, nullable=False),  # transfers written so far: the next one's suffix
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("ix_points_accruals_tenant_customer", "tenant_id", "customer"),
+)
+
+
+# --- disputes and portal links (issue 16, part 3) ----------------------------------------------------------
+# A dispute is a customer's flag on one line of an issued invoice, with their reason; finance resolves it with
+# a credit note (a `line_credit` document correcting that invoice) or a rejection note, and both sides read the
+# outcome from this row. `open_line` holds the line's position while the dispute is open and NULL once it is
+# resolved: the unique (invoice_id, open_line) pair allows one open dispute per line (NULLs never collide on
+# either database) and any number of resolved ones.
+disputes = Table(
+    "disputes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tenant_id", Integer, ForeignKey("tenants.id"), nullable=False),
+    Column("customer_id", Integer, ForeignKey("customers.id"), nullable=False),
+    Column("invoice_id", Integer, ForeignKey("invoices.id"), nullable=False),
+    Column("line_position", Integer, nullable=False),
+    Column("open_line", Integer, nullable=True),
+    Column("reason", Text, nullable=False),
+    Column("status", String(16), nullable=False),  # open | credited | rejected
+    Column("currency", String(3), nullable=False),
+    Column("line_amount", BigInteger, nullable=False),  # minor units, as the line bills it
+    Column("opened_by", String(100), nullable=False),  # "portal" or "api key <id>"
+    Column("opened_at", DateTime(timezone=True), nullable=False),
+    Column("resolved_by", String(100), nullable=True),
+    Column("resolved_at", DateTime(timezone=True), nullable=True),
+    Column("note", Text, nullable=True),  # finance's answer: why it was rejected, or a word on the credit
+    Column("credit_amount", BigInteger, nullable=True),  # minor units credited (before tax)
+    Column("credit_note_id", Integer, ForeignKey("invoices.id"), nullable=True),
+    UniqueConstraint("invoice_id", "open_line"),
+    Index("ix_disputes_tenant_status", "tenant_id", "status", "id"),
+    Index("ix_disputes_tenant_customer", "tenant_id", "customer_id", "id"),
+)
+
+# The key that signs a tenant's customer portal links (HMAC-SHA256), one row per tenant, created on first use.
+# It must be stored as it is (a digest could not sign); rotating it (`version` + 1) makes every link and every
+# portal session opened with the old one invalid at once, for this tenant only.
+portal_secrets = Table(
+    "portal_secrets",
+    metadata,
+    Column("tenant_id", Integer, ForeignKey("tenants.id"), primary_key=True, autoincrement=False),
+    Column("secret", LargeBinary, nullable=False),  # 32 random bytes
+    Column("version", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("rotated_at", DateTime(timezone=True), nullable=False),
+)
+
 __all__ = [
     "billing_profiles",
     "coupons",
     "customers",
     "discount_redemptions",
     "discounts",
+    "disputes",
     "invoice_lines",
     "invoice_run_items",
     "invoice_runs",
@@ -370,6 +444,8 @@ __all__ = [
     "number_series",
     "plan_versions",
     "plans",
+    "points_accruals",
+    "portal_secrets",
     "subscription_history",
     "subscriptions",
     "tax_rates",

@@ -25,7 +25,7 @@ from metering.errors import BatchTooLarge, InvalidArgument
 from metering.limits import IngestLimits
 from metering.meter import Aggregation, MeterSpec, dimension_problem
 from metering.text import any_control, control_problem
-from rating.fixedpoint import DECIMAL_RE
+from rating.fixedpoint import DECIMAL_RE, not_plain_decimal
 
 INT64_MAX = 2**63 - 1
 INT64_MIN = -(2**63)
@@ -282,10 +282,7 @@ def parse_value(text: str, spec: MeterSpec, limits: IngestLimits) -> tuple[int, 
         return 0, EventError(-1, "value", Code.INVALID_VALUE, f"value is required for a {spec.aggregation.value} meter")
     # The one notation every edge accepts (rating.fixedpoint), parsed by hand below, straight to units.
     if len(text) > limits.value_chars_max or DECIMAL_RE.fullmatch(text) is None:
-        shown = text if len(text) <= 40 else text[:40] + "…"
-        return 0, EventError(
-            -1, "value", Code.INVALID_VALUE, f"value {shown!r} is not a decimal in plain notation (like 12.50)"
-        )
+        return 0, EventError(-1, "value", Code.INVALID_VALUE, not_plain_decimal(text, "value"))
     whole, _, frac = text.partition(".")
     stripped = frac.rstrip("0")
     if len(stripped) > scale:

@@ -226,17 +226,6 @@ def _vectorised(
     return True
 
 
-def _checked_add(a: int, b: int) -> int:
-    total = a + b
-    if not INT64_MIN <= total <= INT64_MAX:
-        raise OverflowError(f"rollup sum {a} + {b} leaves 64 bits")
-    return total
-
-
-def register_sqlite_functions(dbapi_conn: Any) -> None:
-    dbapi_conn.create_function("tally_add", 2, _checked_add, deterministic=True)
-
-
 def _upsert_sql(dialect: str) -> str:
     add = (
         "tally_add(rollups.sum_units, excluded.sum_units)"

@@ -771,6 +771,85 @@ def meter_summary(engine: Engine, tenant_id: int, meter_code: str) -> MeterSumma
 
 
 @dataclass(frozen=True, slots=True)
+class EventTotal:
+    """Counted events of one customer on one meter in a range, and their values summed (an exact decimal at
+    the meter's value scale: a quantity for sum meters, a plain total of readings for the others)."""
+
+    customer: str
+    meter: str
+    events: int
+    value_sum: Decimal
+
+
+#: (customer, meter, start, end) ranges per statement of `range_totals`: 5 bound parameters each.
+_RANGES_PER_QUERY = 150
+
+
+def event_totals(engine: Engine, tenant_id: int, start: datetime, end: datetime) -> list[EventTotal]:
+    """Every (customer, meter) with counted events in [start, end), from the rollups in one grouped query,
+    sorted by (customer, meter). Events outside a meter's filter are stored but never counted: not here."""
+    start_us, end_us = to_us(start), to_us(end)
+    _check_range(start_us, end_us)
+    r = rollups.c
+    query = (
+        select(r.customer, r.meter, r.value_scale, func.sum(r.events).label("events"), func.sum(r.sum_units).label("s"))
+        .where(r.tenant_id == tenant_id, r.bucket_us >= start_us, r.bucket_us < end_us)
+        .group_by(r.customer, r.meter, r.value_scale)
+    )
+    totals: dict[tuple[str, str], EventTotal] = {}
+    with engine.connect() as conn:
+        for i, row in enumerate(conn.execute(query)):
+            if not i & _CHECK_EVERY:
+                checkpoint()
+            key = (row.customer, row.meter)
+            value = Decimal(int(row.s)).scaleb(-int(row.value_scale))
+            prev = totals.get(key)
+            if prev is not None:  # one meter's scale is frozen once it has events; added exactly all the same
+                value, events = prev.value_sum + value, prev.events + int(row.events)
+            else:
+                events = int(row.events)
+            totals[key] = EventTotal(row.customer, row.meter, events, value)
+    return [totals[k] for k in sorted(totals)]
+
+
+def range_totals(
+    engine: Engine, tenant_id: int, ranges: Sequence[tuple[str, str, datetime, datetime]]
+) -> list[EventTotal]:
+    """The counted events of each (customer, meter, start, end) range, in the order given: a few statements
+    of `_RANGES_PER_QUERY` primary-key range reads each, so the cost follows the ranges, not the tenant."""
+    bounds = []
+    for _, _, a, b in ranges:
+        a_us, b_us = to_us(a), to_us(b)
+        _check_range(a_us, b_us)
+        bounds.append((a_us, b_us))
+    r = rollups.c
+    out: list[EventTotal] = []
+    with engine.connect() as conn:
+        for k in range(0, len(ranges), _RANGES_PER_QUERY):
+            checkpoint()
+            parts = []
+            for i, (customer, meter, _, _) in enumerate(ranges[k : k + _RANGES_PER_QUERY], start=k):
+                a_us, b_us = bounds[i]
+                where = (r.tenant_id == tenant_id, r.meter == meter, r.customer == customer)
+                parts.append(
+                    select(
+                        literal(i).label("i"),
+                        func.coalesce(func.sum(r.events), 0).label("events"),
+                        func.coalesce(func.sum(r.sum_units), 0).label("s"),
+                        func.max(r.value_scale).label("scale"),
+                    ).where(*where, r.bucket_us >= a_us, r.bucket_us < b_us)
+                )
+            query = parts[0].union_all(*parts[1:]) if len(parts) > 1 else parts[0]
+            rows = {int(row.i): row for row in conn.execute(query)}
+            for i in range(k, min(k + _RANGES_PER_QUERY, len(ranges))):
+                row = rows[i]
+                scale = 0 if row.scale is None else int(row.scale)
+                customer, meter = ranges[i][0], ranges[i][1]
+                out.append(EventTotal(customer, meter, int(row.events), Decimal(int(row.s)).scaleb(-scale)))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
 class Transaction:
     """One counted event, for prices that rate each transaction on its own (fixed fee, minimum and
     maximum per transaction, the first N free): rollups keep sums, which cannot say any of that."""

@@ -33,15 +33,26 @@ DECIMAL_RE = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
 DECIMAL_CHARS_MAX = 40
 
 
+def not_plain_decimal(text: str, what: str = "value") -> str:
+    """How every edge words a decimal that breaks the one notation (`1e-3`, `NaN`, ` 5`): ingest's values and
+    plan files' amounts alike, so the same mistake reads the same wherever it is made."""
+    shown = text if len(text) <= 40 else text[:40] + "…"
+    hint = ""
+    if len(text) <= 40 and re.fullmatch(r"[+-]?[0-9.]+[eE][+-]?[0-9]{1,3}", text.strip()):
+        try:
+            plain = format(Decimal(text.strip()), "f")
+        except ArithmeticError:
+            plain = ""
+        hint = f"; write {plain}" if 0 < len(plain) <= 40 else ""
+    return f"{what}: {shown!r} is not a decimal in plain notation (ASCII digits and one point, like 12.50){hint}"
+
+
 def parse_decimal(text: str, what: str = "value", chars_max: int = DECIMAL_CHARS_MAX) -> Decimal:
     """Exact decimal from text in plain notation; anything else is an `InvalidQuantityError` naming `what`."""
     if len(text) > chars_max:
         raise InvalidQuantityError(f"{what}: {len(text)} characters; a decimal has at most {chars_max}")
     if DECIMAL_RE.fullmatch(text) is None:
-        shown = text if len(text) <= 40 else text[:40] + "…"
-        raise InvalidQuantityError(
-            f"{what}: {shown!r} is not a decimal in plain notation (ASCII digits and one point, like 12.50)"
-        )
+        raise InvalidQuantityError(not_plain_decimal(text, what))
     return Decimal(text)  # exact: no context rounding applies to construction from a string
 
 
@@ -125,6 +136,7 @@ __all__ = [
     "check_int64",
     "decimal_places",
     "from_scaled",
+    "not_plain_decimal",
     "parse_decimal",
     "parse_scaled",
     "required_scale",

@@ -25,6 +25,7 @@ from rating.percentage import GraduatedPercentagePrice, PercentagePrice
 from rating.points_price import PointsPrice
 from rating.sla import SlaCreditPrice
 from rating.tiers import GraduatedPrice, VolumePrice
+from rating.wording import problem_message
 
 Price = Annotated[
     PerUnitPrice
@@ -98,7 +99,7 @@ def _problems(exc: ValidationError) -> list[Problem]:
             continue
         kind = err["type"]
         code = _CODE_FOR_TYPE.get(kind, kind)
-        message = err["msg"]
+        message = problem_message(err)
         if code == "unknown_model":
             path = path or "model"
             message = f"unknown price model; choose one of: {', '.join(MODELS)}"

@@ -9,27 +9,40 @@ read lock halfway through a transaction.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 
-import invoicing.ledger.tables
-import invoicing.platform_tables
-import invoicing.tables
 from metering import deadline
-from metering.rollup import register_sqlite_functions
-from metering.tables import metadata as metering_metadata
+from metering.sqlite import register_sqlite_functions
 
-# Every package registers its tables on one MetaData (so foreign keys to tenants resolve); importing
-# the table modules above is what registers them. For Alembic autogenerate and the models-vs-migrations test.
-TARGET_METADATA = [metering_metadata]
-_REGISTERED = (invoicing.ledger.tables, invoicing.platform_tables, invoicing.tables)
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from sqlalchemy import MetaData
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+
+
+def __getattr__(name: str) -> Any:
+    """`TARGET_METADATA`: every package's tables on one MetaData (so foreign keys to tenants resolve), for
+    Alembic autogenerate and the models-vs-migrations test. Importing the table modules is what registers
+    them; done on first use, so that opening an engine (every CLI command) does not load them all."""
+    if name == "TARGET_METADATA":
+        try:
+            import invoicing.ledger.tables
+            import invoicing.platform_tables
+            import invoicing.tables
+        except AttributeError as exc:  # would read as "cannot import name TARGET_METADATA"
+            raise ImportError(f"registering the tables failed: {exc}") from exc
+        from metering.tables import metadata
+
+        del invoicing  # imported for what importing does: registering the tables on `metadata`
+        target: list[MetaData] = [metadata]
+        return target
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def make_engine(url: str, sqlite_synchronous: str = "FULL", pool_size: int = 8) -> Engine:
@@ -83,6 +96,8 @@ def _budget_spent() -> int:
 
 
 def alembic_config(engine: Engine | None = None) -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     if engine is not None:
@@ -91,10 +106,14 @@ def alembic_config(engine: Engine | None = None) -> Config:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
+    from alembic import command
+
     command.upgrade(alembic_config(engine), revision)
 
 
 def downgrade(engine: Engine, revision: str = "base") -> None:
+    from alembic import command
+
     command.downgrade(alembic_config(engine), revision)
 
 
@@ -103,3 +122,51 @@ def current_revision(engine: Engine) -> str | None:
 
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
+
+
+# --- opening an existing database without writing to it ----------------------------------------------------------
+
+_REVISION_RE = re.compile(r"^(down_revision|revision)\s*(?::[^=]*)?=\s*(.+)$", re.MULTILINE)
+
+
+def known_revisions() -> tuple[frozenset[str], frozenset[str]]:
+    """(every revision, the heads) of migrations/versions, read from the files' `revision =` and
+    `down_revision =` lines: what Alembic's script directory says (a test holds them equal), without
+    loading Alembic, which costs a command a third of a second."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (MIGRATIONS_DIR / "versions").glob("*.py"):
+        for name, value in _REVISION_RE.findall(path.read_text(encoding="utf-8")):
+            found = set(re.findall(r"[\"']([^\"']+)[\"']", value))
+            (revisions if name == "revision" else parents).update(found)
+    return frozenset(revisions), frozenset(revisions - parents)
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The absolute path of a SQLite URL's file (None for another database or an in-memory one)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return None
+    return Path(parsed.database).expanduser().resolve()
+
+
+def schema_problem(engine: Engine) -> str | None:
+    """Why the schema of an existing database cannot serve this Tally (None when it is at the newest
+    revision), read without writing anything: a command that only reads never migrates."""
+    where = sqlite_file(str(engine.url)) or engine.url.render_as_string(hide_password=True)
+    with engine.connect() as conn:
+        if not engine.dialect.has_table(conn, "alembic_version"):
+            return f"the database at {where} has no Tally schema; create it with `tally migrate`"
+        found = {row[0] for row in conn.execute(text("SELECT version_num FROM alembic_version"))}
+    revisions, heads = known_revisions()
+    if found & heads:
+        return None
+    if found <= revisions:
+        return (
+            f"the database at {where} is at schema revision {', '.join(sorted(found))}, older than this Tally's "
+            f"{', '.join(sorted(heads))}; upgrade it with `tally migrate`"
+        )
+    return (
+        f"the database at {where} is at schema revision {', '.join(sorted(found))}, which this Tally does not "
+        "know: it was written by a newer version of Tally"
+    )

@@ -5,9 +5,8 @@ Why it is built this way:
 - Everything a customer of Tally would do goes through the wire: meters, plans, customers,
   subscriptions, wallets and invoices through the BillingService SDK (`tally.sdk`), usage
   through the ingest client (`tally.sdk.IngestClient`, columnar batches). Only what has no RPC is
-  done in-process: creating the tenant and its API keys (`metering.tenant`), and defining the points
-  unit and its USD rate (`invoicing.ledger.ledger.Ledger`: the ledger's points and rate APIs have no
-  RPC). So the demo doubles as a smoke test of the API as integrators see it.
+  done in-process: creating the tenant and its API keys (`metering.tenant`). So the demo doubles as a
+  smoke test of the API as integrators see it.
 - The server runs in-process on a free port, on an embedded SQLite file in the demo's directory, with
   `event_age_max_days` raised so last month's usage is accepted. The database stays afterwards, so the
   CLI (`tally --database-url sqlite:///DIR/tally.db ...`) can explore what the demo produced.
@@ -27,12 +26,12 @@ import shlex
 import shutil
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import click
 
@@ -43,6 +42,8 @@ if TYPE_CHECKING:
     from tally.server import RunningServer
     from tally.settings import Settings
     from tally.v1 import billing_pb2 as pb
+
+T = TypeVar("T")
 
 TENANT: Final = "demo"
 CURRENCY: Final = "USD"
@@ -64,6 +65,11 @@ STUDIO_TOP_UPS: Final = (None, Decimal(5), Decimal(10), Decimal(20))
 #: ads: impressions billed to the advertiser per started thousand (CPM).
 IMPRESSIONS_PACKAGE: Final = Decimal(1000)
 CPM: Final = Decimal("2.50")
+#: viewer: the people watching the ads earn credits (the studio's points unit) per ad viewed, capped monthly.
+#: They are extra customers beside the N of the mix, on a free plan whose earning rule credits their wallets.
+VIEWERS: Final = ("viewer_01", "viewer_02", "viewer_03")
+CREDITS_PER_VIEW: Final = Decimal("0.1")
+VIEW_CREDITS_CAP: Final = Decimal(150)
 #: support: a platform fee in advance, a fee per resolved ticket, and SLA credits on the fee when the
 #: month's lowest availability reading misses a threshold (worst tier missed applies).
 SUPPORT_FEE: Final = Decimal(200)
@@ -80,6 +86,7 @@ METERS: Final = (
     ("tokens", "LLM tokens", "sum", 0, "tokens"),
     ("images", "Images generated", "count", 0, "images"),
     ("impressions", "Ad impressions", "sum", 0, "impressions"),
+    ("ad_views", "Ads viewed", "count", 0, "views"),
     ("tickets_resolved", "Tickets resolved", "count", 0, "tickets"),
     ("availability", "Availability", "min", 3, "%"),
 )
@@ -126,6 +133,12 @@ def plan_definitions() -> list[dict[str, Any]]:
                  "price": {"model": "package", "package_size": _money(IMPRESSIONS_PACKAGE),
                            "package_amount": _money(CPM)}},
             ],
+        },
+        {
+            "code": "viewer", "name": "Viewer (earns credits per ad viewed)", "currency": CURRENCY,
+            "interval": "monthly", "charges": [],
+            "earning": [{"code": "watch", "meter": "ad_views", "unit": POINTS_UNIT,
+                         "points_per_unit": _money(CREDITS_PER_VIEW), "cap_per_period": _money(VIEW_CREDITS_CAP)}],
         },
         {
             "code": "support", "name": "Support desk (per outcome, SLA)", "currency": CURRENCY, "interval": "monthly",
@@ -219,6 +232,17 @@ def usage_events(specs: Sequence[CustomerSpec], start: datetime, end: datetime, 
     return out
 
 
+def viewer_events(start: datetime, end: datetime, seed: int) -> list[SentEvent]:
+    """The viewers' ad views in [start, end): some stay under the monthly cap, some pass it."""
+    start_us = int(start.timestamp()) * 1_000_000
+    span_us = int((end - start).total_seconds()) * 1_000_000
+    out: list[SentEvent] = []
+    for viewer in VIEWERS:
+        rng = random.Random(f"tally-demo:views:{seed}:{viewer}")
+        _spread(out, rng, viewer, "ad_views", rng.randint(300, 2500), None, start_us, span_us)
+    return out
+
+
 def month_bounds(now: datetime) -> tuple[datetime, datetime]:
     """(first instant of last calendar month, first instant of this month), UTC."""
     this_month = now.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
@@ -275,6 +299,10 @@ class PlanTotals:
     subtotal: Decimal = Decimal(0)
     credits: Decimal = Decimal(0)
     total: Decimal = Decimal(0)
+    #: Of `total`: what the closing month earned (its usage in arrears and its own fees) and what next
+    #: month's fees bill in advance (lines whose service period starts at the end of the closing month).
+    closing: Decimal = Decimal(0)
+    advance: Decimal = Decimal(0)
 
 
 @dataclass
@@ -291,6 +319,7 @@ class DemoResult:
     wallet_customer: str  # a studio customer who bought credits, to show with `tally wallet show`
     phases: dict[str, float] = field(default_factory=dict)
     invoice_files: list[Path] = field(default_factory=list)
+    ingest_key: str = ""  # to replay events.csv with `tally send`
 
     @property
     def grand_total(self) -> PlanTotals:
@@ -301,6 +330,8 @@ class DemoResult:
             grand.subtotal += p.subtotal
             grand.credits += p.credits
             grand.total += p.total
+            grand.closing += p.closing
+            grand.advance += p.advance
         return grand
 
 
@@ -340,7 +371,6 @@ def run_demo(
     """Build the demo in `directory` and return what it did (the CLI prints it)."""
     from rich.console import Console
 
-    from invoicing.ledger.ledger import Ledger
     from metering.tenant import create_api_key, create_tenant
     from tally.sdk import BillingClient
     from tally.settings import Settings
@@ -358,6 +388,7 @@ def run_demo(
         nonlocal clock
         phases[name] = time.monotonic() - clock
         clock = time.monotonic()
+        out.print(f"  done: {name} ({phases[name]:.2f} s)", highlight=False)
 
     # Old enough for the first instant of last month (at most 62 days ago), with a margin.
     age_days = (datetime.now(UTC) - start).days + 3
@@ -366,7 +397,8 @@ def run_demo(
         update={"ingest": base.ingest.model_copy(update={"event_age_max_days": max(age_days, 35)})}
     )
     out.print(
-        f"[bold]tally demo[/bold]: {customers} customers, seed {seed}, billing {start:%B %Y} (UTC) in {directory}"
+        f"[bold]tally demo[/bold]: {customers} customers, seed {seed}, billing {start:%B %Y} (UTC) "
+        f"in {directory.resolve()}"
     )
     server = _ServerThread(settings)
     try:
@@ -374,21 +406,26 @@ def run_demo(
         tenant = create_tenant(engine, TENANT)
         _, admin_key = create_api_key(engine, tenant.id, ("admin", "read"))
         _, ingest_key = create_api_key(engine, tenant.id, ("ingest",))
-        # The ledger's points unit and rate APIs have no RPC: done in-process, as `tally` CLI commands would.
-        ledger = Ledger(engine, tenant.id)
-        ledger.define_points_unit(POINTS_UNIT, 0, "Studio credits")
-        ledger.set_rate(CURRENCY, POINTS_UNIT, CREDITS_PER_USD, valid_from=start)
         specs = customer_specs(customers, seed)
         with BillingClient(server.target, admin_key, timeout_s=600) as api:
-            _catalog_and_customers(api, specs, start)
+            api.define_points_unit(POINTS_UNIT, 0, name="Studio credits")
+            api.set_conversion_rate(CURRENCY, POINTS_UNIT, CREDITS_PER_USD, start)
+            _catalog_and_customers(api, specs, start, out)
             phase("setup (catalog, customers, subscriptions, wallets)")
 
-            events = usage_events(specs, start, end, seed)
+            events = usage_events(specs, start, end, seed) + viewer_events(start, end, seed)
             _write_events(directory / "events.csv", events)
             phase("generate usage, write events.csv")
 
             sent, rate = _ingest(server.target, ingest_key, events, out)
             phase("ingest (gRPC, columnar batches)")
+
+            earned = api.accrue_points(as_of=end)
+            phase("points earned by viewers")
+            out.print(
+                f"viewers earned {', '.join(f'{t.amount} {t.unit}' for t in earned.totals) or 'nothing'} "
+                f"from ads viewed ({earned.credited} credits, capped at {VIEW_CREDITS_CAP} {POINTS_UNIT} a month)"
+            )
 
             run = api.run_invoice_cycle(as_of=end)
             phase("invoice run")
@@ -399,24 +436,37 @@ def run_demo(
                 "(one per customer and billing date)"
             )
 
-            finalized = [api.finalize_invoice(inv.id) for inv in list(api.iter_invoices(status="draft"))]
+            drafts = list(api.iter_invoices(status="draft"))
+            finalized = [api.finalize_invoice(inv.id) for inv in _track(drafts, "finalizing invoices", out)]
             phase("finalize")
 
-            files = _export(api, finalized, directory / "invoices")
+            files = _export(api, finalized, directory / "invoices", out)
             phase("export (PDF, CSV, JSON)")
 
-        plans = _totals(specs, finalized)
+        plans = _totals(specs, finalized, end)
         buyer = next((s.external_id for s in specs if s.top_up_usd is not None), specs[0].external_id)
         result = DemoResult(
             directory, database_url, tenant.id, admin_key, sent, rate, plans, start, end, buyer, phases, files
         )
+        result.ingest_key = ingest_key
         _write_summary(directory / "summary.json", result, start, seed)
     finally:
         server.stop()
     return result
 
 
-def _catalog_and_customers(api: BillingClient, specs: Sequence[CustomerSpec], start: datetime) -> None:
+def _track(items: Sequence[T], label: str, out: Console | None) -> Iterable[T]:
+    """The items, with a progress bar on `out` while they are worked through (none without a console)."""
+    if out is None:
+        return items
+    from rich.progress import track
+
+    return track(items, description=label, console=out, transient=True, disable=not out.is_terminal)
+
+
+def _catalog_and_customers(
+    api: BillingClient, specs: Sequence[CustomerSpec], start: datetime, out: Console | None = None
+) -> None:
     """The seller, meters, plans, customers, subscriptions from `start`, studio wallets."""
     api.update_billing_profile(
         legal_name="Acme Cloud Ltd", tax_id="GB123456789", payment_terms_days=30,
@@ -428,7 +478,7 @@ def _catalog_and_customers(api: BillingClient, specs: Sequence[CustomerSpec], st
     for definition in plan_definitions():
         api.create_plan(definition)
         api.publish_plan(definition["code"])
-    for spec in specs:
+    for spec in _track(specs, "customers, subscriptions, wallets", out):
         api.create_customer(
             spec.external_id, name=spec.name, currency=CURRENCY, timezone="UTC",
             email=f"billing@{spec.external_id.replace('_', '-')}.example", metadata={"segment": spec.plan},
@@ -439,12 +489,16 @@ def _catalog_and_customers(api: BillingClient, specs: Sequence[CustomerSpec], st
                               reference="card payment")  # fmt: skip
             api.convert_credits(f"convert-{spec.external_id}", spec.external_id, spec.top_up_usd, CURRENCY,
                                 POINTS_UNIT)  # fmt: skip
+    for viewer in VIEWERS:
+        api.create_customer(viewer, name=viewer.replace("_", " ").title(), currency=CURRENCY, timezone="UTC")
+        api.create_subscription(viewer, "viewer", start=start)
 
 
 def _write_events(path: Path, events: Sequence[SentEvent]) -> None:
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["event_id", "customer", "meter", "timestamp_us", "value"])
+        # `timestamp`: unix microseconds, which `tally send` tells by size, so the file replays as it is.
+        writer.writerow(["event_id", "customer", "meter", "timestamp", "value"])
         writer.writerows((e.event_id, e.customer, e.meter, e.timestamp_us, e.value) for e in events)
 
 
@@ -482,9 +536,9 @@ def _ingest(target: str, key: str, events: Sequence[SentEvent], out: Console) ->
     return accepted, accepted / seconds if seconds > 0 else 0.0
 
 
-def _export(api: BillingClient, invoices: Sequence[pb.Invoice], folder: Path) -> list[Path]:
+def _export(api: BillingClient, invoices: Sequence[pb.Invoice], folder: Path, out: Console | None = None) -> list[Path]:
     files = []
-    for inv in invoices:
+    for inv in _track(invoices, "exporting invoices", out):
         for fmt in ("pdf", "csv", "json"):
             doc = api.export_invoice(inv.id, fmt)
             path = folder / (doc.filename or f"{inv.label or inv.id}.{fmt}")
@@ -493,9 +547,13 @@ def _export(api: BillingClient, invoices: Sequence[pb.Invoice], folder: Path) ->
     return files
 
 
-def _totals(specs: Sequence[CustomerSpec], invoices: Sequence[pb.Invoice]) -> dict[str, PlanTotals]:
+def _totals(
+    specs: Sequence[CustomerSpec], invoices: Sequence[pb.Invoice], month_end: datetime
+) -> dict[str, PlanTotals]:
     """Per plan: its customers, and their invoices and amounts. An invoice is one customer's document for
-    a billing date (it may group several subscriptions), so it counts under the plan of its customer."""
+    a billing date (it may group several subscriptions), so it counts under the plan of its customer. Its
+    lines split its total between the closing month and next month's fees in advance, by service period."""
+    end_s = int(month_end.timestamp())
     plans = {code: PlanTotals() for code in PLANS}
     plan_of = {spec.external_id: spec.plan for spec in specs}
     for spec in specs:
@@ -506,6 +564,12 @@ def _totals(specs: Sequence[CustomerSpec], invoices: Sequence[pb.Invoice]) -> di
         p.subtotal += Decimal(inv.subtotal)
         p.credits += Decimal(inv.credits_applied)
         p.total += Decimal(inv.total)
+        for line in inv.lines:
+            ahead = line.period_start.seconds >= end_s
+            if ahead:
+                p.advance += Decimal(line.amount)
+            else:
+                p.closing += Decimal(line.amount)
     return plans
 
 
@@ -518,7 +582,8 @@ def _write_summary(path: Path, result: DemoResult, start: datetime, seed: int) -
         "events_per_s": round(result.events_per_s),
         "plans": {
             code: {"customers": p.customers, "invoices": p.invoices, "subtotal": str(p.subtotal),
-                   "credits": str(p.credits), "total": str(p.total)}
+                   "credits": str(p.credits), "total": str(p.total), "closing_month": str(p.closing),
+                   "next_month_in_advance": str(p.advance)}
             for code, p in result.plans.items()
         },
         "seconds": {name: round(s, 3) for name, s in result.phases.items()},
@@ -526,30 +591,50 @@ def _write_summary(path: Path, result: DemoResult, start: datetime, seed: int) -
     path.write_text(json.dumps(data, indent=2) + "\n")
 
 
-def print_report(result: DemoResult, out: Console, directory_as_given: Path) -> None:
+def print_report(result: DemoResult, out: Console, directory_as_given: Path | None = None) -> None:
+    """The summary: what the closing month earned apart from next month's fees billed in advance, then
+    commands to explore and replay the demo that work from any directory (absolute paths throughout).
+    `directory_as_given` is accepted for callers of the former signature and not used."""
     from rich.table import Table
 
-    table = Table(title=f"invoices by plan ({CURRENCY})")
-    for name in ("plan", "customers", "invoices", "subtotal", "credits", "total"):
-        table.add_column(name, justify="left" if name == "plan" else "right")
+    from tally.cli._common import count, money
+
+    closing, following = f"{result.month_start:%b %Y}", f"{result.month_end:%b %Y}"
+    table = Table(title=f"invoices by plan, {CURRENCY}: {closing} closes, {following} fees billed in advance")
+    columns = ("plan", "customers", "invoices", f"{closing}\nrevenue", f"{following}\nin advance", "total")
+    for name in columns:
+        table.add_column(name, justify="left" if name == "plan" else "right", no_wrap=True)
 
     def row(label: str, p: PlanTotals) -> list[str]:
-        return [label, f"{p.customers:,}", f"{p.invoices:,}", f"{p.subtotal:,}", f"{p.credits:,}", f"{p.total:,}"]
+        return [label, count(p.customers), count(p.invoices), money(p.closing, CURRENCY),
+                money(p.advance, CURRENCY), money(p.total, CURRENCY)]  # fmt: skip
 
     for code, p in result.plans.items():
         table.add_row(*row(code, p))
     table.add_section()
-    table.add_row(*row("[bold]total[/bold]", result.grand_total))
+    grand = result.grand_total
+    table.add_row(*row("[bold]total[/bold]", grand))
     out.print(table)
-    out.print(f"ingested {result.events_sent:,} events at {result.events_per_s:,.0f} events/s")
-    for name, seconds in result.phases.items():
-        out.print(f"  {seconds:7.2f} s  {name}")
-    out.print(f"  {sum(result.phases.values()):7.2f} s  in all")
-    folder = directory_as_given / "invoices"
-    out.print(f"wrote {len(result.invoice_files):,} files (PDF, CSV and JSON of each invoice) to {folder}/")
-    out.print(f"the events sent are in {directory_as_given / 'events.csv'}")
-    url = shlex.quote(f"sqlite:///{directory_as_given / 'tally.db'}")
-    out.print("\nexplore it (the database stays in place):", highlight=False)
+    out.print(
+        f"{closing} revenue {money(grand.closing, CURRENCY)}; {following} fees in advance "
+        f"{money(grand.advance, CURRENCY)}; credits and points already deducted: {money(grand.credits, CURRENCY)}",
+        highlight=False,
+    )
+    out.print(
+        f"ingested {count(result.events_sent)} events at {count(round(result.events_per_s))} events/s; "
+        f"{sum(result.phases.values()):.2f} s in all",
+        highlight=False,
+    )
+    directory = result.directory.resolve()
+    events = shlex.quote(str(directory / "events.csv"))
+    out.print(
+        f"wrote {count(len(result.invoice_files))} files (PDF, CSV and JSON of each invoice) "
+        f"to {directory / 'invoices'}/",
+        highlight=False,
+        soft_wrap=True,
+    )
+    url = shlex.quote(f"sqlite:///{directory / 'tally.db'}")
+    out.print("\nexplore it from any directory (the database stays in place):", highlight=False)
     for command in (
         f"invoice list {TENANT}",
         f"invoice show {TENANT} 1",
@@ -559,11 +644,49 @@ def print_report(result: DemoResult, out: Console, directory_as_given: Path) -> 
         f"wallet show {TENANT} {result.wallet_customer}",
         f"usage {TENANT} cus_0001 api_calls --from {result.month_start:%Y-%m-%dT%H:%MZ} "
         f"--to {result.month_end:%Y-%m-%dT%H:%MZ} --window day",
-        "serve",
     ):
         out.print(f"  tally --database-url {url} {command}", highlight=False, soft_wrap=True)
+    # Last month's events are older than a default server accepts (TALLY_INGEST__EVENT_AGE_MAX_DAYS).
+    age_days = max((datetime.now(UTC) - result.month_start).days + 3, 35)
+    out.print("\nreplay the events (every one comes back a duplicate):", highlight=False)
     out.print(
-        f"  # with `serve` running, from Python: BillingClient('127.0.0.1:50051', '{result.admin_key}').get_invoice(1)",
+        f"  TALLY_INGEST__EVENT_AGE_MAX_DAYS={age_days} tally --database-url {url} serve &",
         highlight=False,
         soft_wrap=True,
     )
+    out.print(f"  tally send {events} --api-key {result.ingest_key}", highlight=False, soft_wrap=True)
+    out.print(
+        f"  # from Python, with `serve` running: BillingClient('127.0.0.1:50051', '{result.admin_key}').get_invoice(1)",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def serve_console(result: DemoResult, out: Console, http_port: int = 8080, port: int = 0) -> None:
+    """Keep the demo's database served (gRPC, the HTTP API and the web console) until Ctrl-C, after printing
+    the console's URL and the keys to sign in with: the demo's admin key and a new read-only one."""
+    from metering.tenant import create_api_key
+    from tally.db import make_engine
+    from tally.server import serve
+    from tally.settings import Settings
+
+    engine = make_engine(result.database_url)
+    try:
+        _, read_key = create_api_key(engine, result.tenant_id, ("read",))
+    finally:
+        engine.dispose()
+    settings = Settings(database_url=result.database_url, port=port, http_port=http_port)
+
+    def ready(running: RunningServer) -> None:
+        url = f"http://{settings.host}:{running.http_port}/console/"
+        out.print(f"\n[bold]the finance console:[/bold] {url}", highlight=False, soft_wrap=True)
+        out.print(f"  sign in with the admin key {result.admin_key}", highlight=False, soft_wrap=True)
+        out.print(f"  or, to look without changing anything, the read key {read_key}", highlight=False, soft_wrap=True)
+        out.print(
+            f"  the JSON API is under http://{settings.host}:{running.http_port}/v1/, gRPC on "
+            f"{settings.host}:{running.port}; Ctrl-C stops the server",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+    asyncio.run(serve(settings, on_ready=ready))

@@ -37,7 +37,32 @@ def generate(out_dir: Path) -> list[Path]:
     ]
     if protoc.main(args) != 0:
         raise RuntimeError(f"protoc failed: {' '.join(args)}")
-    return sorted(p for p in (out_dir / "tally").rglob("*_pb2*") if p.is_file())
+    written = sorted(p for p in (out_dir / "tally").rglob("*_pb2*") if p.is_file())
+    return [*written, _openapi(out_dir, include, files)]
+
+
+def _openapi(out_dir: Path, include: Path, files: list[str]) -> Path:
+    """tally/v1/openapi.json from a descriptor set with the contract's comments (see tally.api.openapi)."""
+    import json
+    import tempfile
+
+    from google.protobuf import descriptor_pb2
+    from grpc_tools import protoc
+
+    from tally.api.openapi import build
+    from tally.api.service import scopes
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "set.pb"
+        args = ["protoc", f"-I{PROTO_DIR}", f"-I{include}", "--include_source_info", f"--descriptor_set_out={out}"]
+        if protoc.main([*args, *files]) != 0:
+            raise RuntimeError("protoc failed writing the descriptor set")
+        fds = descriptor_pb2.FileDescriptorSet.FromString(out.read_bytes())
+    document = build(fds, {**scopes(), "IngestBatch": "ingest"}, "v1")
+    target = out_dir / "tally" / "v1" / "openapi.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(document, indent=1, sort_keys=True) + "\n")
+    return target
 
 
 def main() -> int:

@@ -9,8 +9,11 @@ acked is ever lost, and nothing unacked was promised.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import signal
+import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -26,8 +29,10 @@ from metering.store import EventStore, NullEventStore, open_store
 from metering.tenant import KeyStore
 from tally import redact
 from tally.api.guard import Guard
+from tally.api.http import HttpApi, HttpServer
 from tally.api.ingest import IngestServicer
 from tally.api.service import BillingServicer
+from tally.console import console_routes
 from tally.db import make_engine, upgrade
 from tally.settings import Settings
 from tally.v1 import billing_pb2, billing_pb2_grpc, ingest_pb2, ingest_pb2_grpc
@@ -51,19 +56,76 @@ class RunningServer:
     health: Any  # grpc_health.v1.health.aio.HealthServicer (untyped)
     engine: Engine
     billing: BillingServicer
+    http: HttpServer | None = None
 
-    async def stop(self, grace_s: float) -> None:
+    @property
+    def http_port(self) -> int | None:
+        return None if self.http is None else self.http.port
+
+    async def stop(self, grace_s: float) -> DrainReport:
+        """Drain and stop; returns what was still in flight when the stop began and how it ended."""
+        started = time.monotonic()
+        batches, events = self.committer.batches_committed, self.ingest.events_acked
         await self.health.enter_graceful_shutdown()
         self.ingest.drain()
         self.billing.drain()
+        if self.http is not None:
+            await self.http.stop()
         await self.server.stop(grace_s)
         await asyncio.get_running_loop().run_in_executor(None, self.billing.stop)
         # Batches that were submitted are committed before the writers exit.
         await asyncio.get_running_loop().run_in_executor(None, self.committer.stop)
         self.engine.dispose()
+        return DrainReport(
+            batches_committed=self.committer.batches_committed - batches,
+            events_acked=self.ingest.events_acked - events,
+            streams_cut=self.ingest.streams_cut,
+            seconds=time.monotonic() - started,
+        )
+
+
+@dataclass(frozen=True)
+class DrainReport:
+    """What a graceful stop drained: batches in flight when it began, committed and acked before exit;
+    streams told to resend the batches they had not had read."""
+
+    batches_committed: int
+    events_acked: int
+    streams_cut: int
+    seconds: float
+
+    def __str__(self) -> str:
+        return (
+            f"drained in {self.seconds:.2f} s: {self.batches_committed:,} in-flight batches committed and acked "
+            f"({self.events_acked:,} events), {self.streams_cut:,} open streams told to resend unread batches"
+        )
+
+
+class PortInUse(OSError):
+    """Another process listens on the port (gRPC itself only logs this and raises a bare RuntimeError)."""
+
+
+def check_port(host: str, port: int) -> None:
+    """Refuse, before anything is opened or written, a port another process already listens on."""
+    if port == 0:
+        return
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC binds: TIME_WAIT is no conflict
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise PortInUse(errno.EADDRINUSE, in_use_message(host, port)) from None
+            raise
+
+
+def in_use_message(host: str, port: int) -> str:
+    return f"port {port} is in use on {host}; stop what listens there or pass --port N (--port 0 picks a free one)"
 
 
 async def start(settings: Settings, migrate: bool = True) -> RunningServer:
+    check_port(settings.host, settings.port)
     redact.install()
     engine = make_engine(settings.database_url, settings.sqlite_synchronous, pool_size=settings.postgres_writers + 4)
     if migrate:
@@ -93,22 +155,35 @@ async def start(settings: Settings, migrate: bool = True) -> RunningServer:
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(SERVICE_NAMES, server)
-    port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+    try:
+        port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+    except RuntimeError:  # taken between check_port and here
+        port = 0
     if port == 0:
         committer.stop()
         billing.stop()
-        raise OSError(f"cannot listen on {settings.host}:{settings.port} (address in use?)")
+        engine.dispose()
+        raise PortInUse(errno.EADDRINUSE, in_use_message(settings.host, settings.port))
+    http = None
+    if settings.http_port is not None:
+        try:
+            app = HttpApi(billing, ingest, guard, limits.message_bytes_max).app(console_routes(billing))
+            http = await HttpServer.start(app, settings.host, settings.http_port)
+        except OSError:
+            committer.stop()
+            billing.stop()
+            raise
     await server.start()
     billing.start()
     for name in ("", *SERVICE_NAMES[:2]):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return RunningServer(server, port, ingest, committer, health_servicer, engine, billing)
+    return RunningServer(server, port, ingest, committer, health_servicer, engine, billing, http)
 
 
 async def serve(
     settings: Settings, on_ready: Callable[[RunningServer], None] | None = None, migrate: bool = True
-) -> None:
-    """Run until SIGTERM or SIGINT, then drain and stop."""
+) -> DrainReport:
+    """Run until SIGTERM or SIGINT, then drain and stop; returns what was drained."""
     running = await start(settings, migrate=migrate)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -118,4 +193,4 @@ async def serve(
         on_ready(running)
     await stop.wait()
     log.info("draining: no new batches are read; in-flight batches are committed and acked")
-    await running.stop(settings.shutdown_grace_s)
+    return await running.stop(settings.shutdown_grace_s)

@@ -30,6 +30,9 @@ class PlatformSettings(BaseModel):
     webhook_backoff_max_s: float = Field(3600.0, ge=0, description="cap on the wait between attempts")
     webhook_parallel: int = Field(8, ge=1, le=256, description="endpoints served at once by one dispatcher")
     alert_interval_s: float = Field(5.0, gt=0, description="alert evaluator: pause between passes")
+    points_interval_s: float = Field(
+        60.0, gt=0, description="points accrual: pause between passes crediting what plans' earning rules owe"
+    )
     webhook_block_private: bool = Field(
         False, description="refuse webhook URLs on loopback/private/link-local addresses (shared deployments)"
     )
@@ -41,6 +44,8 @@ class Settings(BaseSettings):
     database_url: str = Field("sqlite:///tally.db", description="SQLite file (default) or PostgreSQL URL")
     host: str = "127.0.0.1"
     port: int = Field(50051, ge=0, le=65535)
+    # The HTTP JSON API (and the console) on this port beside gRPC; None = off, 0 = any free port.
+    http_port: int | None = Field(None, ge=0, le=65535)
     # FULL: a committed (acked) batch survives power loss. NORMAL: survives a crash
     # of Tally (kill -9) but the last commits may be lost on power loss or an OS crash.
     sqlite_synchronous: Literal["EXTRA", "FULL", "NORMAL"] = "FULL"

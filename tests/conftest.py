@@ -125,6 +125,11 @@ class ServerThread:
     def target(self) -> str:
         return f"127.0.0.1:{self.running.port}"
 
+    @property
+    def http_url(self) -> str:
+        assert self.running.http_port is not None, "start the server with make_server(http=True)"
+        return f"http://127.0.0.1:{self.running.http_port}"
+
     def stop(self, grace_s: float = 2.0) -> None:
         if self.stopped:
             return
@@ -140,8 +145,8 @@ def make_server(db_url: str, engine: Engine) -> Iterator[Callable[..., ServerThr
     """Start servers on db_url with optional ingest (and `api_limits=`) overrides; all stopped at teardown."""
     servers: list[ServerThread] = []
 
-    def _make(api_limits: dict[str, Any] | None = None, **ingest_limits: Any) -> ServerThread:
-        base = Settings(database_url=db_url, port=0)
+    def _make(api_limits: dict[str, Any] | None = None, http: bool = False, **ingest_limits: Any) -> ServerThread:
+        base = Settings(database_url=db_url, port=0, http_port=0 if http else None)
         settings = base.model_copy(
             update={
                 "ingest": base.ingest.model_copy(update=ingest_limits),

@@ -53,6 +53,7 @@ from invoicing.catalog._period import (
 )
 from invoicing.catalog._plan import (
     Charge,
+    EarningRule,
     FeatureDefinition,
     InvalidPlan,
     PlanSummary,
@@ -69,6 +70,7 @@ from invoicing.catalog._plan import (
     parse_plan,
     publish_plan,
 )
+from invoicing.catalog._portal import PortalSecret, find_portal_secret, portal_secret, rotate_portal_secret
 from invoicing.catalog._profile import (
     GROUPINGS,
     LOGO_MAX_BYTES,
@@ -97,6 +99,7 @@ __all__ = [
     "CustomerUpdate",
     "Discount",
     "DiscountPage",
+    "EarningRule",
     "FeatureDefinition",
     "Interval",
     "InvalidCoupon",
@@ -104,6 +107,7 @@ __all__ = [
     "Period",
     "PlanSummary",
     "PlanVersion",
+    "PortalSecret",
     "ProrationBasis",
     "Redemption",
     "Timing",
@@ -115,6 +119,7 @@ __all__ = [
     "create_plan",
     "customer_row",
     "edit_plan",
+    "find_portal_secret",
     "floor_quarter_hour",
     "get_billing_profile",
     "get_coupon",
@@ -132,10 +137,12 @@ __all__ = [
     "local_midnight",
     "new_draft",
     "parse_plan",
+    "portal_secret",
     "proration",
     "publish_plan",
     "record_redemptions",
     "remove_discount",
+    "rotate_portal_secret",
     "set_billing_profile",
     "split_fractions",
     "stored_utc",

@@ -15,7 +15,6 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -30,9 +29,11 @@ from metering.meter import get_meter
 from metering.transactions import begin_write
 from rating.commitment import InvoiceLimits
 from rating.errors import InvalidPriceError, Problem
+from rating.fields import Amount, Positive
 from rating.flat import FlatPrice
 from rating.price import Price, parse_price
 from rating.unit import currency as currency_unit
+from rating.wording import problem_message
 
 CODE_PATTERN = r"^[a-z0-9][a-z0-9_.\-]{0,63}$"
 TRIAL_DAYS_MAX = 730
@@ -89,7 +90,8 @@ class FeatureDefinition(BaseModel):
     key: str = Field(pattern=CODE_PATTERN)
     kind: FeatureKind = "boolean"
     meter: str | None = Field(None, description="quota and limit: the meter counted against the feature")
-    amount: Decimal | None = Field(None, ge=0, description="quota and limit: allowed amount; None = unlimited")
+    # rating's decimal field: the one plain notation (no 1e-3, no floats), like every amount of a plan file.
+    amount: Amount | None = Field(None, description="quota and limit: allowed amount; None = unlimited")
     unit: str | None = Field(None, description="balance: the currency or points unit of the funding wallet")
 
     @model_validator(mode="after")
@@ -113,6 +115,34 @@ class FeatureDefinition(BaseModel):
         }
 
 
+EARNING_MAX = 20
+#: A points unit code (`rating.unit.points`): lower case, so it can never name a currency.
+POINTS_CODE_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"
+
+
+class EarningRule(BaseModel):
+    """Points a subscriber earns from its own usage: `points_per_unit` points of `unit` per unit of `meter`,
+    at most `cap_per_period` in one billing period (None = no cap). Credited by `invoicing.earning`
+    from the tenant's points-issuance account into the customer's points wallet (docs/ledger.md)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    code: str = Field(pattern=CODE_PATTERN)
+    meter: str = Field(min_length=1, max_length=64, description="the meter whose usage earns points")
+    unit: str = Field(pattern=POINTS_CODE_PATTERN, description="the points unit credited (defined in the ledger)")
+    points_per_unit: Positive
+    cap_per_period: Positive | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "meter": self.meter,
+            "unit": self.unit,
+            "points_per_unit": format(self.points_per_unit, "f"),
+            "cap_per_period": None if self.cap_per_period is None else format(self.cap_per_period, "f"),
+        }
+
+
 class PlanDefinition(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -124,6 +154,7 @@ class PlanDefinition(BaseModel):
     charges: list[ChargeDefinition] = Field(default_factory=list, max_length=CHARGES_MAX)
     invoice_limits: InvoiceLimits = Field(default_factory=InvoiceLimits)
     features: list[FeatureDefinition] = Field(default_factory=list, max_length=FEATURES_MAX)
+    earning: list[EarningRule] = Field(default_factory=list, max_length=EARNING_MAX)
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +197,7 @@ class PlanVersion:
     created_at: datetime
     published_at: datetime | None
     features: tuple[FeatureDefinition, ...] = ()
+    earning: tuple[EarningRule, ...] = ()
 
     @property
     def label(self) -> str:
@@ -184,6 +216,7 @@ class PlanVersion:
             charges=[ChargeDefinition.model_validate(c.as_json()) for c in self.charges],
             invoice_limits=self.invoice_limits,
             features=list(self.features),
+            earning=list(self.earning),
         )
 
 
@@ -219,7 +252,7 @@ def parse_plan(raw: PlanDefinition | Mapping[str, Any] | str | bytes) -> tuple[P
     try:
         plan = PlanDefinition.model_validate(raw)
     except ValidationError as exc:
-        problems += [Problem(_path(e["loc"]), e["type"], e["msg"]) for e in exc.errors()]
+        problems += [Problem(_path(e["loc"]), e["type"], problem_message(e)) for e in exc.errors()]
     raw_charges = raw.get("charges")
     prices: dict[int, Price] = {}
     if isinstance(raw_charges, list):
@@ -251,6 +284,13 @@ def parse_plan(raw: PlanDefinition | Mapping[str, Any] | str | bytes) -> tuple[P
         if f.key in keys:
             problems.append(Problem(f"features[{i}].key", "duplicate_feature", f"feature {f.key!r} is listed twice"))
         keys.add(f.key)
+    rules: set[str] = set()
+    for i, rule in enumerate(plan.earning):
+        if rule.code in rules:
+            problems.append(
+                Problem(f"earning[{i}].code", "duplicate_rule", f"earning rule {rule.code!r} is listed twice")
+            )
+        rules.add(rule.code)
     if problems:
         raise InvalidPlan(problems)
     return plan, tuple(charges)
@@ -330,6 +370,7 @@ def _version_values(plan: PlanDefinition, charges: tuple[Charge, ...]) -> dict[s
         "charges": _dumps([c.as_json() for c in charges]),
         "invoice_limits": _dumps(plan.invoice_limits.model_dump(mode="json")),
         "features": _dumps([f.as_json() for f in plan.features]),
+        "earning": _dumps([r.as_json() for r in plan.earning]),
     }
 
 
@@ -393,7 +434,7 @@ def new_draft(engine: Engine, tenant_id: int, code: str, now: datetime) -> PlanV
             plan_id, latest = _latest(conn, tenant_id, code)
             if latest.status == VersionStatus.DRAFT.value:
                 raise FailedPrecondition(f"plan {code!r} already has draft v{latest.version}; edit or publish it")
-            keep = ("name", "currency", "interval", "trial_days", "charges", "invoice_limits", "features")
+            keep = ("name", "currency", "interval", "trial_days", "charges", "invoice_limits", "features", "earning")
             _insert_version(conn, plan_id, latest.version + 1, {k: latest._mapping[k] for k in keep}, utc(now))
     except IntegrityError as exc:
         raise _concurrent(code) from exc
@@ -449,6 +490,13 @@ def publish_plan(engine: Engine, tenant_id: int, code: str, now: datetime) -> Pl
             problems.append(
                 Problem(f"features[{i}].meter", "unknown_meter", f"no meter {feature.meter!r}; create it first")
             )
+    for i, rule in enumerate(draft.earning):
+        try:
+            get_meter(engine, tenant_id, rule.meter)
+        except NotFound:
+            problems.append(
+                Problem(f"earning[{i}].meter", "unknown_meter", f"no meter {rule.meter!r}; create it first")
+            )
     if problems:
         raise InvalidPlan(problems)
     with begin_write(engine) as conn:
@@ -494,6 +542,7 @@ def _version(r: Any, code: str) -> PlanVersion:
         created_at=stored_utc(r.created_at),
         published_at=None if r.published_at is None else stored_utc(r.published_at),
         features=tuple(FeatureDefinition.model_validate(f) for f in json.loads(r.features)),
+        earning=tuple(EarningRule.model_validate(e) for e in json.loads(r.earning)),
     )
 
 
@@ -561,6 +610,7 @@ def list_plans(engine: Engine, tenant_id: int) -> list[PlanSummary]:
 __all__ = [
     "Charge",
     "ChargeDefinition",
+    "EarningRule",
     "FeatureDefinition",
     "InvalidPlan",
     "PlanDefinition",

@@ -238,12 +238,17 @@ def book_void_finalized(
     _apply(conn, tenant_id, _linked(chain), now_us)
 
 
+def payment_base(tenant_id: int, key: str) -> str:
+    """Prefix of the ledger transfer ids of the payment with idempotency key `key`."""
+    return f"{SYSTEM_PREFIX}pay:{tenant_id}:" + hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
 def book_payment(
     conn: Connection, tenant_id: int, key: str, currency: str, customer: str, applied: int, excess: int,
     reference: str, at_us: int,
 ) -> None:  # fmt: skip
     """Money received: cash_in → receivable for what was due, the excess to the customer's cash wallet."""
-    base = f"{SYSTEM_PREFIX}pay:{tenant_id}:" + hashlib.sha256(key.encode()).hexdigest()[:32]
+    base = payment_base(tenant_id, key)
     cash_in = get_or_create(conn, tenant_id, "cash_in", currency)
     chain: list[Transfer] = []
     if applied:
@@ -289,5 +294,6 @@ __all__ = [
     "document_base",
     "hold_transfers",
     "load_sources",
+    "payment_base",
     "write_holds",
 ]

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, select
 
 from invoicing.documents._assembly import group_key
 from invoicing.subscriptions import DueItem
@@ -27,18 +27,22 @@ class Preferences:
 
 
 def preferences(engine: Engine, tenant_id: int) -> Preferences:
+    with engine.connect() as conn:
+        return preferences_in(conn, tenant_id)
+
+
+def preferences_in(conn: Connection, tenant_id: int) -> Preferences:
     from invoicing.catalog import get_billing_profile
     from invoicing.tables import customers
 
     c = customers.c
-    with engine.connect() as conn:
-        profile = get_billing_profile(conn, tenant_id)
-        overrides = {
-            int(r.id): r.invoice_grouping == "subscription"
-            for r in conn.execute(
-                select(c.id, c.invoice_grouping).where(c.tenant_id == tenant_id, c.invoice_grouping.is_not(None))
-            )
-        }
+    profile = get_billing_profile(conn, tenant_id)
+    overrides = {
+        int(r.id): r.invoice_grouping == "subscription"
+        for r in conn.execute(
+            select(c.id, c.invoice_grouping).where(c.tenant_id == tenant_id, c.invoice_grouping.is_not(None))
+        )
+    }
     return Preferences(profile.invoice_grouping == "subscription", overrides, bool(profile.issue_zero_total))
 
 
@@ -55,4 +59,4 @@ def group_items(
     return groups
 
 
-__all__ = ["Preferences", "group_items", "preferences"]
+__all__ = ["Preferences", "group_items", "preferences", "preferences_in"]

@@ -19,13 +19,14 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, DateTime, Engine, func, insert, select, update
+from sqlalchemy import Connection, DateTime, Engine, delete, exists, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from invoicing.catalog import BillingCycle, floor_quarter_hour, get_customer, stored_utc, utc
@@ -49,7 +50,15 @@ from invoicing.events import NewEvent, emit
 from invoicing.ledger.tables import ledger_accounts
 from invoicing.ledger.transfer import Transfer, write_transaction
 from invoicing.subscriptions import DueItem, due_periods, list_subscriptions
-from invoicing.tables import invoice_items, invoice_lines, invoices, number_series, payments, tax_rates
+from invoicing.tables import (
+    discount_redemptions,
+    invoice_items,
+    invoice_lines,
+    invoices,
+    number_series,
+    payments,
+    tax_rates,
+)
 from metering.errors import FailedPrecondition, InvalidArgument, NotFound
 from metering.transactions import begin_write
 from rating.unit import currency as currency_unit
@@ -58,7 +67,7 @@ from rating.unit import currency as currency_unit
 STATUSES = ("draft", "finalized", "partially_paid", "paid", "void", "uncollectible", "closed")
 LINE_KINDS = (
     "charge", "minimum_true_up", "cap_adjustment", "credit", "points", "sla_credit", "tax", "proration_adjustment",
-    "discount",
+    "discount", "line_credit",
 )  # fmt: skip
 
 
@@ -407,6 +416,7 @@ def write_documents(
     known_new: bool = False,
     events: list[NewEvent] | None = None,
     issue_zero: bool = False,
+    replacing: dict[str, int] | None = None,
 ) -> dict[str, tuple[int, int, int]]:
     """Persist assembled documents exactly as `assemble` decided: rows, lines, the items each billed,
     and the pending ledger holds of their credits. Returns key → (invoice id, total, credits) of new ones.
@@ -414,9 +424,12 @@ def write_documents(
     `events`: receives an `invoice.created` (or `credit_note.created`) event per document written, for
     the caller to `emit` as the last statement of its transaction (one insert for the whole batch).
     A document whose total and credits are both zero is kept for lineage with status `closed` (never
-    numbered or sent) unless `issue_zero` (the tenant's billing profile asks for zero-total documents)."""
+    numbered or sent) unless `issue_zero` (the tenant's billing profile asks for zero-total documents).
+    `replacing`: key → id of a draft whose lines and items were just removed (`rerate_draft`): that row is
+    updated in place and announced as `invoice.updated`."""
     if not docs:
         return {}
+    replacing = replacing or {}
     i = invoices.c
     keys = [d.key for d in docs]
     existing: set[str] = set()
@@ -427,12 +440,14 @@ def write_documents(
                     select(i.idempotency_key).where(i.tenant_id == tenant_id, i.idempotency_key.in_(keys[k : k + 900]))
                 ).scalars()
             )
-    todo = [d for d in docs if d.key not in existing]
+    todo = [d for d in docs if d.key not in existing or d.key in replacing]
     if not todo:
         return {}
     created = utc(now)
-    ids = allocate_ids(conn, invoices, len(todo))
-    rows = []
+    fresh = iter(allocate_ids(conn, invoices, sum(1 for d in todo if d.key not in replacing)))
+    ids = [replacing[d.key] if d.key in replacing else next(fresh) for d in todo]
+    updates: list[tuple[Any, ...]] = []
+    rows: list[tuple[Any, ...]] = []
     line_rows = []
     item_rows = []
     holds: list[Transfer] = []
@@ -445,25 +460,29 @@ def write_documents(
         closed = this_kind == "invoice" and d.total == 0 and d.credits == 0 and not issue_zero
         status = "closed" if closed else "draft"
         if d.holds:
-            chain, hold_ids = hold_transfers(conn, tenant_id, d, document_base(tenant_id, d.key))
+            # A re-rated draft's new holds need ids of their own: its first ones stay in the ledger, voided.
+            tag = d.key if d.key not in replacing else f"{d.key}|rerated:{int(created.timestamp() * 1e6)}"
+            chain, hold_ids = hold_transfers(conn, tenant_id, d, document_base(tenant_id, tag))
             holds += chain
             for h, hid in zip(d.holds, hold_ids, strict=True):
                 line = d.lines[h.line]
                 line.detail = {**line.detail, "holds": [*line.detail.get("holds", []), hid]}
                 line.detail_json = None
-        rows.append((
+        row = (
             invoice_id, tenant_id, d.customer_id, d.subscription_id, d.plan_version_id, run_id, d.key, this_kind,
             corrects.get(d.key), d.currency, d.timing, d.period_start, d.period_end, d.span_start, d.span_end,
             d.due_at, status, None, d.subtotal, d.tax, d.credits, d.total, d.tax_region, str(d.tax_rate),
             d.tax_inclusive, created,
-        ))  # fmt: skip
+        )  # fmt: skip
+        (updates if d.key in replacing else rows).append(row)
         out[d.key] = (invoice_id, d.total, d.credits)
         if this_kind == "invoice":
             item_rows += [(tenant_id, invoice_id, p.key, p.subscription_id, p.timing, p.span_end) for p in d.parts]
         if events is not None and not closed:
             events.append(
                 NewEvent(
-                    CREATED_EVENT.get(this_kind, "invoice.created"), d.customer_external_id,
+                    "invoice.updated" if d.key in replacing else CREATED_EVENT.get(this_kind, "invoice.created"),
+                    d.customer_external_id,
                     event_data(invoice_id, None, this_kind, "draft", d.subscription_id, d.currency, d.total,
                                d.period_start, d.period_end),
                 )
@@ -476,6 +495,11 @@ def write_documents(
                 _dumps(ln.lineage) if ln.lineage_json is None else ln.lineage_json,
             ))  # fmt: skip
     BulkInsert(conn, invoices, INVOICE_COLUMNS)(rows)
+    for row in updates:
+        values = dict(zip(INVOICE_COLUMNS, row, strict=True))
+        for kept in ("id", "tenant_id", "idempotency_key", "kind", "number", "created_at"):
+            values.pop(kept, None)
+        conn.execute(update(invoices).where(invoices.c.id == row[0]).values(**values))
     BulkInsert(conn, invoice_lines, LINE_COLUMNS)(line_rows)
     BulkInsert(conn, invoice_items, ITEM_COLUMNS)(item_rows)
     write_holds(conn, tenant_id, holds, int(created.timestamp() * 1_000_000))
@@ -546,6 +570,112 @@ def get_invoice(engine: Engine, tenant_id: int, invoice_id: int) -> Invoice:
         return _load(conn, tenant_id, [row])[0]
 
 
+# --- selecting: filters, pages, references --------------------------------------------------------------
+#: What an InvoiceFilter's period is on: the billing date the document is for (`due`, `Invoice.due_at`) or
+#: the day it was issued (`issued`, `finalized_at`; a draft has none, so it never matches an `issued` period).
+DATE_FIELDS = ("due", "issued")
+#: Most invoices one page may hold (each is loaded with its lines).
+PAGE_LIMIT_MAX = 10_000
+#: Ids are 32-bit keys on every database: a reference past this names nothing.
+_ID_MAX = 2**31 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceFilter:
+    """Which invoices a list or a bulk action covers. Every criterion given must hold; none given means
+    every invoice of the tenant. The period is half-open, [start, end), on `date` (see DATE_FIELDS)."""
+
+    customer: str | None = None  # the customer's external id
+    status: str | None = None  # one of STATUSES
+    plan: str | None = None  # a plan code: documents billing any version of it (a grouped one may bill several)
+    start: datetime | None = None
+    end: datetime | None = None
+    date: str = "due"
+
+    def __post_init__(self) -> None:
+        if self.customer is not None and not self.customer:
+            raise InvalidArgument("customer: give the customer's external id, or leave it out for every customer")
+        if self.plan is not None and not self.plan:
+            raise InvalidArgument("plan: give a plan code, or leave it out for every plan")
+        if self.status is not None and self.status not in STATUSES:
+            raise InvalidArgument(f"status {self.status!r}: one of {', '.join(STATUSES)}")
+        if self.date not in DATE_FIELDS:
+            raise InvalidArgument(f"date {self.date!r}: due (the billing date) or issued (the issue date)")
+        for name in ("start", "end"):
+            moment = getattr(self, name)
+            if moment is not None and (moment.tzinfo is None or moment.utcoffset() is None):
+                raise InvalidArgument(f"{name} {moment.isoformat()} has no time zone; give an instant, e.g. ...Z")
+        if self.start is not None and self.end is not None and self.start >= self.end:
+            raise InvalidArgument(
+                f"start {self.start.isoformat()} is not before end {self.end.isoformat()}: the period is [start, end)"
+            )
+
+    @property
+    def is_empty(self) -> bool:
+        return (self.customer, self.status, self.plan, self.start, self.end) == (None,) * 5
+
+    def describe(self) -> str:
+        """The criteria in words ("customer cus_42, status draft, due from 2026-01-01T00:00:00+00:00")."""
+        parts = [f"{k} {v}" for k, v in (("customer", self.customer), ("status", self.status), ("plan", self.plan))
+                 if v is not None]  # fmt: skip
+        if self.start is not None:
+            parts.append(f"{self.date} from {utc(self.start).isoformat()}")
+        if self.end is not None:
+            parts.append(f"{self.date} before {utc(self.end).isoformat()}")
+        return ", ".join(parts) or "every invoice"
+
+
+def invoice_conditions(engine: Engine, tenant_id: int, where: InvoiceFilter) -> list[Any]:
+    """The WHERE clauses selecting `where`'s invoices of the tenant. The customer and the plan are looked up
+    here, once (an unknown one is NotFound), so a walk over many pages reuses the clauses."""
+    i = invoices.c
+    out: list[Any] = [i.tenant_id == tenant_id]
+    if where.customer is not None:
+        out.append(i.customer_id == get_customer(engine, tenant_id, where.customer).id)
+    if where.status is not None:
+        out.append(i.status == where.status)
+    if where.plan is not None:
+        from invoicing.catalog import list_plan_versions
+
+        versions = [v.id for v in list_plan_versions(engine, tenant_id, where.plan)]
+        ln = invoice_lines.c
+        out.append(
+            or_(i.plan_version_id.in_(versions),
+                exists().where(ln.invoice_id == i.id, ln.plan_version_id.in_(versions)))
+        )  # fmt: skip
+    column = i.due_at if where.date == "due" else i.finalized_at
+    if where.start is not None:
+        out.append(column >= utc(where.start))
+    if where.end is not None:
+        out.append(column < utc(where.end))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class InvoicePage:
+    invoices: list[Invoice]
+    #: Pass as `after_id` for the next page; None when this page is the last.
+    next_after_id: int | None
+
+
+def invoice_page(
+    engine: Engine, tenant_id: int, where: InvoiceFilter | None = None, *, after_id: int = 0, limit: int = 100
+) -> InvoicePage:
+    """One page of the invoices `where` matches, by id, with their lines, and whether more follow (one row
+    past the page is read to know)."""
+    if not 1 <= limit <= PAGE_LIMIT_MAX:
+        raise InvalidArgument(f"limit {limit}: 1 to {PAGE_LIMIT_MAX:,} invoices a page")
+    if after_id < 0:
+        raise InvalidArgument(f"after {after_id}: an invoice id (0 or more) to start after")
+    conds = invoice_conditions(engine, tenant_id, where or InvoiceFilter())
+    i = invoices.c
+    with engine.connect() as conn:
+        rows = conn.execute(select(invoices).where(*conds, i.id > after_id).order_by(i.id).limit(limit + 1)).all()
+        found = _load(conn, tenant_id, rows[:limit])
+    more = len(rows) > limit
+    return InvoicePage(found, found[-1].id if more and found else None)
+
+
 def list_invoices(
     engine: Engine,
     tenant_id: int,
@@ -554,21 +684,60 @@ def list_invoices(
     status: str | None = None,
     after_id: int = 0,
     limit: int = 100,
+    where: InvoiceFilter | None = None,
 ) -> list[Invoice]:
-    """Invoices by id, with their lines; `customer` is the external id."""
-    if status is not None and status not in STATUSES:
-        raise InvalidArgument(f"status {status!r}: one of {', '.join(STATUSES)}")
-    if not 1 <= limit <= 10_000:
-        raise InvalidArgument("limit must be 1..10000")
+    """Invoices by id, with their lines: those `where` matches, or (the older keywords) of `customer`
+    (external id) and in `status`. `invoice_page` also says whether more follow."""
+    if where is None:
+        where = InvoiceFilter(customer=customer, status=status)
+    elif customer is not None or status is not None:
+        raise InvalidArgument("give the criteria either in `where` or as customer=/status=, not both")
+    return invoice_page(engine, tenant_id, where, after_id=after_id, limit=limit).invoices
+
+
+#: An invoice reference: an id ("42"), a number as its label prints it ("INV-000042", "CN-3", any case, the
+#: dash and the zeros optional) or an unnumbered document's label ("draft 12", "draft-12", as exports name files).
+_REFERENCE = re.compile(r"(?P<id>\d+)|DRAFT[ -]?(?P<draft>\d+)|(?P<prefix>[A-Z]+)-?(?P<number>\d+)", re.IGNORECASE)
+SERIES_OF_PREFIX = {prefix: series for series, prefix in SERIES_PREFIX.items()}
+
+
+def parse_invoice_reference(text: str) -> tuple[str | None, int]:
+    """(None, id) for an id or a draft's label; (series, number) for a number. Pure: nothing is looked up."""
+    m = _REFERENCE.fullmatch(text.strip()) if len(text) <= 64 else None
+    series = SERIES_OF_PREFIX.get(m.group("prefix").upper()) if m and m.group("prefix") else None
+    if m is None or (m.group("prefix") and series is None):
+        forms = ", ".join(f"{p}-000012" for p in SERIES_OF_PREFIX)
+        shown = text if len(text) <= 64 else text[:61] + "..."
+        raise InvalidArgument(f"invoice {shown!r} is neither an id (e.g. 12) nor a number ({forms})")
+    value = int(m.group("id") or m.group("number") or m.group("draft"))
+    if m.group("number"):
+        return series, value
+    if not 1 <= value <= _ID_MAX:
+        raise InvalidArgument(f"invoice id {value}: ids run from 1 to {_ID_MAX}")
+    return None, value
+
+
+def resolve_invoice(engine: Engine, tenant_id: int, reference: str | int) -> int:
+    """The id of the invoice `reference` names: its id, or its number as printed on it (INV-000042, CN-000003).
+    Every command and RPC that takes an invoice goes through here, so each accepts both. An id is returned
+    as it is (the operation that uses it says when it names nothing); a number is looked up."""
+    series, value = parse_invoice_reference(str(reference))
+    if series is None:
+        return value
+    label = f"{SERIES_PREFIX[series]}-{value:06d}"
     i = invoices.c
-    query = select(invoices).where(i.tenant_id == tenant_id, i.id > after_id)
-    if customer is not None:
-        query = query.where(i.customer_id == get_customer(engine, tenant_id, customer).id)
-    if status is not None:
-        query = query.where(i.status == status)
-    with engine.connect() as conn:
-        rows = conn.execute(query.order_by(i.id).limit(limit)).all()
-        return _load(conn, tenant_id, rows)
+    # Documents numbered before number series existed (migration 0008) carry no series; they are invoices.
+    in_series = i.number_series == series if series != "invoice" else or_(i.number_series == series,
+                                                                          i.number_series.is_(None))  # fmt: skip
+    found = None
+    if value <= _ID_MAX:
+        with engine.connect() as conn:
+            found = conn.execute(
+                select(i.id).where(i.tenant_id == tenant_id, i.number == value, in_series).order_by(i.id).limit(1)
+            ).scalar_one_or_none()
+    if found is None:
+        raise NotFound(f"no invoice numbered {label}; list them with `tally invoice list TENANT`")
+    return int(found)
 
 
 # --- lifecycle --------------------------------------------------------------------------------------------
@@ -603,49 +772,51 @@ def finalize_invoice(engine: Engine, tenant_id: int, invoice_id: int, now: datet
     """Draft → finalized with the next number of its series, taken in this transaction (gapless). The
     holds of its credits are posted and the receivable is booked against revenue and tax payable; a credit
     note pays down the invoice it corrects. A document that owes nothing is paid once finalized."""
-
-    def run(conn: Connection) -> None:
-        row = _status(conn, tenant_id, invoice_id)
-        if row.status != "draft":
-            hint = " (a zero-total document is not issued)" if row.status == "closed" else ""
-            raise FailedPrecondition(f"invoice {invoice_id} is {row.status}; only a draft can be finalized{hint}")
-        corrected = None
-        if row.corrects_invoice_id is not None:
-            corrected = _status(conn, tenant_id, int(row.corrects_invoice_id))
-            if corrected.status == "draft":  # a correction must never be numbered before what it corrects
-                raise FailedPrecondition(
-                    f"invoice {invoice_id} corrects invoice {corrected.id}, still a draft: finalize invoice "
-                    f"{corrected.id} first, so that the correction is numbered after it"
-                )
-        series = SERIES_OF_KIND.get(row.kind, "invoice")
-        c = number_series.c
-        number = conn.execute(
-            update(number_series).where(c.tenant_id == tenant_id, c.series == series)
-            .values(last_number=c.last_number + 1).returning(c.last_number)
-        ).scalar_one_or_none()  # fmt: skip
-        if number is None:
-            conn.execute(insert(number_series).values(tenant_id=tenant_id, series=series, last_number=1))
-            number = 1
-        customer = _external_id(conn, int(row.customer_id))
-        at = utc(now)
-        book_finalize(conn, tenant_id, row, _stored_lines(conn, invoice_id), customer, _us(at))
-        total = int(row.total)
-        due = max(total, 0) if row.kind != "credit_note" else 0
-        status = "finalized" if due > 0 or row.kind == "credit_note" else "paid"
-        done = conn.execute(
-            update(invoices).where(invoices.c.id == invoice_id, invoices.c.status == "draft")
-            .values(status=status, number=number, number_series=series, finalized_at=at, amount_due=due,
-                    payment_due_at=at + timedelta(days=_terms_days(conn, tenant_id)),
-                    paid_at=at if status == "paid" else None)
-        ).rowcount  # fmt: skip
-        if not done:
-            raise FailedPrecondition(f"invoice {invoice_id} was finalized concurrently")
-        if row.kind == "credit_note" and total < 0:
-            _apply_credit_note(conn, tenant_id, row, corrected, customer, -total, at)
-        _emit_transition(conn, tenant_id, "invoice.finalized", row, status, number)
-
-    write_transaction(engine, run)
+    write_transaction(engine, lambda conn: finalize_in(conn, tenant_id, invoice_id, now))
     return get_invoice(engine, tenant_id, invoice_id)
+
+
+def finalize_in(conn: Connection, tenant_id: int, invoice_id: int, now: datetime) -> None:
+    """`finalize_invoice` in the caller's transaction: a document issued together with the change that
+    causes it (a dispute's credit note is numbered in the transaction that resolves the dispute)."""
+    row = _status(conn, tenant_id, invoice_id)
+    if row.status != "draft":
+        hint = " (a zero-total document is not issued)" if row.status == "closed" else ""
+        raise FailedPrecondition(f"invoice {invoice_id} is {row.status}; only a draft can be finalized{hint}")
+    corrected = None
+    if row.corrects_invoice_id is not None:
+        corrected = _status(conn, tenant_id, int(row.corrects_invoice_id))
+        if corrected.status == "draft":  # a correction must never be numbered before what it corrects
+            raise FailedPrecondition(
+                f"invoice {invoice_id} corrects invoice {corrected.id}, still a draft: finalize invoice "
+                f"{corrected.id} first, so that the correction is numbered after it"
+            )
+    series = SERIES_OF_KIND.get(row.kind, "invoice")
+    c = number_series.c
+    number = conn.execute(
+        update(number_series).where(c.tenant_id == tenant_id, c.series == series)
+        .values(last_number=c.last_number + 1).returning(c.last_number)
+    ).scalar_one_or_none()  # fmt: skip
+    if number is None:
+        conn.execute(insert(number_series).values(tenant_id=tenant_id, series=series, last_number=1))
+        number = 1
+    customer = _external_id(conn, int(row.customer_id))
+    at = utc(now)
+    book_finalize(conn, tenant_id, row, _stored_lines(conn, invoice_id), customer, _us(at))
+    total = int(row.total)
+    due = max(total, 0) if row.kind != "credit_note" else 0
+    status = "finalized" if due > 0 or row.kind == "credit_note" else "paid"
+    done = conn.execute(
+        update(invoices).where(invoices.c.id == invoice_id, invoices.c.status == "draft")
+        .values(status=status, number=number, number_series=series, finalized_at=at, amount_due=due,
+                payment_due_at=at + timedelta(days=_terms_days(conn, tenant_id)),
+                paid_at=at if status == "paid" else None)
+    ).rowcount  # fmt: skip
+    if not done:
+        raise FailedPrecondition(f"invoice {invoice_id} was finalized concurrently")
+    if row.kind == "credit_note" and total < 0:
+        _apply_credit_note(conn, tenant_id, row, corrected, customer, -total, at)
+    _emit_transition(conn, tenant_id, "invoice.finalized", row, status, number)
 
 
 def _apply_credit_note(
@@ -793,6 +964,50 @@ def mark_paid(engine: Engine, tenant_id: int, invoice_id: int, now: datetime) ->
     return get_invoice(engine, tenant_id, invoice_id)
 
 
+def release_redemptions(conn: Connection, tenant_id: int, lines: Sequence[InvoiceLine]) -> None:
+    """Forget the discount periods these lines used, so the document that bills their items again gets
+    the same discounts (a once-only coupon is not spent by a document that was voided or re-rated)."""
+    r = discount_redemptions.c
+    for ln in lines:
+        if ln.kind == "discount" and "discount" in ln.lineage and "period_start" in ln.detail:
+            conn.execute(
+                delete(discount_redemptions).where(
+                    r.tenant_id == tenant_id, r.discount_id == int(ln.lineage["discount"]),
+                    r.period_start == datetime.fromisoformat(str(ln.detail["period_start"])),
+                )
+            )  # fmt: skip
+
+
+def rerate_draft(
+    conn: Connection,
+    tenant_id: int,
+    invoice_id: int,
+    parts: Sequence[DraftInvoice],
+    now: datetime,
+    *,
+    events: list[NewEvent],
+    discounts_at: datetime | None = None,
+    issue_zero: bool = False,
+) -> tuple[int, int, int] | None:
+    """A correction of a document that was never issued: the draft itself is re-rated from `parts` (its
+    items as they now stand) instead of being followed by a credit note. Its holds are released and its
+    discount periods forgotten before it is assembled again, so it draws and discounts exactly what a
+    first assembly would; id, key and run stay. Returns (id, total, credits), or None when the
+    document is no longer a draft (finalized meanwhile: the caller corrects it with a new document)."""
+    row = _status(conn, tenant_id, invoice_id)
+    if row.status not in ("draft", "closed"):
+        return None
+    lines = _stored_lines(conn, invoice_id)
+    book_void_draft(conn, tenant_id, lines, _us(utc(now)))
+    release_redemptions(conn, tenant_id, lines)
+    conn.execute(delete(invoice_lines).where(invoice_lines.c.invoice_id == invoice_id))
+    conn.execute(delete(invoice_items).where(invoice_items.c.invoice_id == invoice_id))
+    docs = prepare_documents(conn, tenant_id, [(row.idempotency_key, list(parts))], discounts_at=discounts_at)
+    written = write_documents(conn, tenant_id, docs, now, run_id=row.run_id, events=events, issue_zero=issue_zero,
+                              replacing={row.idempotency_key: invoice_id})  # fmt: skip
+    return written[row.idempotency_key]
+
+
 def void_invoice(
     engine: Engine, tenant_id: int, invoice_id: int, now: datetime, reason: str = "", *, reissue: bool = False
 ) -> Invoice:
@@ -835,6 +1050,7 @@ def void_invoice(
             .values(status="void", voided_at=at, void_reason=reason, amount_due=0)
         )  # fmt: skip
         if reissue:
+            release_redemptions(conn, tenant_id, lines)  # the re-issued document gets its discounts again
             it = invoice_items.c
             for r in conn.execute(select(it.id, it.item_key).where(it.invoice_id == invoice_id)).all():
                 conn.execute(
@@ -871,8 +1087,9 @@ def mark_uncollectible(engine: Engine, tenant_id: int, invoice_id: int, now: dat
 
 
 # --- corrections --------------------------------------------------------------------------------------------
-#: Lines a correction never recomputes: they settle or discount what the rated lines bill.
-_NOT_RECOMPUTED = ("tax", "credit", "points", "discount")
+#: Lines a correction never recomputes: they settle or discount what the rated lines bill, or credit part
+#: of a line by decision (`line_credit`, a dispute's credit note: a later recomputation must not bill it again).
+_NOT_RECOMPUTED = ("tax", "credit", "points", "discount", "line_credit")
 Identity = tuple[str, str, str, str]  # (kind, charge, group key, due item)
 
 
@@ -985,7 +1202,8 @@ def item_keys(conn: Connection, tenant_id: int, invoice_id: int) -> list[str]:
 def correct_invoice(engine: Engine, tenant_id: int, invoice_id: int, at: datetime) -> Invoice | None:
     """Recompute what invoice `invoice_id` bills (history and usage as known at `at`) and write the
     difference as a new document linked to it: a credit note when it is negative, an adjustment when
-    positive. The original never changes. Returns None when nothing differs."""
+    positive. The original never changes. Returns None when nothing differs. A draft is not corrected
+    but re-rated in place (`rerate_draft`) and returned: it was never sent, so nothing needs reversing."""
     original = get_invoice(engine, tenant_id, invoice_id)
     if original.kind != "invoice":
         raise FailedPrecondition(f"invoice {invoice_id} is a {original.kind}; correct the invoice it corrects")
@@ -997,6 +1215,15 @@ def correct_invoice(engine: Engine, tenant_id: int, invoice_id: int, at: datetim
     recomputed = Rater(engine, tenant_id).draft(found) if found else []
 
     def run(conn: Connection) -> int | None:
+        events: list[NewEvent] = []
+        if original.status in ("draft",) and found:
+            from invoicing.documents._grouping import preferences_in
+
+            rerated = rerate_draft(conn, tenant_id, invoice_id, recomputed, at, events=events, discounts_at=at,
+                                   issue_zero=preferences_in(conn, tenant_id).issue_zero)  # fmt: skip
+            if rerated is not None:
+                emit(conn, tenant_id, events)
+                return invoice_id
         n = conn.execute(
             select(func.count()).select_from(invoices).where(
                 invoices.c.tenant_id == tenant_id, invoices.c.corrects_invoice_id == invoice_id
@@ -1005,7 +1232,6 @@ def correct_invoice(engine: Engine, tenant_id: int, invoice_id: int, at: datetim
         draft = correction_draft(conn, tenant_id, invoice_id, recomputed, f"{original.key}|corr|{n + 1}", None)
         if draft is None:
             return None
-        events: list[NewEvent] = []
         written = write_drafts(
             conn, tenant_id, [draft], at, kind="correction", corrects={draft.key: invoice_id}, events=events
         )
@@ -1090,18 +1316,26 @@ def now_utc() -> datetime:
 
 
 __all__ = [
+    "DATE_FIELDS",
     "Invoice",
+    "InvoiceFilter",
     "InvoiceLine",
+    "InvoicePage",
     "correct_invoice",
     "correction_draft",
+    "finalize_in",
     "finalize_invoice",
     "find_items",
     "get_invoice",
+    "invoice_conditions",
+    "invoice_page",
     "item_keys",
     "list_invoices",
     "mark_paid",
+    "parse_invoice_reference",
     "prepare_documents",
     "preview_invoice",
+    "resolve_invoice",
     "set_tax_rate",
     "void_invoice",
     "write_documents",

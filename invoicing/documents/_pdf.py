@@ -73,6 +73,7 @@ LINE_TITLES = {
     "cap_adjustment": "Spending cap adjustment",
     "sla_credit": "SLA credit",
     "proration_adjustment": "Proration adjustment",
+    "line_credit": "Credit",
 }
 INTERVAL_UNITS = {"weekly": "week", "monthly": "month", "quarterly": "quarter", "yearly": "year"}
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")

@@ -158,11 +158,14 @@ class _KernelJob:
 class Rater:
     """Caches for one run (or one preview); `draft(items)` rates a batch of due items."""
 
-    def __init__(self, engine: Engine, tenant_id: int, *, explain: bool = True) -> None:
+    def __init__(
+        self, engine: Engine, tenant_id: int, *, explain: bool = True, plans: Iterable[PlanVersion] = ()
+    ) -> None:
         self.engine = engine
         self.tenant_id = tenant_id
         self.explain = explain
-        self._plans: dict[int, PlanVersion] = {}
+        # `plans`: versions known without a lookup, such as an unsaved what-if candidate (insight's simulation).
+        self._plans: dict[int, PlanVersion] = {p.id: p for p in plans}
         self._prices: dict[tuple[int, int], Price] = {}
         self._tables: dict[int, tuple[PriceTable, dict[int, int]] | None] = {}
         self._meters: dict[str, Meter] = {m.code: m for m in list_meters(engine, tenant_id)}

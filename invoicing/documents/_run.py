@@ -42,6 +42,7 @@ from invoicing.documents._invoice import (
     BulkInsert,
     correction_draft,
     prepare_documents,
+    rerate_draft,
     write_documents,
 )
 from invoicing.documents._rater import DraftInvoice, Rater
@@ -280,21 +281,34 @@ def _batch(
     rater.begin_batch(every)
     fresh: list[tuple[int, list[DueItem]]] = []
     cut: list[tuple[int, DueItem, Any]] = []
+    redo: list[tuple[int, int, list[DueItem]]] = []  # (row, draft id, the items it bills now)
+    drafts = _draft_items(conn, {int(b.invoice_id) for b in bound.values() if b.status in ("draft", "closed")})
     skipped = 0
     for row_id, its in present:
-        todo = []
+        todo, cut_here, kept = [], [], []
         for item in its:
             b = bound.get(item.key)
             if b is None:
                 todo.append(item)
             elif b.timing == "in_advance" and b.status != "void" and stored_utc(b.span_end) != item.spans[-1].end:
-                cut.append((row_id, item, b))
+                cut_here.append((row_id, item, b))
             else:
-                skipped += 1
+                kept.append(item)
         status[row_id] = ("done", None, None)
+        # A span cut on a document never issued: the draft is re-rated with every item it bills (and the
+        # group's new ones), provided the group holds all of them; otherwise a correction document follows.
+        targets = {int(b.invoice_id) for _, _, b in cut_here}
+        draft_id = next(iter(targets)) if len(targets) == 1 else None
+        if draft_id is not None and draft_id in drafts and drafts[draft_id] <= {i.key for i in its}:
+            mine = [i for i in its if bound.get(i.key) is None or int(bound[i.key].invoice_id) == draft_id]
+            redo.append((row_id, draft_id, mine))
+            skipped += len(its) - len(mine)
+            continue
+        cut += cut_here
+        skipped += len(kept)
         if todo:
             fresh.append((row_id, todo))
-    rated = _rate(rater, [i for _, its in fresh for i in its], failures)
+    rated = _rate(rater, [i for _, its in fresh for i in its] + [i for _, _, its in redo for i in its], failures)
     groups: list[tuple[int, str, list[DraftInvoice]]] = []
     for row_id, its in fresh:
         missing = [i.key for i in its if i.key not in rated]
@@ -314,6 +328,16 @@ def _batch(
     for (row_id, _, _), doc in zip(groups, docs, strict=True):
         status[row_id] = ("done", new[doc.key][0] if doc.key in new else None, None)
     adjustments = 0
+    for row_id, draft_id, its in redo:
+        if any(i.key not in rated for i in its):
+            status[row_id] = ("failed", None, "; ".join(failures)[:2000] or "an item was not rated")
+            continue
+        rerated = rerate_draft(conn, tenant_id, draft_id, [rated[i.key] for i in its], at, events=events,
+                               discounts_at=at, issue_zero=prefs.issue_zero)  # fmt: skip
+        if rerated is not None:
+            adjustments += 1
+            status[row_id] = ("done", draft_id, None)
+            written.append((rated[its[0].key].currency, *rerated[1:]))
     for row_id, item, orig in cut:
         key = f"{item.key}|cut|{utc(item.spans[-1].end).isoformat()}"
         recomputed = _rate(rater, [item], failures)
@@ -336,6 +360,17 @@ def _batch(
     )
     emit(conn, tenant_id, events)  # last: it holds the tenant's event head until this batch commits
     return len(claimed), written, adjustments, skipped, failures
+
+
+def _draft_items(conn: Connection, ids: set[int]) -> dict[int, set[str]]:
+    """The item keys each of these unissued documents bills."""
+    it = invoice_items.c
+    out: dict[int, set[str]] = {i: set() for i in ids}
+    listed = sorted(ids)
+    for k in range(0, len(listed), 900):
+        for r in conn.execute(select(it.invoice_id, it.item_key).where(it.invoice_id.in_(listed[k : k + 900]))):
+            out[int(r.invoice_id)].add(r.item_key)
+    return out
 
 
 def write_drafts_totals(

@@ -10,6 +10,10 @@ Semantics (docs/events.md has the long form):
 - balance: the available balance in a unit falls below the threshold → `wallet.balance_low`,
   once; it re-arms when the balance is back at or above the threshold, and fires again on the
   next fall.
+- leakage (tenant-wide, no customer): this calendar month's (UTC) unbilled events so far
+  (`leakage_report`, every category) reach the threshold → `usage.unbilled`, once per month. The
+  report reads a month of rollups, so an evaluator process computes it at most once per
+  LEAKAGE_EVERY per alert.
 
 Exactly once, even with two evaluators: the crossing row (alert, period_start) is inserted with
 ON CONFLICT DO NOTHING and the event is emitted in the same transaction only when the insert
@@ -21,7 +25,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -34,6 +38,7 @@ from invoicing.catalog import (
     Customer,
     Interval,
     Period,
+    floor_quarter_hour,
     get_customer,
     get_plan_version_by_id,
     stored_utc,
@@ -41,6 +46,7 @@ from invoicing.catalog import (
 )
 from invoicing.documents import preview_invoice
 from invoicing.events import NewEvent, emit
+from invoicing.insight._leakage import leakage_report
 from invoicing.ledger.balance import customer_totals
 from invoicing.ledger.unit import resolve_unit
 from invoicing.platform_tables import alert_crossings, alerts
@@ -55,9 +61,18 @@ from rating.fixedpoint import parse_decimal
 
 log = logging.getLogger(__name__)
 
-USAGE, SPEND, BALANCE = "usage", "spend", "balance"
-KINDS = (USAGE, SPEND, BALANCE)
-EVENT_TYPE = {USAGE: "usage.threshold_crossed", SPEND: "spend.threshold_crossed", BALANCE: "wallet.balance_low"}
+USAGE, SPEND, BALANCE, LEAKAGE = "usage", "spend", "balance", "leakage"
+KINDS = (USAGE, SPEND, BALANCE, LEAKAGE)
+EVENT_TYPE = {
+    USAGE: "usage.threshold_crossed",
+    SPEND: "spend.threshold_crossed",
+    BALANCE: "wallet.balance_low",
+    LEAKAGE: "usage.unbilled",
+}
+#: A leakage alert's report is computed at most this often per alert in one process (it reads a month of rollups).
+LEAKAGE_EVERY = timedelta(minutes=5)
+#: When each leakage alert was last computed, by (database, alert id, creation instant): a recreated id is new.
+_leakage_checked: dict[tuple[str, int, datetime], datetime] = {}
 #: The period_start of a balance alert's crossing while the balance is low (one row at most).
 LOW = datetime(1970, 1, 1, tzinfo=UTC)
 THRESHOLD_CHARS_MAX = 40
@@ -67,7 +82,7 @@ THRESHOLD_CHARS_MAX = 40
 class Alert:
     id: int
     tenant_id: int
-    customer: str  # external id
+    customer: str  # external id; "" for a tenant-wide (leakage) alert
     kind: str
     meter: str  # usage only, else ""
     unit: str  # balance only, else ""
@@ -81,7 +96,7 @@ class Crossing:
 
     alert: Alert
     value: Decimal
-    period: Period | None  # None for balance alerts
+    period: Period | None  # None for balance alerts; the calendar month (UTC) for leakage alerts
     sequence: int
 
 
@@ -99,7 +114,7 @@ def parse_threshold(text: str, field: str = "alert.threshold") -> Decimal:
 
 def _alert(r: Any) -> Alert:
     return Alert(
-        r.id, r.tenant_id, r.external_id, r.kind, r.meter or "", r.unit or "", Decimal(r.threshold),
+        r.id, r.tenant_id, r.external_id or "", r.kind, r.meter or "", r.unit or "", Decimal(r.threshold),
         stored_utc(r.created_at),
     )  # fmt: skip
 
@@ -107,7 +122,7 @@ def _alert(r: Any) -> Alert:
 def _select(tenant_id: int) -> Any:
     return (
         select(alerts, customers.c.external_id)
-        .join(customers, customers.c.id == alerts.c.customer_id)
+        .outerjoin(customers, customers.c.id == alerts.c.customer_id)
         .where(alerts.c.tenant_id == tenant_id)
     )
 
@@ -119,9 +134,14 @@ def create_alert(
     """Validate and store an alert; the first evaluator pass after it may fire it at once."""
     if kind not in KINDS:
         raise InvalidArgument(f"alert.kind: {kind!r} is not one of {', '.join(KINDS)}")
-    if not customer:
+    if kind == LEAKAGE:
+        if customer:
+            raise InvalidArgument("alert.customer: a leakage alert is tenant-wide; leave customer empty")
+        customer_id = None
+    elif not customer:
         raise InvalidArgument("alert.customer is required (the customer's external id)")
-    cust = get_customer(engine, tenant_id, customer)
+    else:
+        customer_id = get_customer(engine, tenant_id, customer).id
     value = parse_threshold(threshold)
     if kind == USAGE:
         if not meter:
@@ -143,7 +163,7 @@ def create_alert(
     elif unit:
         raise InvalidArgument(f"alert.unit is only for balance alerts; leave it empty for a {kind} alert")
     values = {
-        "tenant_id": tenant_id, "customer_id": cust.id, "kind": kind, "meter": meter or None,
+        "tenant_id": tenant_id, "customer_id": customer_id, "kind": kind, "meter": meter or None,
         "unit": unit or None, "threshold": format(value, "f"), "created_at": now.astimezone(UTC),
     }  # fmt: skip
     with begin_write(engine) as conn:
@@ -220,7 +240,14 @@ def _crossed(conn: Connection, alert_id: int, period_start: datetime) -> bool:
     )
 
 
-def _fire(engine: Engine, alert: Alert, value: Decimal, period: Period | None, now: datetime) -> int | None:
+def _fire(
+    engine: Engine,
+    alert: Alert,
+    value: Decimal,
+    period: Period | None,
+    now: datetime,
+    categories: dict[str, int] | None = None,
+) -> int | None:
     """Record the crossing and emit its event in one transaction; None when it was already recorded."""
     start = period.start if period is not None else LOW
     data: dict[str, Any] = {
@@ -234,6 +261,8 @@ def _fire(engine: Engine, alert: Alert, value: Decimal, period: Period | None, n
         data["meter"] = alert.meter
     elif alert.kind == BALANCE:
         data["unit"] = alert.unit
+    elif alert.kind == LEAKAGE:
+        data["categories"] = dict(categories or {})
     else:
         data["currency"] = get_customer(engine, alert.tenant_id, alert.customer).currency
     with begin_write(engine) as conn:
@@ -262,7 +291,7 @@ def _rearm(engine: Engine, alert: Alert) -> None:
 
 
 def _all_alerts(engine: Engine, tenant_id: int | None) -> list[Alert]:
-    query = select(alerts, customers.c.external_id).join(customers, customers.c.id == alerts.c.customer_id)
+    query = select(alerts, customers.c.external_id).outerjoin(customers, customers.c.id == alerts.c.customer_id)
     if tenant_id is not None:
         query = query.where(alerts.c.tenant_id == tenant_id)
     with engine.connect() as conn:
@@ -284,6 +313,11 @@ def evaluate_alerts(engine: Engine, now: datetime, tenant_id: int | None = None)
     for alert in _all_alerts(engine, tenant_id):
         key = (alert.tenant_id, alert.customer)
         try:
+            if alert.kind == LEAKAGE:
+                crossing = _leakage(engine, alert, now)
+                if crossing is not None:
+                    fired.append(crossing)
+                continue
             if alert.kind == BALANCE:
                 value = _balance(engine, alert)
                 with engine.connect() as conn:
@@ -320,9 +354,39 @@ def evaluate_alerts(engine: Engine, now: datetime, tenant_id: int | None = None)
     return fired
 
 
+def leakage_period(now: datetime) -> Period:
+    """The calendar month (UTC) a leakage alert counts in."""
+    return BillingCycle(date(2000, 1, 1), Interval.MONTHLY, zone("UTC")).period_at(now)
+
+
+def _leakage(engine: Engine, alert: Alert, now: datetime) -> Crossing | None:
+    """Fire once per month when the month's unbilled events so far reach the threshold."""
+    period = leakage_period(now)
+    with engine.connect() as conn:
+        if _crossed(conn, alert.id, period.start):
+            return None
+    key = (str(engine.url), alert.id, alert.created_at)
+    last = _leakage_checked.get(key)
+    if last is not None and last <= now < last + LEAKAGE_EVERY:
+        return None
+    end = floor_quarter_hour(now)
+    if end <= period.start:
+        return None
+    _leakage_checked[key] = now
+    report = leakage_report(engine, alert.tenant_id, period.start, end)
+    value = Decimal(report.events)
+    if value < alert.threshold:
+        return None
+    categories = {c.category: c.events for c in report.categories}
+    sequence = _fire(engine, alert, value, period, now, categories)
+    return None if sequence is None else Crossing(alert, value, period, sequence)
+
+
 __all__ = [
     "BALANCE",
     "KINDS",
+    "LEAKAGE",
+    "LEAKAGE_EVERY",
     "LOW",
     "SPEND",
     "USAGE",
@@ -333,6 +397,7 @@ __all__ = [
     "delete_alert",
     "evaluate_alerts",
     "get_alert",
+    "leakage_period",
     "list_alerts",
     "parse_threshold",
 ]

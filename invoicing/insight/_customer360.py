@@ -50,6 +50,7 @@ from invoicing.ledger.unit import resolve_unit
 from invoicing.subscriptions import State, Subscription, as_of, select_subscriptions, subscription_from_row
 from invoicing.tables import customers, invoices, subscriptions
 from metering.deadline import checkpoint
+from metering.errors import InvalidArgument
 from metering.meter import Aggregation, Meter, list_meters
 from metering.usage import period_columns, usage
 from rating.unit import currency as currency_unit
@@ -137,6 +138,7 @@ class PortfolioStage:
 class Portfolio:
     stages: list[PortfolioStage]
     customers: int
+    moves: StageMoves | None = None  # when asked for with `since`
 
 
 # --- the pieces both views share -----------------------------------------------------------------------------
@@ -420,14 +422,30 @@ def customer_360(engine: Engine, tenant_id: int, external_id: str, at: datetime)
 
 
 # --- portfolio -----------------------------------------------------------------------------------------------
-def portfolio(engine: Engine, tenant_id: int, at: datetime) -> Portfolio:
-    """Customers per stage, with revenue (finalized or paid invoices of the last 30 days) per currency.
+def _stages(
+    engine: Engine,
+    tenant_id: int,
+    people: Sequence[Any],
+    subs: dict[str, list[Subscription]],
+    plans: _Plans,
+    meters: dict[str, Meter],
+    at: datetime,
+) -> dict[str, str]:
+    """Each customer's stage name at `at` (people: rows with external_id and created_at)."""
+    pictures = [
+        _picture(r.external_id, None if r.created_at is None else stored_utc(r.created_at), subs.get(r.external_id, []),
+                 plans, at)
+        for r in people
+    ]  # fmt: skip
+    uses = _usages(engine, tenant_id, pictures, meters, at)
+    out: dict[str, str] = {}
+    for p in pictures:
+        checkpoint()
+        out[p.external_id] = stage_of(p, uses.get(p.external_id, []), plans, at).name
+    return out
 
-    Batched: customers, subscriptions and revenue in one query each, usage in a few queries per
-    distinct pair of windows; nothing per customer except the rare multi-dimension latest or
-    unique_count meter.
-    """
-    plans = _Plans(engine, tenant_id)
+
+def _people_and_subscriptions(engine: Engine, tenant_id: int) -> tuple[list[Any], dict[str, list[Subscription]]]:
     with engine.connect() as conn:
         people = conn.execute(
             select(customers.c.id, customers.c.external_id, customers.c.created_at)
@@ -438,6 +456,86 @@ def portfolio(engine: Engine, tenant_id: int, at: datetime) -> Portfolio:
         for r in conn.execute(select_subscriptions(tenant_id).order_by(subscriptions.c.id)):
             s = subscription_from_row(r)
             subs.setdefault(s.customer_external_id, []).append(s)
+    return list(people), subs
+
+
+#: The stage of a customer who did not exist yet at the earlier instant of `stage_moves`.
+NOT_YET = "not_yet"
+
+
+@dataclass(frozen=True, slots=True)
+class StageMove:
+    before: str  # a stage, or NOT_YET
+    after: str
+    customers: int
+    sample: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class StageMoves:
+    since: datetime
+    at: datetime
+    moves: list[StageMove]  # every (before, after) pair with customers, changed pairs first
+    moved: int  # customers whose stage changed (new customers included)
+    customers: int
+
+
+def stage_moves(engine: Engine, tenant_id: int, at: datetime, since: datetime) -> StageMoves:
+    """How customers moved between lifecycle stages from `since` to `at`: each customer's stage at both
+    instants by the same rules as the portfolio (history and usage as they stood then)."""
+    _check_since(at, since)
+    plans = _Plans(engine, tenant_id)
+    people, subs = _people_and_subscriptions(engine, tenant_id)
+    meters = {m.code: m for m in list_meters(engine, tenant_id)}
+    now = _stages(engine, tenant_id, people, subs, plans, meters, at)
+    return _moves(engine, tenant_id, people, subs, plans, meters, now, at, since)
+
+
+def _check_since(at: datetime, since: datetime) -> None:
+    if since >= at:
+        raise InvalidArgument(f"since {since.isoformat()} is not before {at.isoformat()}")
+
+
+def _moves(
+    engine: Engine,
+    tenant_id: int,
+    people: Sequence[Any],
+    subs: dict[str, list[Subscription]],
+    plans: _Plans,
+    meters: dict[str, Meter],
+    now: dict[str, str],
+    at: datetime,
+    since: datetime,
+) -> StageMoves:
+    earlier = [r for r in people if r.created_at is None or stored_utc(r.created_at) <= since]
+    then = _stages(engine, tenant_id, earlier, subs, plans, meters, since)
+    pairs: dict[tuple[str, str], list[str]] = {}
+    for r in people:
+        pairs.setdefault((then.get(r.external_id, NOT_YET), now[r.external_id]), []).append(r.external_id)
+    order = {s: n for n, s in enumerate((NOT_YET, *STAGES))}
+    moves = [
+        StageMove(before, after, len(ids), ids[:SAMPLE])
+        for (before, after), ids in sorted(pairs.items(), key=lambda kv: (kv[0][0] == kv[0][1], order[kv[0][0]],
+                                                                         order[kv[0][1]]))
+    ]  # fmt: skip
+    moved = sum(m.customers for m in moves if m.before != m.after)
+    return StageMoves(utc(since), utc(at), moves, moved, len(people))
+
+
+def portfolio(engine: Engine, tenant_id: int, at: datetime, since: datetime | None = None) -> Portfolio:
+    """Customers per stage, with revenue (finalized or paid invoices of the last 30 days) per currency;
+    with `since`, also how customers moved between stages from then (`stage_moves`, sharing the work of
+    today's stages).
+
+    Batched: customers, subscriptions and revenue in one query each, usage in a few queries per
+    distinct pair of windows; nothing per customer except the rare multi-dimension latest or
+    unique_count meter.
+    """
+    if since is not None:
+        _check_since(at, since)
+    plans = _Plans(engine, tenant_id)
+    people, subs = _people_and_subscriptions(engine, tenant_id)
+    with engine.connect() as conn:
         i = invoices.c
         revenue_rows = conn.execute(
             select(i.customer_id, i.currency, func.sum(i.total).label("total"))
@@ -445,20 +543,14 @@ def portfolio(engine: Engine, tenant_id: int, at: datetime) -> Portfolio:
             .where(i.finalized_at <= at)
             .group_by(i.customer_id, i.currency)
         ).all()
-    pictures = [
-        _picture(r.external_id, None if r.created_at is None else stored_utc(r.created_at), subs.get(r.external_id, []),
-                 plans, at)
-        for r in people
-    ]  # fmt: skip
     meters = {m.code: m for m in list_meters(engine, tenant_id)}
-    uses = _usages(engine, tenant_id, pictures, meters, at)
+    stage_of_customer = _stages(engine, tenant_id, people, subs, plans, meters, at)
     stage_by_id: dict[int, str] = {}
     members: dict[str, list[str]] = {s: [] for s in STAGES}
-    for r, p in zip(people, pictures, strict=True):
-        checkpoint()
-        stage = stage_of(p, uses.get(p.external_id, []), plans, at).name
+    for r in people:
+        stage = stage_of_customer[r.external_id]
         stage_by_id[int(r.id)] = stage
-        members[stage].append(p.external_id)
+        members[stage].append(r.external_id)
     revenue: dict[str, dict[str, int]] = {s: {} for s in STAGES}
     for row in revenue_rows:
         per = revenue[stage_by_id[int(row.customer_id)]]
@@ -472,7 +564,10 @@ def portfolio(engine: Engine, tenant_id: int, at: datetime) -> Portfolio:
         )
         for s in STAGES
     ]
-    return Portfolio(stages, len(people))
+    moves = None
+    if since is not None:
+        moves = _moves(engine, tenant_id, people, subs, plans, meters, stage_of_customer, at, since)
+    return Portfolio(stages, len(people), moves)
 
 
 __all__ = [
@@ -483,7 +578,10 @@ __all__ = [
     "PortfolioStage",
     "SlaState",
     "Stage",
+    "StageMove",
+    "StageMoves",
     "customer_360",
     "portfolio",
+    "stage_moves",
     "stage_of",
 ]

@@ -6,8 +6,9 @@ all accounts of one unit the balances always sum to zero. Flags, as in TigerBeet
 
 - DEBITS_MUST_NOT_EXCEED_CREDITS on every customer wallet and grant (no negative wallet), on
   revenue (cannot give back more than was earned) and on expiry;
-- CREDITS_MUST_NOT_EXCEED_DEBITS on cash_in and promotions, the accounts money enters from (they
-  carry a debit balance: what customers paid in, what promotions were issued);
+- CREDITS_MUST_NOT_EXCEED_DEBITS on cash_in, promotions and points_issuance, the accounts money enters
+  from (they carry a debit balance: what customers paid in, what promotions were issued, what points
+  customers earned from their usage);
 - none on the conversion accounts, which sit between two units and may hold either sign.
 
 Pending amounts count against the flags (a reservation is as binding as a posting).
@@ -35,7 +36,9 @@ class AccountFlags(IntFlag):
 
 
 CUSTOMER_KINDS = ("cash", "promo", "points", "grant", "receivable")
-SYSTEM_KINDS = ("revenue", "promotions", "cash_in", "expiry", "conversion", "tax_payable", "bad_debt")
+SYSTEM_KINDS = (
+    "revenue", "promotions", "cash_in", "expiry", "conversion", "tax_payable", "bad_debt", "points_issuance",
+)  # fmt: skip
 
 KIND_FLAGS: dict[str, AccountFlags] = {
     "cash": AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS,
@@ -46,6 +49,8 @@ KIND_FLAGS: dict[str, AccountFlags] = {
     "expiry": AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS,
     "cash_in": AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS,
     "promotions": AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS,
+    # Where points earned from usage come from (`invoicing.earning`): one per points unit.
+    "points_issuance": AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS,
     "conversion": AccountFlags.NONE,
     # What a customer owes on finalized invoices (debit) or is owed (credit, until moved to their cash
     # wallet); tax collected for the authorities; receivables written off. Either sign is meaningful.
@@ -132,8 +137,8 @@ def get_or_create(conn: Connection, tenant_id: int, kind: str, unit: str, custom
     if found is not None:
         return int(found)
     resolved = resolve_unit(conn, tenant_id, unit)
-    if kind == "points" and resolved.kind != "points":
-        raise InvalidArgument(f"points wallets count a points unit, not the currency {unit}")
+    if kind in ("points", "points_issuance") and resolved.kind != "points":
+        raise InvalidArgument(f"{kind} accounts count a points unit, not the currency {unit}")
     if kind in ("cash", "promo") and resolved.kind != "currency":
         raise InvalidArgument(f"{kind} wallets count a currency, not the points unit {unit}")
     values = dict(

@@ -62,20 +62,18 @@ def quote(amount: int, rate: Rate, source: Unit, target: Unit) -> tuple[int, int
     return debited, blocks * f.numerator
 
 
-def convert(
-    conn: Connection, tenant_id: int, conv_id: str, customer: str, amount: int, from_unit: str, to_unit: str,
-    now_us: int,
-) -> Conversion:  # fmt: skip
-    _check_own_id("conversion", conv_id)
+def quote_conversion(
+    conn: Connection, tenant_id: int, amount: int, from_unit: str, to_unit: str, at_us: int
+) -> tuple[int, int, Rate]:
+    """(debited, credited, rate) of converting `amount` steps of `from_unit` at the rate in force at `at_us`,
+    by the remainder rule; nothing moves. What `convert` then moves, so a quote shown before confirming is
+    exactly what confirming it does (at the same rate)."""
     if isinstance(amount, bool) or not isinstance(amount, int) or not 0 < amount <= INT64_MAX:
         raise InvalidArgument(f"amount must be 1..{INT64_MAX} in the unit's smallest step")
     if is_currency(from_unit) == is_currency(to_unit):
         raise InvalidArgument("a conversion is between a currency and a points unit (one of each)")
     source, target = resolve_unit(conn, tenant_id, from_unit), resolve_unit(conn, tenant_id, to_unit)
     cur, pts = (from_unit, to_unit) if is_currency(from_unit) else (to_unit, from_unit)
-    out_id, in_id = f"{conv_id}#out", f"{conv_id}#in"
-    prior = load_transfers(conn, tenant_id, [out_id])
-    at_us = prior[out_id].ts_us if out_id in prior else now_us
     rate = rate_at(conn, tenant_id, cur, pts, at_us)
     debited, credited = quote(amount, rate, source, target)
     if debited == 0 or credited == 0:
@@ -86,6 +84,19 @@ def convert(
         )
     if credited > INT64_MAX:
         raise InvalidArgument(f"{format_amount(amount, source)} converts to more than int64 steps of {to_unit}")
+    return debited, credited, rate
+
+
+def convert(
+    conn: Connection, tenant_id: int, conv_id: str, customer: str, amount: int, from_unit: str, to_unit: str,
+    now_us: int,
+) -> Conversion:  # fmt: skip
+    _check_own_id("conversion", conv_id)
+    source = resolve_unit(conn, tenant_id, from_unit)
+    out_id, in_id = f"{conv_id}#out", f"{conv_id}#in"
+    prior = load_transfers(conn, tenant_id, [out_id])
+    at_us = prior[out_id].ts_us if out_id in prior else now_us
+    debited, credited, rate = quote_conversion(conn, tenant_id, amount, from_unit, to_unit, at_us)
     src_wallet = get_or_create(conn, tenant_id, wallet_kind(from_unit), from_unit, customer)
     dst_wallet = get_or_create(conn, tenant_id, wallet_kind(to_unit), to_unit, customer)
     conv_src = get_or_create(conn, tenant_id, "conversion", from_unit, peer=to_unit)

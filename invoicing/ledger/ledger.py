@@ -81,9 +81,9 @@ class Ledger:
         with self._read() as c:
             return _unit.resolve_unit(c, self.tenant_id, code)
 
-    def points_units(self) -> list[Unit]:
+    def points_units(self, after: str | None = None, limit: int | None = None) -> list[_unit.PointsUnit]:
         with self._read() as c:
-            return _unit.list_points_units(c, self.tenant_id)
+            return _unit.list_points_units(c, self.tenant_id, after, limit)
 
     def amount(self, value: str | Decimal | int, unit: str) -> int:
         return _unit.parse_amount(value, self.unit(unit))
@@ -105,9 +105,12 @@ class Ledger:
         with self._read() as c:
             return _unit.rate_at(c, self.tenant_id, currency, points_unit, _unit.to_us(at))
 
-    def rates(self) -> list[_unit.Rate]:
+    def rates(
+        self, currency: str | None = None, points_unit: str | None = None, after: _unit.RateKey | None = None,
+        limit: int | None = None,
+    ) -> list[_unit.Rate]:  # fmt: skip
         with self._read() as c:
-            return _unit.list_rates(c, self.tenant_id)
+            return _unit.list_rates(c, self.tenant_id, currency, points_unit, after, limit)
 
     # -- accounts -------------------------------------------------------------------------------------
     def wallet(self, customer: str, unit: str, promotional: bool = False) -> int:
@@ -192,6 +195,14 @@ class Ledger:
                 c, self.tenant_id, conv_id, customer, amount, from_unit, to_unit, self.now_us()
             ),
         )
+
+    def quote(
+        self, amount: int, from_unit: str, to_unit: str, at: datetime | None = None
+    ) -> tuple[int, int, _unit.Rate]:
+        """(debited, credited, rate) that `convert` of `amount` would move at `at` (default now); nothing moves."""
+        at_us = self.now_us() if at is None else _unit.to_us(at)
+        with self._read() as c:
+            return _conversion.quote_conversion(c, self.tenant_id, amount, from_unit, to_unit, at_us)
 
     # -- queries -------------------------------------------------------------------------------------------
     def balance(self, account_id: int, as_of: datetime | None = None) -> _balance.Balance:

@@ -3,7 +3,8 @@
 This module is the package's API: import from here; the modules behind it are private.
 """
 
-from invoicing.subscriptions._due import DueItem, Span, due_periods
+from invoicing.subscriptions._due import DueItem, Segment, Span, WindowLife, due_periods, window_items, window_segments
+from invoicing.subscriptions._preview import ChangeItems, change_items
 from invoicing.subscriptions._subscription import (
     ALLOWED,
     State,
@@ -26,14 +27,18 @@ from invoicing.subscriptions._subscription import (
 
 __all__ = [
     "ALLOWED",
+    "ChangeItems",
     "DueItem",
+    "Segment",
     "Span",
     "State",
     "Subscription",
     "Timing",
+    "WindowLife",
     "apply_scheduled",
     "as_of",
     "cancel_subscription",
+    "change_items",
     "change_plan",
     "create_subscription",
     "due_periods",
@@ -44,5 +49,7 @@ __all__ = [
     "resume_subscription",
     "select_subscriptions",
     "subscription_from_row",
+    "window_items",
+    "window_segments",
     "withdraw_scheduled",
 ]

@@ -152,6 +152,15 @@ class Guard(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             replaced["stream_stream"] = self._streaming(handler.stream_stream, check_text, authorization, True)
         return handler._replace(**replaced)
 
+    # --- what the HTTP routes wrap the same handlers in ----------------------------------------------------
+    def unary(self, behavior: Callable[..., Any], check_text: bool = True) -> Callable[..., Any]:
+        return self._unary(behavior, check_text)
+
+    def server_stream(
+        self, behavior: Callable[..., AsyncIterator[Any]], authorization: str | None
+    ) -> Callable[..., AsyncIterator[Any]]:
+        return self._streaming(behavior, True, authorization, False)
+
     # --- requests ----------------------------------------------------------------------------------------
     @staticmethod
     def _check(request: Any, check_text: bool) -> None:

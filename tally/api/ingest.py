@@ -168,6 +168,7 @@ class IngestServicer(pb_grpc.IngestServiceServicer):
         self._draining = asyncio.Event()
         self.events_acked = 0
         self.batches_read = 0  # from every stream, for operators and tests
+        self.streams_cut = 0  # streams ended by a drain with batches unread (their clients resend them)
         #: Optional post-commit hook (the entitlement cache); None costs nothing per batch.
         self.commit_hook: CommitHook | None = None
 
@@ -283,6 +284,7 @@ class IngestServicer(pb_grpc.IngestServiceServicer):
                 await asyncio.wait({nxt, drained}, return_when=asyncio.FIRST_COMPLETED)
                 if not nxt.done():
                     nxt.cancel()
+                    self.streams_cut += 1
                     await pending.put(
                         Unavailable(
                             f"server is shutting down; batches after sequence {sequence} were not read: resend them"

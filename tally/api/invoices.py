@@ -1,8 +1,12 @@
-"""Invoices: upcoming, list, get, lifecycle, credit notes, exports, the invoice cycle.
+"""Invoices: upcoming, list, get, lifecycle, credit notes, exports, the invoice cycle, bulk actions.
 
 The domain keeps money as integer minor units and an invoice knows only its customer's row id; the
 wire wants decimal strings in the invoice currency and the customer's external id. `invoice_pb`
 does both, with the external ids of a whole page looked up in one query (`Customers`).
+
+An invoice is named by `id` or by `label` (its number as printed, "INV-000042"): `invoice_ref` reads
+either through the domain's one resolver (`resolve_invoice`), which the CLI uses too. `InvoiceFilter`
+messages become the domain's `InvoiceFilter` in `invoice_filter`; ListInvoices and the bulk RPCs share it.
 """
 
 from __future__ import annotations
@@ -10,21 +14,30 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import timedelta
 
 from sqlalchemy import Engine, select
 
 from invoicing.documents import (
+    DATE_FIELDS,
     STATUSES,
+    BulkSummary,
     Invoice,
+    InvoiceFilter,
+    Walk,
+    bulk_finalize,
+    bulk_mark_paid,
+    bulk_void,
     correct_invoice,
-    export_invoice,
+    export_filename,
     finalize_invoice,
     get_invoice,
-    invoice_document,
-    list_invoices,
+    invoice_page,
     mark_paid,
     preview_invoice,
+    render_invoice,
+    resolve_invoice,
     run_cycle,
     void_invoice,
 )
@@ -33,6 +46,7 @@ from metering.errors import InvalidArgument
 from metering.tenant import Principal
 from tally.api.base import (
     ADMIN,
+    ID_MAX,
     READ,
     ApiBase,
     decimal_str,
@@ -41,7 +55,6 @@ from tally.api.base import (
     int_token,
     now,
     page_size,
-    positive_id,
     required,
     rpc,
     timestamp,
@@ -56,6 +69,60 @@ REASON_MAX = 500
 ERRORS_MAX = 100
 #: How far ahead of the server's clock `as_of` may be: client clocks drift a little, periods do not.
 AS_OF_SKEW = timedelta(seconds=5)
+#: Invoices one bulk call examines at most (each is its own transaction; 0 asks for the default).
+BULK_LIMIT_MAX = 1000
+BULK_LIMIT_DEFAULT = 100
+
+
+def invoice_ref(engine: Engine, tenant_id: int, invoice_id: int, label: str) -> int:
+    """The invoice a request names by `id` or by `label` (its number, "INV-000042"), never both."""
+    if invoice_id and label:
+        raise InvalidArgument("give id or label, not both")
+    if label:
+        try:
+            return resolve_invoice(engine, tenant_id, label)
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"label: {exc}") from None
+    if not 0 < invoice_id <= ID_MAX:
+        raise InvalidArgument(
+            f"id must be an id from 1 to {ID_MAX}, got {invoice_id} (or give label, the invoice's number)"
+        )
+    return invoice_id
+
+
+def invoice_filter(message: pb.InvoiceFilter, field: str = "filter") -> InvoiceFilter:
+    """An InvoiceFilter message as the domain's filter; a bad criterion names its path (filter.status ...)."""
+    if message.status and message.status not in STATUSES:
+        raise InvalidArgument(f"{field}.status {message.status!r}: one of {', '.join(STATUSES)}, or empty for all")
+    if message.date and message.date not in DATE_FIELDS:
+        raise InvalidArgument(f"{field}.date {message.date!r}: due (the billing date, the default) or issued")
+    try:
+        start = instant(message, "start")
+        end = instant(message, "end")
+        return InvoiceFilter(
+            customer=message.customer or None, status=message.status or None, plan=message.plan or None,
+            start=start, end=end, date=message.date or "due",
+        )  # fmt: skip
+    except InvalidArgument as exc:
+        raise InvalidArgument(f"{field}.{exc}") from None
+
+
+def bulk_request(request: pb.BulkInvoicesRequest | pb.BulkVoidInvoicesRequest) -> tuple[InvoiceFilter, Walk]:
+    """The filter and the walk of a bulk request: at most `limit` invoices, after the page token's id."""
+    if not 0 <= request.limit <= BULK_LIMIT_MAX:
+        raise InvalidArgument(f"limit must be 0..{BULK_LIMIT_MAX} (0 = {BULK_LIMIT_DEFAULT}), got {request.limit}")
+    where = invoice_filter(request.filter)
+    after = int_token(request.page_token) or 0
+    return where, Walk(after_id=after, limit=request.limit or BULK_LIMIT_DEFAULT, dry_run=request.dry_run)
+
+
+def bulk_pb(summary: BulkSummary) -> pb.BulkInvoicesResponse:
+    token = "" if summary.next_after_id is None else encode_token(summary.next_after_id)
+    return pb.BulkInvoicesResponse(
+        action=summary.action, dry_run=summary.dry_run, applies_to=list(summary.applies_to),
+        examined=summary.examined, done=summary.done, skipped=summary.skipped, failed=summary.failed,
+        errors=summary.errors, done_ids=summary.done_ids, next_page_token=token,
+    )  # fmt: skip
 
 
 class Customers:
@@ -153,38 +220,44 @@ class InvoiceRpcs(ApiBase):
         found = preview_invoice(self.engine, principal.tenant_id, customer, at)
         return pb.GetUpcomingInvoiceResponse(invoices=[invoice_pb(i, customer) for i in found])
 
+    def _ref(self, principal: Principal, request: pb.InvoiceActionRequest | pb.GetInvoiceRequest) -> int:
+        return invoice_ref(self.engine, principal.tenant_id, request.id, request.label)
+
     @rpc(READ)
     def ListInvoices(self, principal: Principal, request: pb.ListInvoicesRequest) -> pb.ListInvoicesResponse:
         if request.status and request.status not in STATUSES:
             raise InvalidArgument(f"status {request.status!r}: one of {', '.join(STATUSES)}, or empty for all")
+        where = invoice_filter(request.filter)
+        for name in ("customer", "status"):
+            top, inner = getattr(request, name), getattr(where, name)
+            if top and inner is not None and top != inner:
+                raise InvalidArgument(f"{name} {top!r} and filter.{name} {inner!r} differ; give it once")
+        if request.customer or request.status:
+            where = replace(where, customer=request.customer or where.customer, status=request.status or where.status)
         size = page_size(request.page_size)
         after = int_token(request.page_token) or 0
-        found = list_invoices(
-            self.engine, principal.tenant_id, customer=request.customer or None, status=request.status or None,
-            after_id=after, limit=size + 1,
-        )  # fmt: skip
-        page = found[:size]
-        token = encode_token(page[-1].id) if len(found) > size else ""
+        page = invoice_page(self.engine, principal.tenant_id, where, after_id=after, limit=size)
+        token = "" if page.next_after_id is None else encode_token(page.next_after_id)
         return pb.ListInvoicesResponse(
-            invoices=_invoices_pb(self.engine, principal.tenant_id, page), next_page_token=token
+            invoices=_invoices_pb(self.engine, principal.tenant_id, page.invoices), next_page_token=token
         )
 
     @rpc(READ)
     def GetInvoice(self, principal: Principal, request: pb.GetInvoiceRequest) -> pb.Invoice:
-        return self._one(principal, get_invoice(self.engine, principal.tenant_id, positive_id(request.id)))
+        return self._one(principal, get_invoice(self.engine, principal.tenant_id, self._ref(principal, request)))
 
     @rpc(ADMIN)
     def FinalizeInvoice(self, principal: Principal, request: pb.InvoiceActionRequest) -> pb.Invoice:
-        inv = finalize_invoice(self.engine, principal.tenant_id, positive_id(request.id), now())
+        inv = finalize_invoice(self.engine, principal.tenant_id, self._ref(principal, request), now())
         return self._one(principal, inv)
 
     @rpc(ADMIN)
     def MarkInvoicePaid(self, principal: Principal, request: pb.InvoiceActionRequest) -> pb.Invoice:
-        return self._one(principal, mark_paid(self.engine, principal.tenant_id, positive_id(request.id), now()))
+        return self._one(principal, mark_paid(self.engine, principal.tenant_id, self._ref(principal, request), now()))
 
     @rpc(ADMIN)
     def VoidInvoice(self, principal: Principal, request: pb.VoidInvoiceRequest) -> pb.Invoice:
-        invoice_id = positive_id(request.id)
+        invoice_id = invoice_ref(self.engine, principal.tenant_id, request.id, request.label)
         if len(request.reason) > REASON_MAX:
             raise InvalidArgument(f"reason is {len(request.reason)} characters; at most {REASON_MAX}")
         inv = void_invoice(self.engine, principal.tenant_id, invoice_id, now(), request.reason, reissue=request.reissue)
@@ -192,29 +265,21 @@ class InvoiceRpcs(ApiBase):
 
     @rpc(ADMIN)
     def CreateCreditNote(self, principal: Principal, request: pb.InvoiceActionRequest) -> pb.CreateCreditNoteResponse:
-        doc = correct_invoice(self.engine, principal.tenant_id, positive_id(request.id), now())
+        doc = correct_invoice(self.engine, principal.tenant_id, self._ref(principal, request), now())
         if doc is None:
             return pb.CreateCreditNoteResponse()
         return pb.CreateCreditNoteResponse(document=self._one(principal, doc))
 
     @rpc(READ)
     def ExportInvoice(self, principal: Principal, request: pb.ExportInvoiceRequest) -> pb.ExportInvoiceResponse:
-        invoice_id = positive_id(request.id)
         fmt = request.format.lower()
         if fmt not in FORMATS:
             raise InvalidArgument(f"format {request.format!r}: one of {', '.join(FORMATS)}")
-        doc = invoice_document(self.engine, principal.tenant_id, invoice_id)
-        inv = doc.invoice
-        if fmt == "pdf":
-            from invoicing.documents import render_invoice_pdf
-
-            content = render_invoice_pdf(inv, doc.customer, doc.profile, doc.context)
-        else:
-            plan = doc.context.plan_code
-            content = export_invoice(inv, fmt, customer=doc.customer, profile=doc.profile, plan_code=plan).encode()
+        invoice_id = invoice_ref(self.engine, principal.tenant_id, request.id, request.label)
+        inv, content = render_invoice(self.engine, principal.tenant_id, invoice_id, fmt)
         content_type, extension = FORMATS[fmt]
         return pb.ExportInvoiceResponse(
-            content_type=content_type, content=content, filename=f"{inv.label.replace(' ', '-')}.{extension}"
+            content_type=content_type, content=content, filename=export_filename(inv, extension)
         )
 
     @rpc(ADMIN)
@@ -236,5 +301,24 @@ class InvoiceRpcs(ApiBase):
             errors=summary.errors[:ERRORS_MAX],
         )
 
+    # --- bulk actions ------------------------------------------------------------------------------------
+    @rpc(ADMIN)
+    def BulkFinalizeInvoices(self, principal: Principal, request: pb.BulkInvoicesRequest) -> pb.BulkInvoicesResponse:
+        where, walk = bulk_request(request)
+        return bulk_pb(bulk_finalize(self.engine, principal.tenant_id, where, now(), walk))
 
-__all__ = ["Customers", "InvoiceRpcs", "invoice_pb"]
+    @rpc(ADMIN)
+    def BulkVoidInvoices(self, principal: Principal, request: pb.BulkVoidInvoicesRequest) -> pb.BulkInvoicesResponse:
+        where, walk = bulk_request(request)
+        summary = bulk_void(
+            self.engine, principal.tenant_id, where, now(), request.reason, walk, reissue=request.reissue
+        )
+        return bulk_pb(summary)
+
+    @rpc(ADMIN)
+    def BulkMarkInvoicesPaid(self, principal: Principal, request: pb.BulkInvoicesRequest) -> pb.BulkInvoicesResponse:
+        where, walk = bulk_request(request)
+        return bulk_pb(bulk_mark_paid(self.engine, principal.tenant_id, where, now(), walk))
+
+
+__all__ = ["Customers", "InvoiceRpcs", "bulk_pb", "bulk_request", "invoice_filter", "invoice_pb", "invoice_ref"]

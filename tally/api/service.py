@@ -11,13 +11,18 @@ from tally.api.base import ApiBase, ChangeListener, Worker
 from tally.api.catalog import CatalogRpcs
 from tally.api.coupons import CouponRpcs
 from tally.api.customers import CustomerRpcs
+from tally.api.disputes import DisputeRpcs
 from tally.api.entitlements import EntitlementRpcs
 from tally.api.events import EventRpcs
 from tally.api.ingest import IngestServicer
 from tally.api.insight import InsightRpcs
 from tally.api.invoices import InvoiceRpcs
+from tally.api.leakage import LeakageRpcs
 from tally.api.payments import PaymentRpcs
+from tally.api.points import PointsRpcs
+from tally.api.portal import PortalRpcs
 from tally.api.profile import ProfileRpcs
+from tally.api.simulation import SimulationRpcs
 from tally.api.subscriptions import SubscriptionRpcs
 from tally.api.wallets import WalletRpcs
 from tally.settings import Settings
@@ -32,10 +37,15 @@ class BillingServicer(
     PaymentRpcs,
     ProfileRpcs,
     WalletRpcs,
+    PointsRpcs,
     EventRpcs,
     EntitlementRpcs,
     InsightRpcs,
+    SimulationRpcs,
+    LeakageRpcs,
     CouponRpcs,
+    DisputeRpcs,
+    PortalRpcs,
     billing_pb2_grpc.BillingServiceServicer,
 ):
     """Every RPC of `tally.v1.BillingService`; each mixin's module documents its part."""
@@ -55,7 +65,7 @@ class BillingServicer(
         self.ingest = ingest
         self.executor = ThreadPoolExecutor(threads, thread_name_prefix="billing-api")
         self.listeners: list[ChangeListener] = []
-        self.workers: list[Worker] = [*self.setup_entitlements(), *self.setup_events()]
+        self.workers: list[Worker] = [*self.setup_entitlements(), *self.setup_events(), *self.setup_points()]
 
     def start(self) -> None:
         for worker in self.workers:

@@ -1,4 +1,4 @@
-"""`tally alert`: usage, spend and balance threshold alerts (create, list, delete, check).
+"""`tally alert`: usage, spend, balance and (tenant-wide) leakage threshold alerts (create, list, delete, check).
 
 They work on the database directly, so they need no server: `tally alert check` runs one pass of the
 server's alert worker (safe beside a running server: crossings are recorded exactly once).
@@ -10,18 +10,21 @@ from datetime import UTC, datetime
 
 import click
 
-from tally.cli._common import instant_or_now, open_engine, open_tenant, print_grid, utc_second
+from tally.cli._common import SignedArguments, instant_or_now, open_engine, open_tenant, print_grid, utc_second
+
+#: How a tenant-wide (leakage) alert's customer is shown.
+TENANT_WIDE = "(tenant)"
 
 
 @click.group("alert")
 def alert() -> None:
-    """Usage, spend and balance threshold alerts: create, list, delete, check."""
+    """Usage, spend, balance and leakage threshold alerts: create, list, delete, check."""
 
 
-@alert.command("create")
+@alert.command("create", cls=SignedArguments)
 @click.argument("tenant_name", metavar="TENANT")
 @click.argument("customer")
-@click.argument("kind", type=click.Choice(["usage", "spend", "balance"]))
+@click.argument("kind", type=click.Choice(["usage", "spend", "balance", "leakage"]))
 @click.argument("threshold")
 @click.option("--meter", default="", help="usage: the meter code.")
 @click.option("--unit", default="", help="balance: the currency or points unit.")
@@ -29,20 +32,25 @@ def alert() -> None:
 def alert_create(
     ctx: click.Context, tenant_name: str, customer: str, kind: str, threshold: str, meter: str, unit: str
 ) -> None:
-    """Alert when CUSTOMER's usage or spend this period reaches THRESHOLD, or a balance falls below it.
+    """Alert when CUSTOMER's usage or spend this period reaches THRESHOLD, or a balance falls below it;
+    a leakage alert (CUSTOMER `-`: the whole tenant) fires when the month's unbilled events reach THRESHOLD.
 
     \b
     Examples:
       tally alert create acme cus_42 usage 100000 --meter api_calls
       tally alert create acme cus_42 spend 500
       tally alert create acme cus_42 balance 10 --unit USD
+      tally alert create acme - leakage 100
     """
     from invoicing.insight import create_alert
 
     engine, tenant_id = open_tenant(ctx, tenant_name)
-    a = create_alert(engine, tenant_id, customer, kind, threshold, datetime.now(UTC), meter=meter, unit=unit)
-    what = {"usage": f"{a.meter} usage", "spend": "spend", "balance": f"{a.unit} balance"}[a.kind]
-    click.echo(f"created alert {a.id}: {customer} {what} {'below' if a.kind == 'balance' else 'at'} {a.threshold}")
+    who = "" if customer == "-" else customer
+    a = create_alert(engine, tenant_id, who, kind, threshold, datetime.now(UTC), meter=meter, unit=unit)
+    what = {"usage": f"{a.meter} usage", "spend": "spend", "balance": f"{a.unit} balance",
+            "leakage": "unbilled events this month"}[a.kind]  # fmt: skip
+    shown = a.customer or TENANT_WIDE
+    click.echo(f"created alert {a.id}: {shown} {what} {'below' if a.kind == 'balance' else 'at'} {a.threshold}")
 
 
 @alert.command("list")
@@ -55,7 +63,7 @@ def alert_list(ctx: click.Context, tenant_name: str, customer: str) -> None:
 
     engine, tenant_id = open_tenant(ctx, tenant_name)
     rows = [
-        [str(a.id), a.customer, a.kind, a.meter or a.unit, format(a.threshold, "f"), utc_second(a.created_at)]
+        [str(a.id), a.customer or TENANT_WIDE, a.kind, a.meter or a.unit, f"{a.threshold:f}", utc_second(a.created_at)]
         for a in list_alerts(engine, tenant_id, customer)
     ]
     print_grid(f"{tenant_name} alerts", ["id", "customer", "kind", "meter/unit", "threshold", "created"], rows)
@@ -91,5 +99,6 @@ def alert_check(ctx: click.Context, tenant_name: str | None, at_text: str | None
     fired = evaluate_alerts(engine, at, tenant_id)
     for c in fired:
         a = c.alert
-        click.echo(f"alert {a.id} fired: {a.customer} {a.kind} {c.value} vs {a.threshold} (event {c.sequence})")
+        who = a.customer or TENANT_WIDE
+        click.echo(f"alert {a.id} fired: {who} {a.kind} {c.value} vs {a.threshold} (event {c.sequence})")
     click.echo(f"{len(fired)} alert(s) fired")

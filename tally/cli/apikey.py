@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from tally.cli._common import err_console, open_engine, print_table
+from tally.cli._common import open_engine, print_table
 
 
 @click.group("apikey")
@@ -25,6 +25,7 @@ def apikey() -> None:
 def apikey_create(ctx: click.Context, tenant_name: str, scopes: tuple[str, ...]) -> None:
     """Create an API key for TENANT and print it (it is shown only once)."""
     from metering.tenant import SCOPES, create_api_key, get_tenant
+    from tally.cli._common import err_console
 
     engine = open_engine(ctx)
     t = get_tenant(engine, tenant_name)

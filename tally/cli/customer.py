@@ -8,7 +8,15 @@ from typing import Any
 
 import click
 
-from tally.cli._common import fail, instant_or_now, open_tenant, print_table, subscription_table, utc_minute
+from tally.cli._common import (
+    fail,
+    instant_or_now,
+    money,
+    open_tenant,
+    print_table,
+    subscription_table,
+    utc_minute,
+)
 
 
 @click.group()
@@ -212,7 +220,7 @@ def customer_show(ctx: click.Context, tenant_name: str, external_id: str, at_tex
         print_table("balances", ["unit", "balance", "available", "pending in"], rows)
     invoices = [*c.open_invoices, *c.past_invoices]
     if invoices:
-        rows = [[i.label, i.kind, i.status, f"{i.total:f} {i.currency}", utc_minute(i.due_at)] for i in invoices]
+        rows = [[i.label, i.kind, i.status, money(i.total, i.currency), utc_minute(i.due_at)] for i in invoices]
         print_table("invoices (open, then the last paid or void)", ["invoice", "kind", "status", "total", "due"], rows)
     if c.sla:
         rows = [

@@ -9,8 +9,6 @@ from pathlib import Path
 
 import click
 
-from tally.cli._common import console
-
 
 @click.command("demo")
 @click.option(
@@ -21,10 +19,25 @@ from tally.cli._common import console
     show_default=True,
     help="Where the demo's database, events and invoices go.",
 )
-@click.option("--customers", type=click.IntRange(1, 100_000), default=300, show_default=True)
+@click.option(
+    "--customers", type=click.IntRange(1, 100_000), default=300, show_default=True, help="How many customers to bill."
+)
 @click.option("--seed", type=int, default=7, show_default=True, help="Same seed, same customers and usage.")
 @click.option("--force", is_flag=True, help="Replace an earlier demo in --dir.")
-def demo(directory: Path, customers: int, seed: int, force: bool) -> None:
+@click.option(
+    "--serve",
+    "keep_serving",
+    is_flag=True,
+    help="Afterwards keep serving the demo's database with the web console (printed URL) until Ctrl-C.",
+)
+@click.option(
+    "--http-port",
+    type=click.IntRange(0, 65535),
+    default=8080,
+    show_default=True,
+    help="With --serve: the port of the web console and the HTTP API (0 = any free port).",
+)
+def demo(directory: Path, customers: int, seed: int, force: bool, keep_serving: bool, http_port: int) -> None:
     """Bill a month of a small SaaS business end to end, through the gRPC API.
 
     \b
@@ -34,9 +47,19 @@ def demo(directory: Path, customers: int, seed: int, force: bool) -> None:
     credits wallet, impressions per thousand, per-outcome fees with SLA
     credits), customers subscribed since the first day of last month, streams
     last month's usage, runs the invoice cycle, finalizes and exports every
-    invoice, and prints what it billed and how fast.
+    invoice, and prints what it billed and how fast. With --serve it then keeps
+    serving that database and prints the web console's URL and keys.
     """
+    from tally.cli._common import console
     from tally.demo import print_report, run_demo
 
     result = run_demo(directory, customers, seed, force=force, console=console)
     print_report(result, console, directory)
+    if keep_serving:
+        from tally.demo import serve_console
+
+        serve_console(result, console, http_port)
+    else:
+        console.print(
+            "\nsee it in the web console: run the demo with --serve (it prints the console's URL)", highlight=False
+        )

@@ -31,7 +31,7 @@ def events() -> None:
 @click.argument("tenant_name", metavar="TENANT")
 @click.option("--after", type=click.IntRange(min=0), default=0, show_default=True, help="Events after this sequence.")
 @click.option("--type", "types", multiple=True, help="Only this type or prefix, e.g. invoice. (repeat).")
-@click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
+@click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True, help="Events shown at most.")
 @click.pass_context
 def events_list(ctx: click.Context, tenant_name: str, after: int, types: tuple[str, ...], limit: int) -> None:
     """Events of TENANT in order, from a cursor.

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import click
 
-from tally.cli._common import new_id, open_ledger, optional_instant, print_table
+from tally.cli._common import SignedArguments, new_id, open_ledger, optional_instant, print_table
 
 
 @click.group("grant")
@@ -15,7 +15,7 @@ def grant() -> None:
     """Credit grants: create, list, expire."""
 
 
-@grant.command("create")
+@grant.command("create", cls=SignedArguments)
 @click.argument("tenant_name", metavar="TENANT")
 @click.argument("customer")
 @click.argument("amount")

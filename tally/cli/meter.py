@@ -21,6 +21,7 @@ def meter() -> None:
     type=click.Choice(["count", "sum", "max", "min", "latest", "unique_count", "gauge"]),
     default="sum",
     show_default=True,
+    help="How events add up: count them, sum/max/min/latest of their values, distinct values, or a gauge.",
 )
 @click.option("--scale", "value_scale", type=int, default=0, show_default=True, help="Fractional digits of values.")
 @click.option("--unit", default="", help="Display unit, e.g. tokens, GB, seats.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,11 +18,25 @@ if TYPE_CHECKING:
 
 def _load(file: Path) -> Any:
     try:
-        return json.loads(file.read_text())
+        return json.loads(file.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise click.ClickException(
-            f"{file}: not valid JSON ({exc.msg} at line {exc.lineno}); see docs/billing.md for the plan format"
+            f"plan file {file}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}); "
+            "see docs/billing.md for the plan format"
         ) from None
+    except UnicodeDecodeError:
+        raise click.ClickException(f"plan file {file}: not UTF-8 text; save it as UTF-8") from None
+
+
+def _save(file: Path, save: Callable[[Any], PlanVersion]) -> PlanVersion:
+    """Save the plan in FILE; a refused plan is one line naming the file and every problem, by field path."""
+    from invoicing.catalog import InvalidPlan
+
+    try:
+        return save(_load(file))
+    except InvalidPlan as exc:
+        problems = "; ".join(f"{p.field}: {p.message}" if p.field else p.message for p in exc.problems)
+        raise click.ClickException(f"plan file {file}: {problems}") from None
 
 
 @click.group()
@@ -51,7 +66,7 @@ def plan_create(ctx: click.Context, tenant_name: str, file: Path) -> None:
     from invoicing.catalog import create_plan
 
     engine, tenant_id = open_tenant(ctx, tenant_name)
-    v = create_plan(engine, tenant_id, _load(file), datetime.now(UTC))
+    v = _save(file, lambda definition: create_plan(engine, tenant_id, definition, datetime.now(UTC)))
     click.echo(f"created {v.label} (draft, {len(v.charges)} charges); next: tally plan publish {tenant_name} {v.code}")
 
 
@@ -69,7 +84,7 @@ def plan_edit(ctx: click.Context, tenant_name: str, file: Path) -> None:
     from invoicing.catalog import edit_plan
 
     engine, tenant_id = open_tenant(ctx, tenant_name)
-    v = edit_plan(engine, tenant_id, _load(file), datetime.now(UTC))
+    v = _save(file, lambda definition: edit_plan(engine, tenant_id, definition, datetime.now(UTC)))
     click.echo(f"saved {v.label} (draft); next: tally plan publish {tenant_name} {v.code}")
 
 
@@ -133,7 +148,8 @@ def plan_show(ctx: click.Context, tenant_name: str, code: str, version: int | No
 def _plan_table(v: PlanVersion) -> None:
     title = f"{v.label} ({v.status.value}) · {v.name} · {v.currency} · {v.interval.value} · trial {v.trial_days} days"
     rows = [
-        [c.code, c.kind, c.meter or "", c.group_by or "", c.billing, json.dumps(c.price_definition, sort_keys=True)]
+        [c.code, c.kind, c.meter or "", c.group_by or "", c.billing,
+         json.dumps(c.price_definition, sort_keys=True, separators=(",", ":"))]
         for c in v.charges
-    ]
+    ]  # fmt: skip
     print_table(title, ["charge", "kind", "meter", "group by", "billing", "price"], rows)

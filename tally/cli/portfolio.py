@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from tally.cli._common import instant_or_now, open_tenant, print_table
+from tally.cli._common import count, instant_or_now, money, open_tenant, print_table
 
 
 @click.command("portfolio")
@@ -24,7 +24,8 @@ def portfolio_command(ctx: click.Context, tenant_name: str, at_text: str | None)
     engine, tenant_id = open_tenant(ctx, tenant_name)
     p = portfolio(engine, tenant_id, instant_or_now(at_text))
     rows = [
-        [s.stage, str(s.customers), ", ".join(f"{a.amount:f} {a.unit}" for a in s.revenue), ", ".join(s.sample)]
+        [s.stage, count(s.customers), ", ".join(money(a.amount, a.unit) for a in s.revenue), ", ".join(s.sample)]
         for s in p.stages
     ]
-    print_table(f"portfolio: {p.customers} customers", ["stage", "customers", "revenue (30 days)", "for example"], rows)
+    columns = ["stage", "customers", "revenue (30 days)", "for example"]
+    print_table(f"portfolio: {count(p.customers)} customers", columns, rows)

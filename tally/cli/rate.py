@@ -9,16 +9,18 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 import rating
 from rating.errors import InvalidPriceError, RatingError
-from rating.result import Quote
 from rating.rounding import RoundingMode
+
+if TYPE_CHECKING:  # rich and the rating results load numpy and more: imported when a quote is printed
+    from rich.table import Table
+
+    from rating.result import Quote
 
 SCHEMA_HINT = "see docs/price.schema.json"
 
@@ -69,6 +71,8 @@ def _read_events(path: Path) -> list[str]:
 
 
 def _table(quote: Quote, mode: RoundingMode) -> Table:
+    from rich.table import Table
+
     table = Table(title=f"{quote.model} — quantity {quote.quantity}", show_lines=False)
     for name in ("line", "from (excl.)", "up to (incl.)", "units", "unit amount", "flat", "amount"):
         table.add_column(name, justify="left" if name == "line" else "right")
@@ -123,6 +127,8 @@ def rate(
     if as_json:
         click.echo(json.dumps(quote.to_json(mode), indent=2))
         return
+    from rich.console import Console
+
     console = Console(file=sys.stdout, highlight=False, width=max(100, Console().width))
     console.print(_table(quote, mode))
     if quote.event_amounts is not None:

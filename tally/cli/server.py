@@ -9,19 +9,23 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from tally.cli._common import open_engine
+from tally.cli._common import fail, open_engine, settings_of
 
 if TYPE_CHECKING:
-    from tally.settings import Settings
+    from tally.server import DrainReport
 
 
 @click.command("migrate")
 @click.pass_context
 def migrate(ctx: click.Context) -> None:
-    """Upgrade the database schema to the newest revision (safe to repeat)."""
+    """Create the database, or upgrade its schema to the newest revision (safe to repeat).
+
+    Commands that only read never create or upgrade a database: after installing a newer Tally, run this
+    once (or start `tally serve`, which upgrades on start unless --no-migrate).
+    """
     from tally.db import current_revision
 
-    engine = open_engine(ctx)
+    engine = open_engine(ctx, create=True)
     click.echo(f"schema at revision {current_revision(engine)}")
 
 
@@ -63,7 +67,10 @@ def serve(
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
-    settings: Settings = ctx.obj
+    from tally.db import sqlite_file
+    from tally.server import PortInUse
+
+    settings = settings_of(ctx)
     updates: dict[str, Any] = {}
     if host is not None:
         updates["host"] = host
@@ -74,10 +81,17 @@ def serve(
     if no_store:
         updates["store_events"] = False
     settings = settings.model_copy(update=updates)
+    path = sqlite_file(settings.database_url)
+    if no_migrate and path is not None and not path.exists():
+        fail(f"no database at {path}: --no-migrate serves an existing database; create it with `tally migrate`")
 
     def ready(running: RunningServer) -> None:
         db = running.engine.url.render_as_string(hide_password=True)
         click.echo(f"tally listening on {settings.host}:{running.port} (database {db})", err=False)
         sys.stdout.flush()
 
-    asyncio.run(run_server(settings, on_ready=ready, migrate=not no_migrate))
+    try:
+        report: DrainReport = asyncio.run(run_server(settings, on_ready=ready, migrate=not no_migrate))
+    except PortInUse as exc:
+        fail(exc.strerror or str(exc))
+    click.echo(f"tally stopped; {report}")

@@ -16,10 +16,10 @@ def tenant() -> None:
 @click.argument("name")
 @click.pass_context
 def tenant_create(ctx: click.Context, name: str) -> None:
-    """Create tenant NAME."""
+    """Create tenant NAME (and the database, when it does not exist yet)."""
     from metering.tenant import create_tenant
 
-    t = create_tenant(open_engine(ctx), name)
+    t = create_tenant(open_engine(ctx, create=True), name)
     click.echo(f"created tenant {t.name} (id {t.id}); next: tally apikey create {t.name}")
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import click
 
-from tally.cli._common import new_id, open_ledger, print_table
+from tally.cli._common import SignedArguments, new_id, open_ledger, print_table
 
 
 @click.group("transfer")
@@ -25,6 +25,11 @@ def _create(ctx: click.Context, tenant_name: str, tid: str | None, debit: int | 
     if amount is not None:
         if unit is None:
             raise click.UsageError("give the amount with its unit, e.g. 12.50 USD")
+        if amount.startswith("-"):
+            raise click.UsageError(
+                f"AMOUNT {amount}: a transfer moves a positive amount from DEBIT to CREDIT; "
+                "to move money the other way, swap DEBIT and CREDIT"
+            )
         scaled = led.amount(amount, unit)
     res = led.transfer(
         Transfer(new_id(tid), debit, credit, scaled, code, "", TransferFlags(flags), pending_id, timeout)
@@ -32,14 +37,14 @@ def _create(ctx: click.Context, tenant_name: str, tid: str | None, debit: int | 
     click.echo(f"{res.result.value}: {res.id}")
 
 
-@transfer.command("create")
+@transfer.command("create", cls=SignedArguments)
 @click.argument("tenant_name", metavar="TENANT")
 @click.argument("debit", type=int)
 @click.argument("credit", type=int)
 @click.argument("amount")
 @click.argument("unit")
 @click.option("--id", "tid", default=None, help="Idempotency id. Default: random.")
-@click.option("--code", default="transfer", show_default=True)
+@click.option("--code", default="transfer", show_default=True, help="What the transfer is for (kept with it).")
 @click.pass_context
 def transfer_create(ctx: click.Context, tenant_name: str, debit: int, credit: int, amount: str, unit: str,
                     tid: str | None, code: str) -> None:  # fmt: skip
@@ -47,14 +52,14 @@ def transfer_create(ctx: click.Context, tenant_name: str, debit: int, credit: in
     _create(ctx, tenant_name, tid, debit, credit, amount, unit, code, 0)
 
 
-@transfer.command("pending")
+@transfer.command("pending", cls=SignedArguments)
 @click.argument("tenant_name", metavar="TENANT")
 @click.argument("debit", type=int)
 @click.argument("credit", type=int)
 @click.argument("amount")
 @click.argument("unit")
-@click.option("--id", "tid", default=None)
-@click.option("--code", default="hold", show_default=True)
+@click.option("--id", "tid", default=None, help="Idempotency id. Default: random.")
+@click.option("--code", default="hold", show_default=True, help="What the reservation is for (kept with it).")
 @click.option("--timeout", type=int, default=0, help="Seconds until the reservation lapses (0 = never).")
 @click.pass_context
 def transfer_pending(ctx: click.Context, tenant_name: str, debit: int, credit: int, amount: str, unit: str,
@@ -63,12 +68,12 @@ def transfer_pending(ctx: click.Context, tenant_name: str, debit: int, credit: i
     _create(ctx, tenant_name, tid, debit, credit, amount, unit, code, 2, timeout=timeout)
 
 
-@transfer.command("post")
+@transfer.command("post", cls=SignedArguments)
 @click.argument("tenant_name", metavar="TENANT")
 @click.argument("pending_id")
 @click.argument("amount", required=False)
 @click.argument("unit", required=False)
-@click.option("--id", "tid", default=None)
+@click.option("--id", "tid", default=None, help="Idempotency id. Default: random.")
 @click.pass_context
 def transfer_post(ctx: click.Context, tenant_name: str, pending_id: str, amount: str | None, unit: str | None,
                   tid: str | None) -> None:  # fmt: skip
@@ -79,7 +84,7 @@ def transfer_post(ctx: click.Context, tenant_name: str, pending_id: str, amount:
 @transfer.command("void")
 @click.argument("tenant_name", metavar="TENANT")
 @click.argument("pending_id")
-@click.option("--id", "tid", default=None)
+@click.option("--id", "tid", default=None, help="Idempotency id. Default: random.")
 @click.pass_context
 def transfer_void(ctx: click.Context, tenant_name: str, pending_id: str, tid: str | None) -> None:
     """Release the reservation PENDING_ID."""
@@ -89,7 +94,7 @@ def transfer_void(ctx: click.Context, tenant_name: str, pending_id: str, tid: st
 @transfer.command("list")
 @click.argument("tenant_name", metavar="TENANT")
 @click.argument("account", type=int)
-@click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True, help="Newest transfers shown.")
 @click.pass_context
 def transfer_list(ctx: click.Context, tenant_name: str, account: int, limit: int) -> None:
     """History of ACCOUNT with running (posted) balance."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import click
 
-from tally.cli._common import new_id, open_ledger, print_table
+from tally.cli._common import SignedArguments, new_id, open_ledger, print_table
 
 
 @click.group("wallet")
@@ -43,7 +43,7 @@ def wallet_show(ctx: click.Context, tenant_name: str, customer: str) -> None:
     print_table(f"{customer} totals", ["unit", "balance", "available", "accounts"], rows)
 
 
-@wallet.command("topup")
+@wallet.command("topup", cls=SignedArguments)
 @click.argument("tenant_name", metavar="TENANT")
 @click.argument("customer")
 @click.argument("amount")

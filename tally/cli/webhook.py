@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 import click
 
-from tally.cli._common import event_types, open_engine, open_tenant, print_grid, utc_second
+from tally.cli._common import event_types, open_engine, open_tenant, print_grid, settings_of, utc_second
 
 
 @click.group("webhook")
@@ -35,7 +35,7 @@ def webhook_create(ctx: click.Context, tenant_name: str, url: str, types: tuple[
 
     patterns = event_types(types)
     engine, tenant_id = open_tenant(ctx, tenant_name)
-    block = ctx.obj.platform.webhook_block_private
+    block = settings_of(ctx).platform.webhook_block_private
     ep = create_endpoint(engine, tenant_id, url, patterns, after, datetime.now(UTC), block_private=block)
     click.echo(f"created webhook endpoint {ep.id} -> {ep.url} (events after {ep.delivered_sequence})")
     click.echo(f"signing secret (shown once): {ep.secret}")
@@ -73,7 +73,9 @@ def webhook_disable(ctx: click.Context, tenant_name: str, endpoint_id: int) -> N
 @webhook.command("deliveries")
 @click.argument("tenant_name", metavar="TENANT")
 @click.argument("endpoint_id", type=int)
-@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
+@click.option(
+    "--limit", type=click.IntRange(1, 1000), default=50, show_default=True, help="Deliveries shown at most."
+)
 @click.pass_context
 def webhook_deliveries(ctx: click.Context, tenant_name: str, endpoint_id: int, limit: int) -> None:
     """ENDPOINT_ID's delivery attempts, newest first (pending = queued or in flight)."""
@@ -120,13 +122,11 @@ def webhook_deliver(ctx: click.Context, tenant_name: str | None) -> None:
     """
     from invoicing.events import deliver_once
     from tally.api.events import retry_policy
-    from tally.settings import Settings
 
     if tenant_name is None:
         engine, tenant_id = open_engine(ctx), None
     else:
         engine, tid = open_tenant(ctx, tenant_name)
         tenant_id = tid
-    settings: Settings = ctx.obj
-    s = deliver_once(engine, policy=retry_policy(settings.platform), tenant_id=tenant_id)
+    s = deliver_once(engine, policy=retry_policy(settings_of(ctx).platform), tenant_id=tenant_id)
     click.echo(f"{s.attempts} attempt(s): {s.succeeded} succeeded, {s.failed} failed (will retry), {s.dead} dead")

@@ -137,6 +137,25 @@ def _json_text(definition: Mapping[str, Any] | str, name: str) -> str:
     return json.dumps(plain_json(definition, name), separators=(",", ":"))
 
 
+def _invoice_ref(invoice: int | str) -> dict[str, Any]:
+    """An invoice named by its id (an int) or by its number as printed (a str such as "INV-000012")."""
+    if isinstance(invoice, bool) or not isinstance(invoice, int | str):
+        raise TypeError(f"an invoice is its id (int) or its number (str), not {type(invoice).__name__}")
+    return {"label": invoice} if isinstance(invoice, str) else {"id": invoice}
+
+
+def invoice_filter(
+    *, customer: str = "", status: str = "", plan: str = "", start: DateArg = None, end: DateArg = None,
+    date: str = "",
+) -> pb.InvoiceFilter:  # fmt: skip
+    """Which invoices a list or a bulk action covers: a customer (external id), a status, a plan code, and a
+    period [start, end) on the billing date (`date` "due", the default) or the issue date ("issued")."""
+    return pb.InvoiceFilter(
+        customer=customer, status=status, plan=plan, start=_timestamp(start, "start"), end=_timestamp(end, "end"),
+        date=date,
+    )  # fmt: skip
+
+
 def _timestamp(moment: DateArg, name: str) -> Timestamp | None:
     if moment is None:
         return None
@@ -488,51 +507,76 @@ class BillingClient:
         return list(self._call("GetUpcomingInvoice", request).invoices)
 
     def list_invoices(
-        self, *, customer: str = "", status: str = "", page_size: int = 0, page_token: str = ""
+        self,
+        *,
+        customer: str = "",
+        status: str = "",
+        page_size: int = 0,
+        page_token: str = "",
+        plan: str = "",
+        start: DateArg = None,
+        end: DateArg = None,
+        date: str = "",
     ) -> pb.ListInvoicesResponse:
-        request = pb.ListInvoicesRequest(customer=customer, status=status, page_size=page_size, page_token=page_token)
+        """A page of invoices by id; every criterion given must hold (`invoice_filter` has their meaning)."""
+        where = invoice_filter(customer=customer, status=status, plan=plan, start=start, end=end, date=date)
+        request = pb.ListInvoicesRequest(filter=where, page_size=page_size, page_token=page_token)
         result: pb.ListInvoicesResponse = self._call("ListInvoices", request)
         return result
 
     def iter_invoices(
-        self, *, customer: str = "", status: str = "", page_size: int = _PAGE_SIZE
+        self,
+        *,
+        customer: str = "",
+        status: str = "",
+        page_size: int = _PAGE_SIZE,
+        plan: str = "",
+        start: DateArg = None,
+        end: DateArg = None,
+        date: str = "",
     ) -> Iterator[pb.Invoice]:
-        """Every invoice (optionally of one customer or status) by id, fetching pages as needed."""
+        """Every invoice matching the criteria (all when none are given) by id, fetching pages as needed."""
         token = ""
         while True:
-            page = self.list_invoices(customer=customer, status=status, page_size=page_size, page_token=token)
+            page = self.list_invoices(
+                customer=customer, status=status, plan=plan, start=start, end=end, date=date, page_size=page_size,
+                page_token=token,
+            )  # fmt: skip
             yield from page.invoices
             token = page.next_page_token
             if not token:
                 return
 
-    def get_invoice(self, id: int) -> pb.Invoice:
-        result: pb.Invoice = self._call("GetInvoice", pb.GetInvoiceRequest(id=id))
+    def get_invoice(self, id: int | str) -> pb.Invoice:
+        """One invoice by id (12) or by its number as printed ("INV-000012")."""
+        result: pb.Invoice = self._call("GetInvoice", pb.GetInvoiceRequest(**_invoice_ref(id)))
         return result
 
-    def finalize_invoice(self, id: int) -> pb.Invoice:
+    def finalize_invoice(self, id: int | str) -> pb.Invoice:
         """Draft → finalized, with the tenant's next gapless number."""
-        result: pb.Invoice = self._call("FinalizeInvoice", pb.InvoiceActionRequest(id=id))
+        result: pb.Invoice = self._call("FinalizeInvoice", pb.InvoiceActionRequest(**_invoice_ref(id)))
         return result
 
-    def mark_invoice_paid(self, id: int) -> pb.Invoice:
-        result: pb.Invoice = self._call("MarkInvoicePaid", pb.InvoiceActionRequest(id=id))
+    def mark_invoice_paid(self, id: int | str) -> pb.Invoice:
+        result: pb.Invoice = self._call("MarkInvoicePaid", pb.InvoiceActionRequest(**_invoice_ref(id)))
         return result
 
-    def void_invoice(self, id: int, *, reason: str = "", reissue: bool = False) -> pb.Invoice:
+    def void_invoice(self, id: int | str, *, reason: str = "", reissue: bool = False) -> pb.Invoice:
         """Draft or unpaid finalized → void; with `reissue`, the next invoice run bills its items again."""
-        result: pb.Invoice = self._call("VoidInvoice", pb.VoidInvoiceRequest(id=id, reason=reason, reissue=reissue))
+        request = pb.VoidInvoiceRequest(**_invoice_ref(id), reason=reason, reissue=reissue)
+        result: pb.Invoice = self._call("VoidInvoice", request)
         return result
 
-    def create_credit_note(self, id: int) -> pb.Invoice | None:
+    def create_credit_note(self, id: int | str) -> pb.Invoice | None:
         """Re-rate finalized invoice `id`: the credit note or adjustment issued, or None when nothing changed."""
-        response = self._call("CreateCreditNote", pb.InvoiceActionRequest(id=id))
+        response = self._call("CreateCreditNote", pb.InvoiceActionRequest(**_invoice_ref(id)))
         document: pb.Invoice = response.document
         return document if response.HasField("document") else None
 
-    def export_invoice(self, id: int, format: str = "pdf") -> pb.ExportInvoiceResponse:
+    def export_invoice(self, id: int | str, format: str = "pdf") -> pb.ExportInvoiceResponse:
         """The invoice as a document ("json", "csv" or "pdf"): content type, bytes and a file name."""
-        result: pb.ExportInvoiceResponse = self._call("ExportInvoice", pb.ExportInvoiceRequest(id=id, format=format))
+        request = pb.ExportInvoiceRequest(**_invoice_ref(id), format=format)
+        result: pb.ExportInvoiceResponse = self._call("ExportInvoice", request)
         return result
 
     def run_invoice_cycle(self, as_of: DateArg = None) -> pb.RunInvoiceCycleResponse:
@@ -868,3 +912,191 @@ class BillingClient:
 
     def list_entitlements(self, customer: str) -> list[pb.Entitlement]:
         return list(self._call("ListEntitlements", pb.ListEntitlementsRequest(customer=customer)).entitlements)
+
+    # --- points: units, rates, earning -------------------------------------------------------------------
+
+    def define_points_unit(self, code: str, scale: int, *, name: str = "") -> pb.PointsUnit:
+        """Define a points unit (lower-case code, `scale` decimal places); again with the same scale returns it."""
+        result: pb.PointsUnit = self._call(
+            "DefinePointsUnit", pb.DefinePointsUnitRequest(code=code, scale=scale, name=name)
+        )
+        return result
+
+    def list_points_units(self, *, page_size: int = 0, page_token: str = "") -> pb.ListPointsUnitsResponse:
+        result: pb.ListPointsUnitsResponse = self._call(
+            "ListPointsUnits", pb.ListPointsUnitsRequest(page_size=page_size, page_token=page_token)
+        )
+        return result
+
+    def iter_points_units(self, *, page_size: int = _PAGE_SIZE) -> Iterator[pb.PointsUnit]:
+        """Every points unit by code, fetching pages as needed."""
+        token = ""
+        while True:
+            page = self.list_points_units(page_size=page_size, page_token=token)
+            yield from page.units
+            token = page.next_page_token
+            if not token:
+                return
+
+    def set_conversion_rate(
+        self, currency: str, points_unit: str, rate: Number, valid_from: datetime, *, valid_to: DateArg = None,
+        rounding: str = "",
+    ) -> pb.ConversionRate:  # fmt: skip
+        """`rate` points per one whole `currency` unit over [valid_from, valid_to); `rounding` "down" (default),
+        "up", "half_up" or "half_even". ALREADY_EXISTS when it overlaps a period of the same pair."""
+        request = pb.SetConversionRateRequest(
+            currency=currency, points_unit=points_unit, rate=decimal_text(rate, "rate"),
+            valid_from=_timestamp(valid_from, "valid_from"), valid_to=_timestamp(valid_to, "valid_to"),
+            rounding=rounding,
+        )  # fmt: skip
+        result: pb.ConversionRate = self._call("SetConversionRate", request)
+        return result
+
+    def list_conversion_rates(
+        self, *, currency: str = "", points_unit: str = "", page_size: int = 0, page_token: str = ""
+    ) -> pb.ListConversionRatesResponse:
+        request = pb.ListConversionRatesRequest(
+            currency=currency, points_unit=points_unit, page_size=page_size, page_token=page_token
+        )
+        result: pb.ListConversionRatesResponse = self._call("ListConversionRates", request)
+        return result
+
+    def iter_conversion_rates(
+        self, *, currency: str = "", points_unit: str = "", page_size: int = _PAGE_SIZE
+    ) -> Iterator[pb.ConversionRate]:
+        """Every rate (of one currency and/or points unit when given), fetching pages as needed."""
+        token = ""
+        while True:
+            page = self.list_conversion_rates(
+                currency=currency, points_unit=points_unit, page_size=page_size, page_token=token
+            )
+            yield from page.rates
+            token = page.next_page_token
+            if not token:
+                return
+
+    def accrue_points(self, *, as_of: DateArg = None, since: DateArg = None) -> pb.AccruePointsResponse:
+        """Credit what the plans' earning rules owe up to `as_of` (default now); calling it again credits only
+        what usage added since."""
+        request = pb.AccruePointsRequest(as_of=_timestamp(as_of, "as_of"), since=_timestamp(since, "since"))
+        result: pb.AccruePointsResponse = self._call("AccruePoints", request)
+        return result
+
+    # --- insight: price simulation and revenue leakage ---------------------------------------------------
+
+    def simulate_plan(
+        self,
+        candidate: Mapping[str, Any] | str,
+        start: datetime,
+        end: datetime,
+        *,
+        current_plan: str = "",
+        more_than_pct: Number | None = None,
+        limit: int = 0,
+    ) -> pb.SimulatePlanResponse:
+        """Re-price a past window's stored usage under `candidate`: a plan definition (a mapping, or its JSON
+        text starting with "{") or a stored version "CODE@VERSION". Nothing is written."""
+        as_json = not isinstance(candidate, str) or candidate.lstrip().startswith("{")
+        request = pb.SimulatePlanRequest(
+            plan_json=_json_text(candidate, "candidate") if as_json else "",
+            plan="" if as_json else str(candidate),
+            start=_timestamp(start, "start"),
+            end=_timestamp(end, "end"),
+            current_plan=current_plan,
+            more_than_pct="" if more_than_pct is None else decimal_text(more_than_pct, "more_than_pct"),
+            limit=limit,
+        )
+        result: pb.SimulatePlanResponse = self._call("SimulatePlan", request)
+        return result
+
+    def get_revenue_leakage(self, start: datetime, end: datetime, *, limit: int = 0) -> pb.RevenueLeakage:
+        """Counted usage of [start, end) that no invoice will bill, by category."""
+        request = pb.GetRevenueLeakageRequest(start=_timestamp(start, "start"), end=_timestamp(end, "end"), limit=limit)
+        result: pb.RevenueLeakage = self._call("GetRevenueLeakage", request)
+        return result
+
+    # --- bulk invoice actions ----------------------------------------------------------------------------
+
+    def bulk_finalize_invoices(
+        self, where: pb.InvoiceFilter | None = None, *, limit: int = 0, page_token: str = "", dry_run: bool = False
+    ) -> pb.BulkInvoicesResponse:
+        """Finalize the drafts `where` (an `invoice_filter(...)`) matches, at most `limit` examined (0 = 100);
+        continue with the response's next_page_token until it is empty. Safe to repeat."""
+        request = pb.BulkInvoicesRequest(filter=where, limit=limit, page_token=page_token, dry_run=dry_run)
+        result: pb.BulkInvoicesResponse = self._call("BulkFinalizeInvoices", request)
+        return result
+
+    def bulk_void_invoices(
+        self, where: pb.InvoiceFilter, reason: str, *, reissue: bool = False, limit: int = 0, page_token: str = "",
+        dry_run: bool = False,
+    ) -> pb.BulkInvoicesResponse:  # fmt: skip
+        """Void the drafts and unpaid finalized invoices `where` matches (at least one criterion), with `reason`."""
+        request = pb.BulkVoidInvoicesRequest(filter=where, reason=reason, reissue=reissue, limit=limit,
+                                             page_token=page_token, dry_run=dry_run)  # fmt: skip
+        result: pb.BulkInvoicesResponse = self._call("BulkVoidInvoices", request)
+        return result
+
+    def bulk_mark_invoices_paid(
+        self, where: pb.InvoiceFilter | None = None, *, limit: int = 0, page_token: str = "", dry_run: bool = False
+    ) -> pb.BulkInvoicesResponse:
+        """Record a payment of everything due, dated now, on each open invoice `where` matches; never twice."""
+        request = pb.BulkInvoicesRequest(filter=where, limit=limit, page_token=page_token, dry_run=dry_run)
+        result: pb.BulkInvoicesResponse = self._call("BulkMarkInvoicesPaid", request)
+        return result
+
+    # --- disputes and customer portal links ----------------------------------------------------------------
+
+    def open_dispute(self, invoice_id: int, line: int, reason: str, *, customer: str = "") -> pb.Dispute:
+        """Flag line `line` (1 = first) of issued invoice `invoice_id` with the customer's `reason`; with
+        `customer`, the invoice must be theirs."""
+        request = pb.OpenDisputeRequest(invoice_id=invoice_id, line=line, reason=reason, customer=customer)
+        result: pb.Dispute = self._call("OpenDispute", request)
+        return result
+
+    def list_disputes(
+        self, *, status: str = "", customer: str = "", invoice_id: int = 0, page_size: int = 0, page_token: str = ""
+    ) -> pb.ListDisputesResponse:
+        """One page of disputes, oldest first (status: open, credited or rejected)."""
+        request = pb.ListDisputesRequest(status=status, customer=customer, invoice_id=invoice_id,
+                                         page_size=page_size, page_token=page_token)  # fmt: skip
+        result: pb.ListDisputesResponse = self._call("ListDisputes", request)
+        return result
+
+    def iter_disputes(
+        self, *, status: str = "", customer: str = "", page_size: int = _PAGE_SIZE
+    ) -> Iterator[pb.Dispute]:
+        """Every dispute matching, page after page."""
+        token = ""
+        while True:
+            page = self.list_disputes(status=status, customer=customer, page_size=page_size, page_token=token)
+            yield from page.disputes
+            token = page.next_page_token
+            if not token:
+                return
+
+    def resolve_dispute(
+        self, id: int, *, credit: Number | None = None, note: str = "", reject: str | None = None
+    ) -> pb.ResolveDisputeResponse:
+        """Answer dispute `id`: `credit` (an amount of the line before tax, with an optional `note`) issues a
+        credit note; `reject` (the reason, for the customer) rejects it. Exactly one of them."""
+        if (credit is None) == (reject is None):
+            raise ValueError("give credit= or reject=, exactly one of them")
+        if credit is not None:
+            request = pb.ResolveDisputeRequest(id=id, credit=pb.DisputeCredit(amount=decimal_text(credit, "credit"),
+                                                                              note=note))  # fmt: skip
+        else:
+            request = pb.ResolveDisputeRequest(id=id, reject=pb.DisputeRejection(note=reject or ""))
+        result: pb.ResolveDisputeResponse = self._call("ResolveDispute", request)
+        return result
+
+    def create_portal_session(self, customer: str, *, ttl_seconds: int = 0, return_url: str = "") -> pb.PortalSession:
+        """A signed link (`path`, to put behind the server's public HTTP address) opening `customer`'s portal
+        for `ttl_seconds` (at most 7 days; 0 = one hour)."""
+        request = pb.CreatePortalSessionRequest(customer=customer, ttl_seconds=ttl_seconds, return_url=return_url)
+        result: pb.PortalSession = self._call("CreatePortalSession", request)
+        return result
+
+    def revoke_portal_links(self) -> pb.RevokePortalLinksResponse:
+        """Rotate the tenant's portal signing key: every earlier link and portal session stops working."""
+        result: pb.RevokePortalLinksResponse = self._call("RevokePortalLinks", pb.RevokePortalLinksRequest())
+        return result

@@ -629,16 +629,18 @@ class GetUpcomingInvoiceResponse(_message.Message):
     def __init__(self, invoices: _Optional[_Iterable[_Union[Invoice, _Mapping]]] = ...) -> None: ...
 
 class ListInvoicesRequest(_message.Message):
-    __slots__ = ("customer", "status", "page_size", "page_token")
+    __slots__ = ("customer", "status", "page_size", "page_token", "filter")
     CUSTOMER_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
     customer: str
     status: str
     page_size: int
     page_token: str
-    def __init__(self, customer: _Optional[str] = ..., status: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    filter: InvoiceFilter
+    def __init__(self, customer: _Optional[str] = ..., status: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., filter: _Optional[_Union[InvoiceFilter, _Mapping]] = ...) -> None: ...
 
 class ListInvoicesResponse(_message.Message):
     __slots__ = ("invoices", "next_page_token")
@@ -649,26 +651,32 @@ class ListInvoicesResponse(_message.Message):
     def __init__(self, invoices: _Optional[_Iterable[_Union[Invoice, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class GetInvoiceRequest(_message.Message):
-    __slots__ = ("id",)
+    __slots__ = ("id", "label")
     ID_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
     id: int
-    def __init__(self, id: _Optional[int] = ...) -> None: ...
+    label: str
+    def __init__(self, id: _Optional[int] = ..., label: _Optional[str] = ...) -> None: ...
 
 class InvoiceActionRequest(_message.Message):
-    __slots__ = ("id",)
+    __slots__ = ("id", "label")
     ID_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
     id: int
-    def __init__(self, id: _Optional[int] = ...) -> None: ...
+    label: str
+    def __init__(self, id: _Optional[int] = ..., label: _Optional[str] = ...) -> None: ...
 
 class VoidInvoiceRequest(_message.Message):
-    __slots__ = ("id", "reason", "reissue")
+    __slots__ = ("id", "reason", "reissue", "label")
     ID_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     REISSUE_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
     id: int
     reason: str
     reissue: bool
-    def __init__(self, id: _Optional[int] = ..., reason: _Optional[str] = ..., reissue: _Optional[bool] = ...) -> None: ...
+    label: str
+    def __init__(self, id: _Optional[int] = ..., reason: _Optional[str] = ..., reissue: _Optional[bool] = ..., label: _Optional[str] = ...) -> None: ...
 
 class CreateCreditNoteResponse(_message.Message):
     __slots__ = ("document",)
@@ -677,12 +685,14 @@ class CreateCreditNoteResponse(_message.Message):
     def __init__(self, document: _Optional[_Union[Invoice, _Mapping]] = ...) -> None: ...
 
 class ExportInvoiceRequest(_message.Message):
-    __slots__ = ("id", "format")
+    __slots__ = ("id", "format", "label")
     ID_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
     id: int
     format: str
-    def __init__(self, id: _Optional[int] = ..., format: _Optional[str] = ...) -> None: ...
+    label: str
+    def __init__(self, id: _Optional[int] = ..., format: _Optional[str] = ..., label: _Optional[str] = ...) -> None: ...
 
 class ExportInvoiceResponse(_message.Message):
     __slots__ = ("content_type", "content", "filename")
@@ -1407,3 +1417,506 @@ class ListEntitlementsResponse(_message.Message):
     ENTITLEMENTS_FIELD_NUMBER: _ClassVar[int]
     entitlements: _containers.RepeatedCompositeFieldContainer[Entitlement]
     def __init__(self, entitlements: _Optional[_Iterable[_Union[Entitlement, _Mapping]]] = ...) -> None: ...
+
+class InvoiceFilter(_message.Message):
+    __slots__ = ("customer", "status", "plan", "start", "end", "date")
+    CUSTOMER_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    PLAN_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    DATE_FIELD_NUMBER: _ClassVar[int]
+    customer: str
+    status: str
+    plan: str
+    start: _timestamp_pb2.Timestamp
+    end: _timestamp_pb2.Timestamp
+    date: str
+    def __init__(self, customer: _Optional[str] = ..., status: _Optional[str] = ..., plan: _Optional[str] = ..., start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., date: _Optional[str] = ...) -> None: ...
+
+class BulkInvoicesRequest(_message.Message):
+    __slots__ = ("filter", "limit", "page_token", "dry_run")
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    filter: InvoiceFilter
+    limit: int
+    page_token: str
+    dry_run: bool
+    def __init__(self, filter: _Optional[_Union[InvoiceFilter, _Mapping]] = ..., limit: _Optional[int] = ..., page_token: _Optional[str] = ..., dry_run: _Optional[bool] = ...) -> None: ...
+
+class BulkVoidInvoicesRequest(_message.Message):
+    __slots__ = ("filter", "limit", "page_token", "dry_run", "reason", "reissue")
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    REISSUE_FIELD_NUMBER: _ClassVar[int]
+    filter: InvoiceFilter
+    limit: int
+    page_token: str
+    dry_run: bool
+    reason: str
+    reissue: bool
+    def __init__(self, filter: _Optional[_Union[InvoiceFilter, _Mapping]] = ..., limit: _Optional[int] = ..., page_token: _Optional[str] = ..., dry_run: _Optional[bool] = ..., reason: _Optional[str] = ..., reissue: _Optional[bool] = ...) -> None: ...
+
+class BulkInvoicesResponse(_message.Message):
+    __slots__ = ("action", "dry_run", "applies_to", "examined", "done", "skipped", "failed", "errors", "done_ids", "next_page_token")
+    class SkippedEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    APPLIES_TO_FIELD_NUMBER: _ClassVar[int]
+    EXAMINED_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    DONE_IDS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    action: str
+    dry_run: bool
+    applies_to: _containers.RepeatedScalarFieldContainer[str]
+    examined: int
+    done: int
+    skipped: _containers.ScalarMap[str, int]
+    failed: int
+    errors: _containers.RepeatedScalarFieldContainer[str]
+    done_ids: _containers.RepeatedScalarFieldContainer[int]
+    next_page_token: str
+    def __init__(self, action: _Optional[str] = ..., dry_run: _Optional[bool] = ..., applies_to: _Optional[_Iterable[str]] = ..., examined: _Optional[int] = ..., done: _Optional[int] = ..., skipped: _Optional[_Mapping[str, int]] = ..., failed: _Optional[int] = ..., errors: _Optional[_Iterable[str]] = ..., done_ids: _Optional[_Iterable[int]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class PointsUnit(_message.Message):
+    __slots__ = ("code", "scale", "name")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    SCALE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    code: str
+    scale: int
+    name: str
+    def __init__(self, code: _Optional[str] = ..., scale: _Optional[int] = ..., name: _Optional[str] = ...) -> None: ...
+
+class DefinePointsUnitRequest(_message.Message):
+    __slots__ = ("code", "scale", "name")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    SCALE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    code: str
+    scale: int
+    name: str
+    def __init__(self, code: _Optional[str] = ..., scale: _Optional[int] = ..., name: _Optional[str] = ...) -> None: ...
+
+class ListPointsUnitsRequest(_message.Message):
+    __slots__ = ("page_size", "page_token")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListPointsUnitsResponse(_message.Message):
+    __slots__ = ("units", "next_page_token")
+    UNITS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    units: _containers.RepeatedCompositeFieldContainer[PointsUnit]
+    next_page_token: str
+    def __init__(self, units: _Optional[_Iterable[_Union[PointsUnit, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class ConversionRate(_message.Message):
+    __slots__ = ("currency", "points_unit", "rate", "rounding", "valid_from", "valid_to")
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    POINTS_UNIT_FIELD_NUMBER: _ClassVar[int]
+    RATE_FIELD_NUMBER: _ClassVar[int]
+    ROUNDING_FIELD_NUMBER: _ClassVar[int]
+    VALID_FROM_FIELD_NUMBER: _ClassVar[int]
+    VALID_TO_FIELD_NUMBER: _ClassVar[int]
+    currency: str
+    points_unit: str
+    rate: str
+    rounding: str
+    valid_from: _timestamp_pb2.Timestamp
+    valid_to: _timestamp_pb2.Timestamp
+    def __init__(self, currency: _Optional[str] = ..., points_unit: _Optional[str] = ..., rate: _Optional[str] = ..., rounding: _Optional[str] = ..., valid_from: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., valid_to: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class SetConversionRateRequest(_message.Message):
+    __slots__ = ("currency", "points_unit", "rate", "valid_from", "valid_to", "rounding")
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    POINTS_UNIT_FIELD_NUMBER: _ClassVar[int]
+    RATE_FIELD_NUMBER: _ClassVar[int]
+    VALID_FROM_FIELD_NUMBER: _ClassVar[int]
+    VALID_TO_FIELD_NUMBER: _ClassVar[int]
+    ROUNDING_FIELD_NUMBER: _ClassVar[int]
+    currency: str
+    points_unit: str
+    rate: str
+    valid_from: _timestamp_pb2.Timestamp
+    valid_to: _timestamp_pb2.Timestamp
+    rounding: str
+    def __init__(self, currency: _Optional[str] = ..., points_unit: _Optional[str] = ..., rate: _Optional[str] = ..., valid_from: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., valid_to: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., rounding: _Optional[str] = ...) -> None: ...
+
+class ListConversionRatesRequest(_message.Message):
+    __slots__ = ("currency", "points_unit", "page_size", "page_token")
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    POINTS_UNIT_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    currency: str
+    points_unit: str
+    page_size: int
+    page_token: str
+    def __init__(self, currency: _Optional[str] = ..., points_unit: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListConversionRatesResponse(_message.Message):
+    __slots__ = ("rates", "next_page_token")
+    RATES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    rates: _containers.RepeatedCompositeFieldContainer[ConversionRate]
+    next_page_token: str
+    def __init__(self, rates: _Optional[_Iterable[_Union[ConversionRate, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class AccruePointsRequest(_message.Message):
+    __slots__ = ("as_of", "since")
+    AS_OF_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    as_of: _timestamp_pb2.Timestamp
+    since: _timestamp_pb2.Timestamp
+    def __init__(self, as_of: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class PointsCredit(_message.Message):
+    __slots__ = ("customer", "subscription_id", "plan", "plan_version", "rule", "meter", "unit", "period_start", "period_end", "through", "quantity", "points", "earned", "capped", "transfer_id")
+    CUSTOMER_FIELD_NUMBER: _ClassVar[int]
+    SUBSCRIPTION_ID_FIELD_NUMBER: _ClassVar[int]
+    PLAN_FIELD_NUMBER: _ClassVar[int]
+    PLAN_VERSION_FIELD_NUMBER: _ClassVar[int]
+    RULE_FIELD_NUMBER: _ClassVar[int]
+    METER_FIELD_NUMBER: _ClassVar[int]
+    UNIT_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_START_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_END_FIELD_NUMBER: _ClassVar[int]
+    THROUGH_FIELD_NUMBER: _ClassVar[int]
+    QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    POINTS_FIELD_NUMBER: _ClassVar[int]
+    EARNED_FIELD_NUMBER: _ClassVar[int]
+    CAPPED_FIELD_NUMBER: _ClassVar[int]
+    TRANSFER_ID_FIELD_NUMBER: _ClassVar[int]
+    customer: str
+    subscription_id: int
+    plan: str
+    plan_version: int
+    rule: str
+    meter: str
+    unit: str
+    period_start: _timestamp_pb2.Timestamp
+    period_end: _timestamp_pb2.Timestamp
+    through: _timestamp_pb2.Timestamp
+    quantity: str
+    points: str
+    earned: str
+    capped: bool
+    transfer_id: str
+    def __init__(self, customer: _Optional[str] = ..., subscription_id: _Optional[int] = ..., plan: _Optional[str] = ..., plan_version: _Optional[int] = ..., rule: _Optional[str] = ..., meter: _Optional[str] = ..., unit: _Optional[str] = ..., period_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., period_end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., through: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., quantity: _Optional[str] = ..., points: _Optional[str] = ..., earned: _Optional[str] = ..., capped: _Optional[bool] = ..., transfer_id: _Optional[str] = ...) -> None: ...
+
+class AccruePointsResponse(_message.Message):
+    __slots__ = ("through", "checked", "credits", "credited", "totals", "problems")
+    THROUGH_FIELD_NUMBER: _ClassVar[int]
+    CHECKED_FIELD_NUMBER: _ClassVar[int]
+    CREDITS_FIELD_NUMBER: _ClassVar[int]
+    CREDITED_FIELD_NUMBER: _ClassVar[int]
+    TOTALS_FIELD_NUMBER: _ClassVar[int]
+    PROBLEMS_FIELD_NUMBER: _ClassVar[int]
+    through: _timestamp_pb2.Timestamp
+    checked: int
+    credits: _containers.RepeatedCompositeFieldContainer[PointsCredit]
+    credited: int
+    totals: _containers.RepeatedCompositeFieldContainer[UnitAmount]
+    problems: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, through: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., checked: _Optional[int] = ..., credits: _Optional[_Iterable[_Union[PointsCredit, _Mapping]]] = ..., credited: _Optional[int] = ..., totals: _Optional[_Iterable[_Union[UnitAmount, _Mapping]]] = ..., problems: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class SimulatePlanRequest(_message.Message):
+    __slots__ = ("plan_json", "plan", "start", "end", "current_plan", "more_than_pct", "limit")
+    PLAN_JSON_FIELD_NUMBER: _ClassVar[int]
+    PLAN_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_PLAN_FIELD_NUMBER: _ClassVar[int]
+    MORE_THAN_PCT_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    plan_json: str
+    plan: str
+    start: _timestamp_pb2.Timestamp
+    end: _timestamp_pb2.Timestamp
+    current_plan: str
+    more_than_pct: str
+    limit: int
+    def __init__(self, plan_json: _Optional[str] = ..., plan: _Optional[str] = ..., start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., current_plan: _Optional[str] = ..., more_than_pct: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class SimulatedCustomer(_message.Message):
+    __slots__ = ("customer", "plan", "current", "simulated", "difference", "pct")
+    CUSTOMER_FIELD_NUMBER: _ClassVar[int]
+    PLAN_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_FIELD_NUMBER: _ClassVar[int]
+    SIMULATED_FIELD_NUMBER: _ClassVar[int]
+    DIFFERENCE_FIELD_NUMBER: _ClassVar[int]
+    PCT_FIELD_NUMBER: _ClassVar[int]
+    customer: str
+    plan: str
+    current: str
+    simulated: str
+    difference: str
+    pct: str
+    def __init__(self, customer: _Optional[str] = ..., plan: _Optional[str] = ..., current: _Optional[str] = ..., simulated: _Optional[str] = ..., difference: _Optional[str] = ..., pct: _Optional[str] = ...) -> None: ...
+
+class SimulatedPlanTotal(_message.Message):
+    __slots__ = ("plan", "customers", "current", "simulated", "difference", "pct")
+    PLAN_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMERS_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_FIELD_NUMBER: _ClassVar[int]
+    SIMULATED_FIELD_NUMBER: _ClassVar[int]
+    DIFFERENCE_FIELD_NUMBER: _ClassVar[int]
+    PCT_FIELD_NUMBER: _ClassVar[int]
+    plan: str
+    customers: int
+    current: str
+    simulated: str
+    difference: str
+    pct: str
+    def __init__(self, plan: _Optional[str] = ..., customers: _Optional[int] = ..., current: _Optional[str] = ..., simulated: _Optional[str] = ..., difference: _Optional[str] = ..., pct: _Optional[str] = ...) -> None: ...
+
+class ChangeBucket(_message.Message):
+    __slots__ = ("label", "customers")
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMERS_FIELD_NUMBER: _ClassVar[int]
+    label: str
+    customers: int
+    def __init__(self, label: _Optional[str] = ..., customers: _Optional[int] = ...) -> None: ...
+
+class SimulatePlanResponse(_message.Message):
+    __slots__ = ("candidate", "currency", "start", "end", "plans", "current", "simulated", "difference", "distribution", "more_than", "more_than_total", "customers", "customers_total")
+    CANDIDATE_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    PLANS_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_FIELD_NUMBER: _ClassVar[int]
+    SIMULATED_FIELD_NUMBER: _ClassVar[int]
+    DIFFERENCE_FIELD_NUMBER: _ClassVar[int]
+    DISTRIBUTION_FIELD_NUMBER: _ClassVar[int]
+    MORE_THAN_FIELD_NUMBER: _ClassVar[int]
+    MORE_THAN_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMERS_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMERS_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    candidate: str
+    currency: str
+    start: _timestamp_pb2.Timestamp
+    end: _timestamp_pb2.Timestamp
+    plans: _containers.RepeatedCompositeFieldContainer[SimulatedPlanTotal]
+    current: str
+    simulated: str
+    difference: str
+    distribution: _containers.RepeatedCompositeFieldContainer[ChangeBucket]
+    more_than: _containers.RepeatedCompositeFieldContainer[SimulatedCustomer]
+    more_than_total: int
+    customers: _containers.RepeatedCompositeFieldContainer[SimulatedCustomer]
+    customers_total: int
+    def __init__(self, candidate: _Optional[str] = ..., currency: _Optional[str] = ..., start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., plans: _Optional[_Iterable[_Union[SimulatedPlanTotal, _Mapping]]] = ..., current: _Optional[str] = ..., simulated: _Optional[str] = ..., difference: _Optional[str] = ..., distribution: _Optional[_Iterable[_Union[ChangeBucket, _Mapping]]] = ..., more_than: _Optional[_Iterable[_Union[SimulatedCustomer, _Mapping]]] = ..., more_than_total: _Optional[int] = ..., customers: _Optional[_Iterable[_Union[SimulatedCustomer, _Mapping]]] = ..., customers_total: _Optional[int] = ...) -> None: ...
+
+class GetRevenueLeakageRequest(_message.Message):
+    __slots__ = ("start", "end", "limit")
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    start: _timestamp_pb2.Timestamp
+    end: _timestamp_pb2.Timestamp
+    limit: int
+    def __init__(self, start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class LeakageCategory(_message.Message):
+    __slots__ = ("category", "events", "customers", "meters")
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMERS_FIELD_NUMBER: _ClassVar[int]
+    METERS_FIELD_NUMBER: _ClassVar[int]
+    category: str
+    events: int
+    customers: int
+    meters: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, category: _Optional[str] = ..., events: _Optional[int] = ..., customers: _Optional[int] = ..., meters: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class LeakageRow(_message.Message):
+    __slots__ = ("category", "customer", "meter", "events", "quantity")
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMER_FIELD_NUMBER: _ClassVar[int]
+    METER_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    category: str
+    customer: str
+    meter: str
+    events: int
+    quantity: str
+    def __init__(self, category: _Optional[str] = ..., customer: _Optional[str] = ..., meter: _Optional[str] = ..., events: _Optional[int] = ..., quantity: _Optional[str] = ...) -> None: ...
+
+class RevenueLeakage(_message.Message):
+    __slots__ = ("start", "end", "categories", "rows", "rows_total", "unbilled_events", "counted_events")
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    CATEGORIES_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    ROWS_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    UNBILLED_EVENTS_FIELD_NUMBER: _ClassVar[int]
+    COUNTED_EVENTS_FIELD_NUMBER: _ClassVar[int]
+    start: _timestamp_pb2.Timestamp
+    end: _timestamp_pb2.Timestamp
+    categories: _containers.RepeatedCompositeFieldContainer[LeakageCategory]
+    rows: _containers.RepeatedCompositeFieldContainer[LeakageRow]
+    rows_total: int
+    unbilled_events: int
+    counted_events: int
+    def __init__(self, start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., categories: _Optional[_Iterable[_Union[LeakageCategory, _Mapping]]] = ..., rows: _Optional[_Iterable[_Union[LeakageRow, _Mapping]]] = ..., rows_total: _Optional[int] = ..., unbilled_events: _Optional[int] = ..., counted_events: _Optional[int] = ...) -> None: ...
+
+class Dispute(_message.Message):
+    __slots__ = ("id", "invoice_id", "invoice_number", "line", "charge", "customer", "currency", "line_amount", "reason", "status", "opened_by", "opened_at", "resolved_by", "resolved_at", "note", "credit_amount", "credit_note_id", "credit_note_number")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    INVOICE_ID_FIELD_NUMBER: _ClassVar[int]
+    INVOICE_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    LINE_FIELD_NUMBER: _ClassVar[int]
+    CHARGE_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMER_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    LINE_AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    OPENED_BY_FIELD_NUMBER: _ClassVar[int]
+    OPENED_AT_FIELD_NUMBER: _ClassVar[int]
+    RESOLVED_BY_FIELD_NUMBER: _ClassVar[int]
+    RESOLVED_AT_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    CREDIT_AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    CREDIT_NOTE_ID_FIELD_NUMBER: _ClassVar[int]
+    CREDIT_NOTE_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    invoice_id: int
+    invoice_number: str
+    line: int
+    charge: str
+    customer: str
+    currency: str
+    line_amount: str
+    reason: str
+    status: str
+    opened_by: str
+    opened_at: _timestamp_pb2.Timestamp
+    resolved_by: str
+    resolved_at: _timestamp_pb2.Timestamp
+    note: str
+    credit_amount: str
+    credit_note_id: int
+    credit_note_number: str
+    def __init__(self, id: _Optional[int] = ..., invoice_id: _Optional[int] = ..., invoice_number: _Optional[str] = ..., line: _Optional[int] = ..., charge: _Optional[str] = ..., customer: _Optional[str] = ..., currency: _Optional[str] = ..., line_amount: _Optional[str] = ..., reason: _Optional[str] = ..., status: _Optional[str] = ..., opened_by: _Optional[str] = ..., opened_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., resolved_by: _Optional[str] = ..., resolved_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., note: _Optional[str] = ..., credit_amount: _Optional[str] = ..., credit_note_id: _Optional[int] = ..., credit_note_number: _Optional[str] = ...) -> None: ...
+
+class OpenDisputeRequest(_message.Message):
+    __slots__ = ("invoice_id", "line", "reason", "customer")
+    INVOICE_ID_FIELD_NUMBER: _ClassVar[int]
+    LINE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMER_FIELD_NUMBER: _ClassVar[int]
+    invoice_id: int
+    line: int
+    reason: str
+    customer: str
+    def __init__(self, invoice_id: _Optional[int] = ..., line: _Optional[int] = ..., reason: _Optional[str] = ..., customer: _Optional[str] = ...) -> None: ...
+
+class ListDisputesRequest(_message.Message):
+    __slots__ = ("status", "customer", "invoice_id", "page_size", "page_token")
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMER_FIELD_NUMBER: _ClassVar[int]
+    INVOICE_ID_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    status: str
+    customer: str
+    invoice_id: int
+    page_size: int
+    page_token: str
+    def __init__(self, status: _Optional[str] = ..., customer: _Optional[str] = ..., invoice_id: _Optional[int] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListDisputesResponse(_message.Message):
+    __slots__ = ("disputes", "next_page_token")
+    DISPUTES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    disputes: _containers.RepeatedCompositeFieldContainer[Dispute]
+    next_page_token: str
+    def __init__(self, disputes: _Optional[_Iterable[_Union[Dispute, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class DisputeCredit(_message.Message):
+    __slots__ = ("amount", "note")
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    amount: str
+    note: str
+    def __init__(self, amount: _Optional[str] = ..., note: _Optional[str] = ...) -> None: ...
+
+class DisputeRejection(_message.Message):
+    __slots__ = ("note",)
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    note: str
+    def __init__(self, note: _Optional[str] = ...) -> None: ...
+
+class ResolveDisputeRequest(_message.Message):
+    __slots__ = ("id", "credit", "reject")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    CREDIT_FIELD_NUMBER: _ClassVar[int]
+    REJECT_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    credit: DisputeCredit
+    reject: DisputeRejection
+    def __init__(self, id: _Optional[int] = ..., credit: _Optional[_Union[DisputeCredit, _Mapping]] = ..., reject: _Optional[_Union[DisputeRejection, _Mapping]] = ...) -> None: ...
+
+class ResolveDisputeResponse(_message.Message):
+    __slots__ = ("dispute", "credit_note", "changed")
+    DISPUTE_FIELD_NUMBER: _ClassVar[int]
+    CREDIT_NOTE_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_FIELD_NUMBER: _ClassVar[int]
+    dispute: Dispute
+    credit_note: Invoice
+    changed: bool
+    def __init__(self, dispute: _Optional[_Union[Dispute, _Mapping]] = ..., credit_note: _Optional[_Union[Invoice, _Mapping]] = ..., changed: _Optional[bool] = ...) -> None: ...
+
+class CreatePortalSessionRequest(_message.Message):
+    __slots__ = ("customer", "ttl_seconds", "return_url")
+    CUSTOMER_FIELD_NUMBER: _ClassVar[int]
+    TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    RETURN_URL_FIELD_NUMBER: _ClassVar[int]
+    customer: str
+    ttl_seconds: int
+    return_url: str
+    def __init__(self, customer: _Optional[str] = ..., ttl_seconds: _Optional[int] = ..., return_url: _Optional[str] = ...) -> None: ...
+
+class PortalSession(_message.Message):
+    __slots__ = ("path", "expires_at", "customer")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMER_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    expires_at: _timestamp_pb2.Timestamp
+    customer: str
+    def __init__(self, path: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., customer: _Optional[str] = ...) -> None: ...
+
+class RevokePortalLinksRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class RevokePortalLinksResponse(_message.Message):
+    __slots__ = ("key_version", "rotated_at")
+    KEY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    ROTATED_AT_FIELD_NUMBER: _ClassVar[int]
+    key_version: int
+    rotated_at: _timestamp_pb2.Timestamp
+    def __init__(self, key_version: _Optional[int] = ..., rotated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

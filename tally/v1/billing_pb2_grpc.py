@@ -198,6 +198,21 @@ class BillingServiceStub:
                 request_serializer=tally_dot_v1_dot_billing__pb2.RunInvoiceCycleRequest.SerializeToString,
                 response_deserializer=tally_dot_v1_dot_billing__pb2.RunInvoiceCycleResponse.FromString,
                 _registered_method=True)
+        self.BulkFinalizeInvoices = channel.unary_unary(
+                '/tally.v1.BillingService/BulkFinalizeInvoices',
+                request_serializer=tally_dot_v1_dot_billing__pb2.BulkInvoicesRequest.SerializeToString,
+                response_deserializer=tally_dot_v1_dot_billing__pb2.BulkInvoicesResponse.FromString,
+                _registered_method=True)
+        self.BulkVoidInvoices = channel.unary_unary(
+                '/tally.v1.BillingService/BulkVoidInvoices',
+                request_serializer=tally_dot_v1_dot_billing__pb2.BulkVoidInvoicesRequest.SerializeToString,
+                response_deserializer=tally_dot_v1_dot_billing__pb2.BulkInvoicesResponse.FromString,
+                _registered_method=True)
+        self.BulkMarkInvoicesPaid = channel.unary_unary(
+                '/tally.v1.BillingService/BulkMarkInvoicesPaid',
+                request_serializer=tally_dot_v1_dot_billing__pb2.BulkInvoicesRequest.SerializeToString,
+                response_deserializer=tally_dot_v1_dot_billing__pb2.BulkInvoicesResponse.FromString,
+                _registered_method=True)
         self.RecordPayment = channel.unary_unary(
                 '/tally.v1.BillingService/RecordPayment',
                 request_serializer=tally_dot_v1_dot_billing__pb2.RecordPaymentRequest.SerializeToString,
@@ -262,6 +277,16 @@ class BillingServiceStub:
                 '/tally.v1.BillingService/SimulatePrice',
                 request_serializer=tally_dot_v1_dot_billing__pb2.SimulatePriceRequest.SerializeToString,
                 response_deserializer=tally_dot_v1_dot_billing__pb2.SimulatePriceResponse.FromString,
+                _registered_method=True)
+        self.SimulatePlan = channel.unary_unary(
+                '/tally.v1.BillingService/SimulatePlan',
+                request_serializer=tally_dot_v1_dot_billing__pb2.SimulatePlanRequest.SerializeToString,
+                response_deserializer=tally_dot_v1_dot_billing__pb2.SimulatePlanResponse.FromString,
+                _registered_method=True)
+        self.GetRevenueLeakage = channel.unary_unary(
+                '/tally.v1.BillingService/GetRevenueLeakage',
+                request_serializer=tally_dot_v1_dot_billing__pb2.GetRevenueLeakageRequest.SerializeToString,
+                response_deserializer=tally_dot_v1_dot_billing__pb2.RevenueLeakage.FromString,
                 _registered_method=True)
         self.WatchEvents = channel.unary_stream(
                 '/tally.v1.BillingService/WatchEvents',
@@ -347,6 +372,56 @@ class BillingServiceStub:
                 '/tally.v1.BillingService/ListEntitlements',
                 request_serializer=tally_dot_v1_dot_billing__pb2.ListEntitlementsRequest.SerializeToString,
                 response_deserializer=tally_dot_v1_dot_billing__pb2.ListEntitlementsResponse.FromString,
+                _registered_method=True)
+        self.DefinePointsUnit = channel.unary_unary(
+                '/tally.v1.BillingService/DefinePointsUnit',
+                request_serializer=tally_dot_v1_dot_billing__pb2.DefinePointsUnitRequest.SerializeToString,
+                response_deserializer=tally_dot_v1_dot_billing__pb2.PointsUnit.FromString,
+                _registered_method=True)
+        self.ListPointsUnits = channel.unary_unary(
+                '/tally.v1.BillingService/ListPointsUnits',
+                request_serializer=tally_dot_v1_dot_billing__pb2.ListPointsUnitsRequest.SerializeToString,
+                response_deserializer=tally_dot_v1_dot_billing__pb2.ListPointsUnitsResponse.FromString,
+                _registered_method=True)
+        self.SetConversionRate = channel.unary_unary(
+                '/tally.v1.BillingService/SetConversionRate',
+                request_serializer=tally_dot_v1_dot_billing__pb2.SetConversionRateRequest.SerializeToString,
+                response_deserializer=tally_dot_v1_dot_billing__pb2.ConversionRate.FromString,
+                _registered_method=True)
+        self.ListConversionRates = channel.unary_unary(
+                '/tally.v1.BillingService/ListConversionRates',
+                request_serializer=tally_dot_v1_dot_billing__pb2.ListConversionRatesRequest.SerializeToString,
+                response_deserializer=tally_dot_v1_dot_billing__pb2.ListConversionRatesResponse.FromString,
+                _registered_method=True)
+        self.AccruePoints = channel.unary_unary(
+                '/tally.v1.BillingService/AccruePoints',
+                request_serializer=tally_dot_v1_dot_billing__pb2.AccruePointsRequest.SerializeToString,
+                response_deserializer=tally_dot_v1_dot_billing__pb2.AccruePointsResponse.FromString,
+                _registered_method=True)
+        self.OpenDispute = channel.unary_unary(
+                '/tally.v1.BillingService/OpenDispute',
+                request_serializer=tally_dot_v1_dot_billing__pb2.OpenDisputeRequest.SerializeToString,
+                response_deserializer=tally_dot_v1_dot_billing__pb2.Dispute.FromString,
+                _registered_method=True)
+        self.ListDisputes = channel.unary_unary(
+                '/tally.v1.BillingService/ListDisputes',
+                request_serializer=tally_dot_v1_dot_billing__pb2.ListDisputesRequest.SerializeToString,
+                response_deserializer=tally_dot_v1_dot_billing__pb2.ListDisputesResponse.FromString,
+                _registered_method=True)
+        self.ResolveDispute = channel.unary_unary(
+                '/tally.v1.BillingService/ResolveDispute',
+                request_serializer=tally_dot_v1_dot_billing__pb2.ResolveDisputeRequest.SerializeToString,
+                response_deserializer=tally_dot_v1_dot_billing__pb2.ResolveDisputeResponse.FromString,
+                _registered_method=True)
+        self.CreatePortalSession = channel.unary_unary(
+                '/tally.v1.BillingService/CreatePortalSession',
+                request_serializer=tally_dot_v1_dot_billing__pb2.CreatePortalSessionRequest.SerializeToString,
+                response_deserializer=tally_dot_v1_dot_billing__pb2.PortalSession.FromString,
+                _registered_method=True)
+        self.RevokePortalLinks = channel.unary_unary(
+                '/tally.v1.BillingService/RevokePortalLinks',
+                request_serializer=tally_dot_v1_dot_billing__pb2.RevokePortalLinksRequest.SerializeToString,
+                response_deserializer=tally_dot_v1_dot_billing__pb2.RevokePortalLinksResponse.FromString,
                 _registered_method=True)
 
 
@@ -598,6 +673,35 @@ class BillingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BulkFinalizeInvoices(self, request, context):
+        """Bulk actions over the invoices a filter matches (admin), in id order, at
+        most `limit` a call; each invoice in its own transaction, as the single
+        RPC would. Invoices in a status the action does not apply to are
+        skipped and counted by reason, so re-running is safe. Continue with
+        next_page_token until it is empty.
+
+        Finalizes every draft the filter matches (numbers follow ids).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BulkVoidInvoices(self, request, context):
+        """Voids every draft and unpaid finalized invoice the filter matches, with
+        a reason (required); the filter must name at least one criterion.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BulkMarkInvoicesPaid(self, request, context):
+        """Records a payment of everything due, dated now, on every open invoice
+        the filter matches, as MarkInvoicePaid does (never twice).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def RecordPayment(self, request, context):
         """--- payments (read: ListPayments; admin: RecordPayment, MarkInvoiceUncollectible) ---
 
@@ -710,6 +814,28 @@ class BillingServiceServicer:
 
         Prices quantities with a price definition (docs/price.schema.json),
         without writing anything.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SimulatePlan(self, request, context):
+        """--- insight: price simulation and revenue leakage (read) ---
+
+        Re-prices the stored usage of a past window (at most 366 days) under a
+        candidate plan: per customer the current amount (its current plans
+        re-rated the same way, not the stored invoices), the simulated amount
+        and the difference; totals per current plan; the distribution of
+        changes; who would pay more than `more_than_pct` extra.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetRevenueLeakage(self, request, context):
+        """Counted usage of a window (at most 366 days) that no invoice will bill:
+        unknown customers, meters no published plan prices, no subscription at
+        the event's time, a plan in force that does not price the meter.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -849,6 +975,103 @@ class BillingServiceServicer:
 
     def ListEntitlements(self, request, context):
         """Every feature the customer's plans grant, with what is left.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DefinePointsUnit(self, request, context):
+        """--- points: units, rates, points earned from usage (read: List*; admin: the rest) ---
+
+        Defines a points unit: a lower-case code (so it never collides with a
+        currency) and its scale (decimal places of an amount, 0..12). Defining
+        it again with the same scale returns it; ALREADY_EXISTS naming `scale`
+        when it exists with another (scales never change).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPointsUnits(self, request, context):
+        """The tenant's points units by code, a page at a time.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetConversionRate(self, request, context):
+        """Sets how many points one whole currency unit buys, over a half-open
+        validity period [valid_from, valid_to) with a rounding rule for what
+        converts exactly (docs/ledger.md). ALREADY_EXISTS when it overlaps a
+        period of the same pair (end the old one first).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListConversionRates(self, request, context):
+        """The tenant's rates by (currency, points unit, valid_from), optionally
+        of one pair, a page at a time.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AccruePoints(self, request, context):
+        """Credits what the earning rules of the tenant's plans owe up to `as_of`
+        (default now): per subscription and billing period, what its usage
+        earns (capped) minus what was already credited, so calling it again
+        credits nothing new unless usage grew. The server also runs it every
+        TALLY_PLATFORM__POINTS_INTERVAL_S seconds.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def OpenDispute(self, request, context):
+        """--- disputes and the customer portal (read: ListDisputes; admin: the rest) ---
+
+        Flags a line of an issued invoice with the customer's reason (what the
+        customer does in the portal). NOT_FOUND when `customer` is given and the
+        invoice is not theirs; ALREADY_EXISTS when the line has an open dispute;
+        FAILED_PRECONDITION when the invoice is not issued (finalized, partially
+        paid or paid), the line charges nothing or is credited in full.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDisputes(self, request, context):
+        """Disputes by id (oldest first), optionally of one status, customer or
+        invoice, a page at a time.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResolveDispute(self, request, context):
+        """Answers an open dispute: a credit note of `credit.amount` (before tax, at
+        most what the line can still be credited) issued at once, or a rejection
+        with `reject.note`. The same answer again returns the dispute unchanged
+        (`changed` false); another answer to a resolved dispute is
+        FAILED_PRECONDITION.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreatePortalSession(self, request, context):
+        """A signed link to the customer portal for one customer, valid for
+        `ttl_seconds` (at most 7 days). Anyone holding the link sees that
+        customer's portal until it expires: send it to the customer only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokePortalLinks(self, request, context):
+        """Rotates the tenant's portal signing key: every portal link and portal
+        session made before stops working at once.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -1017,6 +1240,21 @@ def add_BillingServiceServicer_to_server(servicer, server):
                     request_deserializer=tally_dot_v1_dot_billing__pb2.RunInvoiceCycleRequest.FromString,
                     response_serializer=tally_dot_v1_dot_billing__pb2.RunInvoiceCycleResponse.SerializeToString,
             ),
+            'BulkFinalizeInvoices': grpc.unary_unary_rpc_method_handler(
+                    servicer.BulkFinalizeInvoices,
+                    request_deserializer=tally_dot_v1_dot_billing__pb2.BulkInvoicesRequest.FromString,
+                    response_serializer=tally_dot_v1_dot_billing__pb2.BulkInvoicesResponse.SerializeToString,
+            ),
+            'BulkVoidInvoices': grpc.unary_unary_rpc_method_handler(
+                    servicer.BulkVoidInvoices,
+                    request_deserializer=tally_dot_v1_dot_billing__pb2.BulkVoidInvoicesRequest.FromString,
+                    response_serializer=tally_dot_v1_dot_billing__pb2.BulkInvoicesResponse.SerializeToString,
+            ),
+            'BulkMarkInvoicesPaid': grpc.unary_unary_rpc_method_handler(
+                    servicer.BulkMarkInvoicesPaid,
+                    request_deserializer=tally_dot_v1_dot_billing__pb2.BulkInvoicesRequest.FromString,
+                    response_serializer=tally_dot_v1_dot_billing__pb2.BulkInvoicesResponse.SerializeToString,
+            ),
             'RecordPayment': grpc.unary_unary_rpc_method_handler(
                     servicer.RecordPayment,
                     request_deserializer=tally_dot_v1_dot_billing__pb2.RecordPaymentRequest.FromString,
@@ -1081,6 +1319,16 @@ def add_BillingServiceServicer_to_server(servicer, server):
                     servicer.SimulatePrice,
                     request_deserializer=tally_dot_v1_dot_billing__pb2.SimulatePriceRequest.FromString,
                     response_serializer=tally_dot_v1_dot_billing__pb2.SimulatePriceResponse.SerializeToString,
+            ),
+            'SimulatePlan': grpc.unary_unary_rpc_method_handler(
+                    servicer.SimulatePlan,
+                    request_deserializer=tally_dot_v1_dot_billing__pb2.SimulatePlanRequest.FromString,
+                    response_serializer=tally_dot_v1_dot_billing__pb2.SimulatePlanResponse.SerializeToString,
+            ),
+            'GetRevenueLeakage': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRevenueLeakage,
+                    request_deserializer=tally_dot_v1_dot_billing__pb2.GetRevenueLeakageRequest.FromString,
+                    response_serializer=tally_dot_v1_dot_billing__pb2.RevenueLeakage.SerializeToString,
             ),
             'WatchEvents': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchEvents,
@@ -1166,6 +1414,56 @@ def add_BillingServiceServicer_to_server(servicer, server):
                     servicer.ListEntitlements,
                     request_deserializer=tally_dot_v1_dot_billing__pb2.ListEntitlementsRequest.FromString,
                     response_serializer=tally_dot_v1_dot_billing__pb2.ListEntitlementsResponse.SerializeToString,
+            ),
+            'DefinePointsUnit': grpc.unary_unary_rpc_method_handler(
+                    servicer.DefinePointsUnit,
+                    request_deserializer=tally_dot_v1_dot_billing__pb2.DefinePointsUnitRequest.FromString,
+                    response_serializer=tally_dot_v1_dot_billing__pb2.PointsUnit.SerializeToString,
+            ),
+            'ListPointsUnits': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPointsUnits,
+                    request_deserializer=tally_dot_v1_dot_billing__pb2.ListPointsUnitsRequest.FromString,
+                    response_serializer=tally_dot_v1_dot_billing__pb2.ListPointsUnitsResponse.SerializeToString,
+            ),
+            'SetConversionRate': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetConversionRate,
+                    request_deserializer=tally_dot_v1_dot_billing__pb2.SetConversionRateRequest.FromString,
+                    response_serializer=tally_dot_v1_dot_billing__pb2.ConversionRate.SerializeToString,
+            ),
+            'ListConversionRates': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListConversionRates,
+                    request_deserializer=tally_dot_v1_dot_billing__pb2.ListConversionRatesRequest.FromString,
+                    response_serializer=tally_dot_v1_dot_billing__pb2.ListConversionRatesResponse.SerializeToString,
+            ),
+            'AccruePoints': grpc.unary_unary_rpc_method_handler(
+                    servicer.AccruePoints,
+                    request_deserializer=tally_dot_v1_dot_billing__pb2.AccruePointsRequest.FromString,
+                    response_serializer=tally_dot_v1_dot_billing__pb2.AccruePointsResponse.SerializeToString,
+            ),
+            'OpenDispute': grpc.unary_unary_rpc_method_handler(
+                    servicer.OpenDispute,
+                    request_deserializer=tally_dot_v1_dot_billing__pb2.OpenDisputeRequest.FromString,
+                    response_serializer=tally_dot_v1_dot_billing__pb2.Dispute.SerializeToString,
+            ),
+            'ListDisputes': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDisputes,
+                    request_deserializer=tally_dot_v1_dot_billing__pb2.ListDisputesRequest.FromString,
+                    response_serializer=tally_dot_v1_dot_billing__pb2.ListDisputesResponse.SerializeToString,
+            ),
+            'ResolveDispute': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResolveDispute,
+                    request_deserializer=tally_dot_v1_dot_billing__pb2.ResolveDisputeRequest.FromString,
+                    response_serializer=tally_dot_v1_dot_billing__pb2.ResolveDisputeResponse.SerializeToString,
+            ),
+            'CreatePortalSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreatePortalSession,
+                    request_deserializer=tally_dot_v1_dot_billing__pb2.CreatePortalSessionRequest.FromString,
+                    response_serializer=tally_dot_v1_dot_billing__pb2.PortalSession.SerializeToString,
+            ),
+            'RevokePortalLinks': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokePortalLinks,
+                    request_deserializer=tally_dot_v1_dot_billing__pb2.RevokePortalLinksRequest.FromString,
+                    response_serializer=tally_dot_v1_dot_billing__pb2.RevokePortalLinksResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -2047,6 +2345,87 @@ class BillingService:
             _registered_method=True)
 
     @staticmethod
+    def BulkFinalizeInvoices(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tally.v1.BillingService/BulkFinalizeInvoices',
+            tally_dot_v1_dot_billing__pb2.BulkInvoicesRequest.SerializeToString,
+            tally_dot_v1_dot_billing__pb2.BulkInvoicesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BulkVoidInvoices(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tally.v1.BillingService/BulkVoidInvoices',
+            tally_dot_v1_dot_billing__pb2.BulkVoidInvoicesRequest.SerializeToString,
+            tally_dot_v1_dot_billing__pb2.BulkInvoicesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BulkMarkInvoicesPaid(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tally.v1.BillingService/BulkMarkInvoicesPaid',
+            tally_dot_v1_dot_billing__pb2.BulkInvoicesRequest.SerializeToString,
+            tally_dot_v1_dot_billing__pb2.BulkInvoicesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def RecordPayment(request,
             target,
             options=(),
@@ -2387,6 +2766,60 @@ class BillingService:
             '/tally.v1.BillingService/SimulatePrice',
             tally_dot_v1_dot_billing__pb2.SimulatePriceRequest.SerializeToString,
             tally_dot_v1_dot_billing__pb2.SimulatePriceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SimulatePlan(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tally.v1.BillingService/SimulatePlan',
+            tally_dot_v1_dot_billing__pb2.SimulatePlanRequest.SerializeToString,
+            tally_dot_v1_dot_billing__pb2.SimulatePlanResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRevenueLeakage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tally.v1.BillingService/GetRevenueLeakage',
+            tally_dot_v1_dot_billing__pb2.GetRevenueLeakageRequest.SerializeToString,
+            tally_dot_v1_dot_billing__pb2.RevenueLeakage.FromString,
             options,
             channel_credentials,
             insecure,
@@ -2846,6 +3279,276 @@ class BillingService:
             '/tally.v1.BillingService/ListEntitlements',
             tally_dot_v1_dot_billing__pb2.ListEntitlementsRequest.SerializeToString,
             tally_dot_v1_dot_billing__pb2.ListEntitlementsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DefinePointsUnit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tally.v1.BillingService/DefinePointsUnit',
+            tally_dot_v1_dot_billing__pb2.DefinePointsUnitRequest.SerializeToString,
+            tally_dot_v1_dot_billing__pb2.PointsUnit.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPointsUnits(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tally.v1.BillingService/ListPointsUnits',
+            tally_dot_v1_dot_billing__pb2.ListPointsUnitsRequest.SerializeToString,
+            tally_dot_v1_dot_billing__pb2.ListPointsUnitsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetConversionRate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tally.v1.BillingService/SetConversionRate',
+            tally_dot_v1_dot_billing__pb2.SetConversionRateRequest.SerializeToString,
+            tally_dot_v1_dot_billing__pb2.ConversionRate.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListConversionRates(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tally.v1.BillingService/ListConversionRates',
+            tally_dot_v1_dot_billing__pb2.ListConversionRatesRequest.SerializeToString,
+            tally_dot_v1_dot_billing__pb2.ListConversionRatesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AccruePoints(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tally.v1.BillingService/AccruePoints',
+            tally_dot_v1_dot_billing__pb2.AccruePointsRequest.SerializeToString,
+            tally_dot_v1_dot_billing__pb2.AccruePointsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def OpenDispute(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tally.v1.BillingService/OpenDispute',
+            tally_dot_v1_dot_billing__pb2.OpenDisputeRequest.SerializeToString,
+            tally_dot_v1_dot_billing__pb2.Dispute.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDisputes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tally.v1.BillingService/ListDisputes',
+            tally_dot_v1_dot_billing__pb2.ListDisputesRequest.SerializeToString,
+            tally_dot_v1_dot_billing__pb2.ListDisputesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResolveDispute(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tally.v1.BillingService/ResolveDispute',
+            tally_dot_v1_dot_billing__pb2.ResolveDisputeRequest.SerializeToString,
+            tally_dot_v1_dot_billing__pb2.ResolveDisputeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreatePortalSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tally.v1.BillingService/CreatePortalSession',
+            tally_dot_v1_dot_billing__pb2.CreatePortalSessionRequest.SerializeToString,
+            tally_dot_v1_dot_billing__pb2.PortalSession.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokePortalLinks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tally.v1.BillingService/RevokePortalLinks',
+            tally_dot_v1_dot_billing__pb2.RevokePortalLinksRequest.SerializeToString,
+            tally_dot_v1_dot_billing__pb2.RevokePortalLinksResponse.FromString,
             options,
             channel_credentials,
             insecure,

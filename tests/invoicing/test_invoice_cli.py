@@ -33,7 +33,7 @@ def test_run_list_show_finalize_export(run: Run, acme: Path) -> None:
     code, out, _ = run("invoice", "list", "acme", "--customer", "cus_42")
     assert code == 0 and out.count("draft") == 2
     rows = [ln for ln in out.splitlines() if "draft" in ln]
-    assert "in_adv" in rows[0] and "in_a" not in rows[1]  # January's fee; then a document of mixed timing
+    assert "2026-01-01" in rows[0] and "2026-02-01" in rows[1]  # billed: January's fee; then February's document
     code, out, _ = run("invoice", "show", "acme", "1")
     assert code == 0 and "base" in out and "calls" not in out and "total 36.00 USD" in out
     assert "2026-01-01 00:00Z – 2026-02-01 00:00Z" in out

@@ -177,6 +177,7 @@ def test_corrections_announce_an_adjustment_as_invoice_created_and_a_credit_note
     usage = item_key(sub.id, sub.plan_version_id, "in_arrears", T0)
     assert line_items(arrears)[0] == usage and arrears.timing is None
     write_events(engine, tid, calls(500, start=T0 + timedelta(days=5), prefix="late"))  # still on "pro"
+    finalize_invoice(engine, tid, arrears.id or 0, FEB)  # issued: a correction is a new document
     start = head(engine, tid)
     adj = correct_invoice(engine, tid, arrears.id or 0, FEB + timedelta(days=2))
     assert adj is not None and adj.kind == "adjustment"

@@ -150,14 +150,18 @@ def test_zero_total_documents_are_closed_unless_the_tenant_asks(
 
 
 def test_flat_proration_on_upgrade_and_cut_span_adjustment(engine: Engine, tenant: TenantKey, customer: str) -> None:
-    """The billing.md golden case: $30 plan, upgraded Jan 15 12:00 to $62; the Jan fee already billed is
-    credited by a proration_adjustment for 17/31 of it."""
+    """The billing.md golden case: $30 plan, upgraded Jan 15 12:00 to $62; the Jan fee already billed and
+    issued is credited by a proration_adjustment for 17/31 of it, on a credit note of its own series."""
+    from invoicing.documents import finalize_invoice
+
     tid = tenant.tenant_id
     publish(engine, tid, "pro", [{"code": "base", "kind": "flat", "price": flat("30")}])
     publish(engine, tid, "max", [{"code": "base", "kind": "flat", "price": flat("62")}])
     sub = create_subscription(engine, tid, customer, "pro", T0)
     first = run_cycle(engine, tid, T0 + timedelta(days=1))
     assert first.created == 1
+    (jan,) = list_invoices(engine, tid)
+    assert finalize_invoice(engine, tid, jan.id or 0, T0 + timedelta(days=1)).label == "INV-000001"
     change_plan(engine, tid, sub.id, "max", datetime(2026, 1, 15, 12, tzinfo=UTC))
     second = run_cycle(engine, tid, FEB)
     assert second.adjustments == 1
@@ -171,8 +175,46 @@ def test_flat_proration_on_upgrade_and_cut_span_adjustment(engine: Engine, tenan
         ("invoice", "in_advance", [("charge", "base", 6200)]),
     ]
     note = next(i for i in invs if i.kind == "credit_note")
-    assert note.corrects_invoice_id == invs[0].id and note.total == -1645
+    assert note.corrects_invoice_id == jan.id and note.total == -1645
     assert run_cycle(engine, tid, FEB + timedelta(hours=2)).created == 0  # the adjustment is not repeated
+    # Credit notes have their own gapless series: the next invoice is still INV-000002.
+    assert finalize_invoice(engine, tid, note.id or 0, FEB).label == "CN-000001"
+    nxt = next(i for i in list_invoices(engine, tid) if i.status == "draft" and i.kind == "invoice")
+    assert finalize_invoice(engine, tid, nxt.id or 0, FEB).label == "INV-000002"
+
+
+def test_a_cut_span_on_a_draft_rerates_the_draft(engine: Engine, tenant: TenantKey, customer: str) -> None:
+    """The same upgrade while January's document is still a draft: it was never sent, so it is re-rated in
+    place (same id and key, `invoice.updated`), its credit hold re-drawn for the new total, and no credit
+    note is written; correcting a draft re-rates it the same way."""
+    from invoicing.documents import correct_invoice
+    from invoicing.events import read_events
+
+    tid = tenant.tenant_id
+    publish(engine, tid, "pro", [{"code": "base", "kind": "flat", "price": flat("30")}])
+    publish(engine, tid, "max", [{"code": "base", "kind": "flat", "price": flat("62")}])
+    ledger = Ledger(engine, tid)
+    ledger.top_up("tu", customer, 2000, "USD")  # $20 of cash: the draft holds what it draws
+    sub = create_subscription(engine, tid, customer, "pro", T0)
+    run_cycle(engine, tid, T0 + timedelta(days=1))
+    (jan,) = list_invoices(engine, tid)
+    assert (jan.total, jan.credits_applied) == (1000, 2000)
+    change_plan(engine, tid, sub.id, "max", datetime(2026, 1, 15, 12, tzinfo=UTC))
+    assert run_cycle(engine, tid, FEB).adjustments == 1
+    invs = list_invoices(engine, tid)
+    assert all(i.kind == "invoice" for i in invs)  # no credit note
+    rerated = next(i for i in invs if i.id == jan.id)
+    assert (rerated.key, rerated.status) == (jan.key, "draft")
+    assert shape(rerated)[0] == ("charge", "base", 1355)  # 14/31 of $30
+    assert (rerated.credits_applied, rerated.total) == (1355, 0)  # the hold is now only what it needs
+    wallet = ledger.balance(ledger.wallet(customer, "USD"))
+    assert wallet.debits_pending == sum(i.credits_applied for i in invs)  # the old hold was released
+    events, _ = read_events(engine, tid, 0, 100, ["invoice.updated"])
+    assert [e.data["invoice_id"] for e in events] == [jan.id]
+    # Correcting a draft re-rates it too (nothing changed since: same document, same figures).
+    again = correct_invoice(engine, tid, jan.id or 0, FEB)
+    assert again is not None and again.id == jan.id and again.total == rerated.total
+    assert [i.kind for i in list_invoices(engine, tid)].count("credit_note") == 0
 
 
 def test_minimum_commitment_true_up_and_tax(engine: Engine, tenant: TenantKey) -> None:
@@ -454,31 +496,6 @@ def test_a_prorated_fee_line_reports_the_span_it_bills(engine: Engine, tenant: T
     run_cycle(engine, tid, T0 + timedelta(days=20))
     on_max = next(ln for i in list_invoices(engine, tid) for ln in i.lines if ln.amount == 3400)  # 62 x 17/31
     assert (on_max.period_start, on_max.period_end) == (upgraded, FEB)  # what it pays for, not all January
-
-
-def test_a_correction_is_never_numbered_before_the_invoice_it_corrects(
-    engine: Engine, tenant: TenantKey, customer: str
-) -> None:
-    from invoicing.documents import finalize_invoice
-    from metering.errors import FailedPrecondition
-
-    tid = tenant.tenant_id
-    publish(engine, tid, "pro", [{"code": "base", "kind": "flat", "price": flat("30")}])
-    publish(engine, tid, "max", [{"code": "base", "kind": "flat", "price": flat("62")}])
-    sub = create_subscription(engine, tid, customer, "pro", T0)
-    run_cycle(engine, tid, T0 + timedelta(days=1))
-    change_plan(engine, tid, sub.id, "max", datetime(2026, 1, 15, 12, tzinfo=UTC))
-    run_cycle(engine, tid, FEB)
-    invs = list_invoices(engine, tid)
-    note = next(i for i in invs if i.kind == "credit_note")
-    with pytest.raises(FailedPrecondition, match=f"finalize invoice {note.corrects_invoice_id} first"):
-        finalize_invoice(engine, tid, note.id or 0, FEB)
-    corrected = finalize_invoice(engine, tid, note.corrects_invoice_id or 0, FEB)
-    assert corrected.label == "INV-000001"  # the refused finalize took no number
-    # Credit notes have their own gapless series: the next invoice is still INV-000002.
-    assert finalize_invoice(engine, tid, note.id or 0, FEB).label == "CN-000001"
-    nxt = next(i for i in list_invoices(engine, tid) if i.status == "draft" and i.kind == "invoice")
-    assert finalize_invoice(engine, tid, nxt.id or 0, FEB).label == "INV-000002"
 
 
 def test_per_transaction_pricing_in_a_streamed_run(engine: Engine, tenant: TenantKey) -> None:

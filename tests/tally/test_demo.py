@@ -181,7 +181,7 @@ def test_demo_invoices_match_an_independent_computation(demo_run: tuple[Path, st
             s.customer_external_id: get_plan_version_by_id(engine, tenant_id, s.plan_version_id).code
             for s in list_subscriptions(engine, tenant_id)
         }
-        assert subscribed == {s.external_id: s.plan for s in specs}
+        assert subscribed == {**{s.external_id: s.plan for s in specs}, **dict.fromkeys(demo.VIEWERS, "viewer")}
         every = []
         per_plan: dict[str, list[Decimal]] = defaultdict(lambda: [Decimal(0)] * 4)
         breaches = mixed = 0
@@ -229,6 +229,27 @@ def test_demo_invoices_match_an_independent_computation(demo_run: tuple[Path, st
         assert sum(Decimal(r["amount"]) for r in rows) == invoice.money(invoice.total)
 
 
+def test_demo_viewers_earn_the_rule_applied_to_their_ad_views(demo_run: tuple[Path, str]) -> None:
+    """Each viewer's credits, recomputed from events.csv: min(cap, floor(views x rate)) for the one month."""
+    from invoicing.ledger import Ledger
+
+    directory, output = demo_run
+    usage = read_events(directory / "events.csv")
+    engine = make_engine(f"sqlite:///{directory / 'tally.db'}")
+    try:
+        ledger = Ledger(engine, get_tenant(engine, demo.TENANT).id)
+        got = {v: {t.unit: t.balance for t in ledger.customer_totals(v)} for v in demo.VIEWERS}
+    finally:
+        engine.dispose()
+    want = {
+        v: {demo.POINTS_UNIT: int(min(demo.VIEW_CREDITS_CAP, usage[(v, "ad_views")].total * demo.CREDITS_PER_VIEW))}
+        for v in demo.VIEWERS
+    }
+    assert got == want
+    assert any(w[demo.POINTS_UNIT] == demo.VIEW_CREDITS_CAP for w in want.values())  # the seed reaches the cap
+    assert f"viewers earned {sum(w[demo.POINTS_UNIT] for w in want.values())} credits" in output
+
+
 def test_demo_prints_the_summary_and_how_to_explore(demo_run: tuple[Path, str]) -> None:
     directory, output = demo_run
     assert "invoices by plan" in output
@@ -259,3 +280,63 @@ def test_customers_and_usage_are_pure_functions_of_the_seed() -> None:
     assert len({e.event_id for e in events}) == len(events)
     low, high = int(start.timestamp()) * 10**6, int(end.timestamp()) * 10**6
     assert all(low <= e.timestamp_us < high for e in events)
+
+
+def test_demo_summary_separates_the_closing_month_from_fees_in_advance(demo_run: tuple[Path, str]) -> None:
+    directory, output = demo_run
+    summary = json.loads((directory / "summary.json").read_text())
+    month = datetime.strptime(summary["month"] + "-01", "%Y-%m-%d").replace(tzinfo=UTC)
+    following = demo.month_bounds(month + timedelta(days=45))[1]
+    advance = {code: Decimal(p["next_month_in_advance"]) for code, p in summary["plans"].items()}
+    for code, p in summary["plans"].items():
+        assert Decimal(p["closing_month"]) + advance[code] == Decimal(p["total"]), code
+    # Fees in advance are the flat fees of next month (team and support), nothing else.
+    team = sum(1 for s in demo.customer_specs(N, SEED) if s.plan == "team")
+    assert advance["team"] == team * demo.TEAM_FEE and advance["developer"] == 0
+    assert f"{month:%b %Y}" in output and f"{following:%b %Y}" in output and "in advance" in output
+    for line in output.splitlines():  # every phase said when it was done
+        if line.strip().startswith("done: "):
+            assert "(" in line and line.rstrip().endswith(" s)")
+    assert sum(line.strip().startswith("done: ") for line in output.splitlines()) >= 6
+
+
+def test_demo_commands_work_from_any_directory_and_its_events_replay_with_send(
+    demo_run: tuple[Path, str], tmp_path: Path
+) -> None:
+    import os
+    import re
+    import shlex
+
+    from metering.limits import IngestLimits
+    from tally.cli.send import send
+    from tally.settings import Settings
+    from tests.conftest import ServerThread
+
+    directory, output = demo_run
+    listed = next(line for line in output.splitlines() if line.strip().endswith("invoice list demo"))
+    args = shlex.split(listed)[1:]
+    assert Path(args[1].removeprefix("sqlite:///")).is_absolute()
+    runner = CliRunner()
+    elsewhere = os.getcwd()
+    os.chdir(tmp_path)  # another directory than the demo's
+    try:
+        result = runner.invoke(main, args)
+    finally:
+        os.chdir(elsewhere)
+    assert result.exit_code == 0 and "INV-000001" in result.stdout, result.output
+
+    key = re.search(r"tally send (\S+) --api-key (tly_\S+)", output)
+    assert key is not None and Path(key.group(1)) == (directory / "events.csv").resolve()
+    limits = IngestLimits(event_age_max_days=70)  # last month's events, as the printed command sets
+    server = ServerThread(Settings(database_url=f"sqlite:///{directory / 'tally.db'}", port=0, ingest=limits))
+    try:
+        replay = runner.invoke(
+            send, [key.group(1), "--api-key", key.group(2), "--target", f"127.0.0.1:{server.running.port}"]
+        )
+    finally:
+        server.stop()
+    assert replay.exit_code == 0, replay.output
+    summary = json.loads((directory / "summary.json").read_text())
+    row = next(line for line in replay.stdout.splitlines() if line.startswith("│") and any(c.isdigit() for c in line))
+    accepted, duplicate, rejected, skipped = (cell.strip() for cell in row.split("│")[1:5])
+    assert (accepted, duplicate, rejected, skipped) == ("0", f"{summary['events']:,}", "0", "0")  # all stored before

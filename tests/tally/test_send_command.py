@@ -34,9 +34,9 @@ def jsonl(rows: list[dict[str, object]]) -> str:
 def rows(engine: Engine, tenant: TenantKey) -> dict[str, tuple[str, int, int, str | None]]:
     with engine.connect() as conn:
         got = conn.execute(
-            select(
-                events.c.event_id, events.c.meter, events.c.value_units, events.c.ts_us, events.c.properties
-            ).where(events.c.tenant_id == tenant.tenant_id)
+            select(events.c.event_id, events.c.meter, events.c.value_units, events.c.ts_us, events.c.properties).where(
+                events.c.tenant_id == tenant.tenant_id
+            )
         ).all()
     return {r.event_id: (r.meter, r.value_units, r.ts_us, r.properties) for r in got}
 
@@ -152,17 +152,22 @@ def test_rejected_events_are_listed_by_line_and_exit_1(
         ('"value": "1", "ts": 5', "line 2: unknown field 'ts'"),
     ],
 )
-def test_bad_json_line_is_named_and_the_lines_before_are_sent(
+def test_bad_json_line_in_a_file_is_named_and_nothing_is_sent(
     server: ServerThread, tenant: TenantKey, engine: Engine, tmp_path: Path, line: str, fragment: str
 ) -> None:
     path = tmp_path / "events.jsonl"
     head = f'"customer": "c1", "meter": "tokens", "timestamp": {NOW_US}'
-    path.write_text(
+    text = (
         f'{{"event_id": "first", {head}, "value": "1"}}\n'
         f'{{"event_id": "second", {head}, {line}}}\n'
         f'{{"event_id": "third", {head}, "value": "1"}}\n'
     )
+    path.write_text(text)
     error = one_line_error(run_send(server, tenant, str(path)))
+    assert fragment in error and "nothing was sent" in error and "--skip-invalid to send the other 2 events" in error
+    assert rows(engine, tenant) == {}
+    # stdin streams: the same bad line stops it there, after the events before it were sent
+    error = one_line_error(run_send(server, tenant, "-", input=text))
     assert fragment in error and "the 1 events before it were sent" in error
     assert set(rows(engine, tenant)) == {"first"}
 
@@ -220,3 +225,95 @@ def test_help_teaches_both_formats() -> None:
         "stdin",
     ):
         assert fragment in result.output
+
+
+# --- one pass over a file before sending, --skip-invalid, unix times ---------------------------------------
+
+
+def test_every_bad_line_of_a_file_is_reported_in_one_pass_and_nothing_is_sent(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    good = {"customer": "c1", "meter": "tokens", "timestamp": NOW_US, "value": "1"}
+    path.write_text(
+        jsonl([{"event_id": "ok1", **good}])
+        + "\n"  # line 2 is blank: numbering still counts it
+        + "{not json\n"  # line 3
+        + jsonl(
+            [
+                {**good, "event_id": "sci", "value": "1e-3"},  # line 4
+                {"event_id": "ok2", **good},
+                {**good, "event_id": "float", "value": 2.5},  # line 6
+                {**good, "event_id": "when", "timestamp": "yesterday"},  # line 7
+            ]
+        )
+    )
+    # No server is needed: the check runs before anything connects, so nothing can have been sent.
+    result = invoke(str(path), "--target", "127.0.0.1:1", "--api-key", "k")
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert lines[:-1] == [
+        "line 3: not valid JSON (Expecting property name enclosed in double quotes at column 2)",
+        "line 4: value: '1e-3' is not a decimal in plain notation (ASCII digits and one point, like 12.50); "
+        "write 0.001",
+        'line 6: value 2.5 is a JSON float, which is not exact; write it as a string: "2.5"',
+        "line 7: timestamp 'yesterday' is neither RFC 3339 (2025-01-31T12:00:00Z) nor a unix time "
+        "(seconds, milliseconds or microseconds)",
+    ]
+    assert lines[-1] == (
+        f"Error: 4 bad lines in {path} (listed above); nothing was sent: fix them and run again, "
+        "or pass --skip-invalid to send the other 2 events"
+    )
+
+
+def test_skip_invalid_sends_the_rest_and_lists_what_it_skipped(
+    server: ServerThread, tenant: TenantKey, engine: Engine, tmp_path: Path
+) -> None:
+    path = tmp_path / "usage.csv"
+    path.write_text(
+        "event_id,customer,meter,timestamp,value,note\n"
+        f"a,c1,tokens,{NOW_US},1.5,\n"
+        f'b,c1,tokens,{NOW_US},2,"two\nlines"\n'  # lines 3-4: one record
+        f"c,c1,tokens,{NOW_US},1e3,\n"  # line 5
+        f"d,c1,tokens,{NOW_US},3\n"  # line 6: a field short
+        f"e,c1,tokens,{NOW_US},4,\n"
+    )
+    result = run_send(server, tenant, str(path), "--skip-invalid")
+    assert result.exit_code == 0, result.output
+    assert counts(result) == ["3", "0", "0"]
+    assert "line 5: value: '1e3' is not a decimal in plain notation" in result.stdout
+    assert "line 6: 5 fields but the header has 6" in result.stdout
+    assert set(rows(engine, tenant)) == {"a", "b", "e"}
+    # Line numbers name where a record starts, like the rejected events of the server do.
+    path.write_text(
+        f'event_id,customer,meter,timestamp,value,note\nx,c1,nope,{NOW_US},1,"a\nb"\ny,c1,nope,{NOW_US},1,\n'
+    )
+    result = run_send(server, tenant, str(path))
+    assert "line 2: meter: UNKNOWN_METER" in result.stdout and "line 4: meter: UNKNOWN_METER" in result.stdout
+
+
+S, MS = NOW_US // 1_000_000, NOW_US // 1_000
+
+
+@pytest.mark.parametrize(
+    ("stamp", "unit", "stored"),
+    [(S, "auto", S * 1_000_000), (MS, "auto", MS * 1_000), (NOW_US, "auto", NOW_US), (NOW_US * 1_000, "auto", NOW_US),
+     (str(S), "auto", S * 1_000_000), (MS, "ms", MS * 1_000)],
+    ids=["seconds", "milliseconds", "microseconds", "nanoseconds", "seconds-as-text", "milliseconds-told"],
+)  # fmt: skip
+def test_unix_seconds_milliseconds_and_nanoseconds_are_recognised(
+    server: ServerThread, tenant: TenantKey, engine: Engine, tmp_path: Path, stamp: object, unit: str, stored: int
+) -> None:
+    path = tmp_path / "e.jsonl"
+    path.write_text(jsonl([{"event_id": "t", "customer": "c1", "meter": "api_calls", "timestamp": stamp}]))
+    result = run_send(server, tenant, str(path), "--timestamp-unit", unit)
+    assert result.exit_code == 0, result.output
+    assert rows(engine, tenant)["t"][2] == stored
+
+
+def test_unix_time_units_by_size() -> None:
+    from tally.cli.send import unix_us
+
+    assert unix_us(1_738_324_800) == 1_738_324_800_000_000  # seconds
+    assert unix_us(1_738_324_800_123) == 1_738_324_800_123_000  # milliseconds
+    assert unix_us(1_738_324_800_123_456) == 1_738_324_800_123_456  # microseconds
+    assert unix_us(1_738_324_800_123_456_789) == 1_738_324_800_123_456  # nanoseconds, cut to the microsecond
+    assert unix_us(1_738_324_800, "ms") == 1_738_324_800_000

@@ -216,7 +216,7 @@ def test_create_plan_refuses_bad_json(api: Api) -> None:
         ("", "definition_json is required"),
         ("{not json", "definition_json: not JSON"),
         ("[1, 2]", "definition_json: a plan definition is a JSON object"),
-        ('{"name": "no code"}', "code: Field required"),
+        ('{"name": "no code"}', "code: is required"),
     ]
     for text, fragment in cases:
         err = api.fails("CreatePlan", pb.CreatePlanRequest(definition_json=text))

@@ -16,8 +16,8 @@ Every call is made with tenant A's all-scopes key, so scope checks do not short-
 Meanwhile tenant B streams valid batches with its own ingest key; every batch must be acked in full and every
 event stored exactly once at the end. The server must answer health checks after each RPC's fuzz and at the end.
 
-The background workers that write on their own (webhook dispatcher, alert evaluator, subscription scheduler)
-are stopped or parked for the run, so a change in row counts is the request's own doing.
+The background workers that write on their own (webhook dispatcher, alert evaluator, subscription scheduler,
+points accrual) are stopped or parked for the run, so a change in row counts is the request's own doing.
 
 Failures are collected rather than raised one by one, deduplicated by (RPC, status, server exception and where
 it was raised), and asserted together at the end with the input, the field and the server's traceback.
@@ -141,7 +141,7 @@ SUB_POOL = {"ResumeSubscription": "paused_sub"}
 INVOICE_POOL = {"MarkInvoicePaid": "finalized_invoice", "CreateCreditNote": "finalized_invoice",
                 "VoidInvoice": "draft_invoice", "FinalizeInvoice": "draft_invoice",
                 "RecordPayment": "finalized_invoice", "ListPayments": "finalized_invoice",
-                "MarkInvoiceUncollectible": "finalized_invoice"}  # fmt: skip
+                "MarkInvoiceUncollectible": "finalized_invoice", "OpenDispute": "finalized_invoice"}  # fmt: skip
 
 
 # --- the seeded world of tenant A ------------------------------------------------------------------------------------
@@ -546,7 +546,9 @@ class Harness:
         logging.getLogger().addHandler(self.log)
 
         base = Settings(database_url=db_url, port=0)
-        platform = base.platform.model_copy(update={"webhook_interval_s": 3600.0, "alert_interval_s": 3600.0})
+        platform = base.platform.model_copy(
+            update={"webhook_interval_s": 3600.0, "alert_interval_s": 3600.0, "points_interval_s": 3600.0}
+        )
         self.server = ServerThread(base.model_copy(update={"platform": platform}))
         try:
             self._setup(engine)

@@ -51,7 +51,7 @@ def test_changes_need_admin_and_reads_need_read() -> None:
     """The scope follows from what an RPC does: a verb that changes state needs admin."""
     changing = ("Create", "Update", "Publish", "Change", "Pause", "Resume", "Cancel", "Finalize", "Mark", "Void",
                 "Run", "TopUp", "Convert", "Disable", "Replay", "Delete", "Withdraw", "Record", "Define", "Set",
-                "Accrue", "Bulk", "Redeem", "Apply", "Remove")  # fmt: skip
+                "Accrue", "Bulk", "Redeem", "Apply", "Remove", "Open", "Resolve", "Revoke")  # fmt: skip
     reading = ("Get", "List", "Query", "Simulate", "Watch", "Export")
     for name, scope in scopes().items():
         if name in ("CheckEntitlement", "ListEntitlements"):  # product services gate with ingest keys
