@@ -105,7 +105,7 @@ class PortInUse(OSError):
     """Another process listens on the port (gRPC itself only logs this and raises a bare RuntimeError)."""
 
 
-def check_port(host: str, port: int) -> None:
+def check_port(host: str, port: int, option: str = "--port") -> None:
     """Refuse, before anything is opened or written, a port another process already listens on."""
     if port == 0:
         return
@@ -116,16 +116,18 @@ def check_port(host: str, port: int) -> None:
             probe.bind(address)
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
-                raise PortInUse(errno.EADDRINUSE, in_use_message(host, port)) from None
+                raise PortInUse(errno.EADDRINUSE, in_use_message(host, port, option)) from None
             raise
 
 
-def in_use_message(host: str, port: int) -> str:
-    return f"port {port} is in use on {host}; stop what listens there or pass --port N (--port 0 picks a free one)"
+def in_use_message(host: str, port: int, option: str = "--port") -> str:
+    return f"port {port} is in use on {host}; stop what listens there or pass {option} N ({option} 0 picks a free one)"
 
 
 async def start(settings: Settings, migrate: bool = True) -> RunningServer:
     check_port(settings.host, settings.port)
+    if settings.http_port is not None:
+        check_port(settings.host, settings.http_port, "--http-port")
     redact.install()
     engine = make_engine(settings.database_url, settings.sqlite_synchronous, pool_size=settings.postgres_writers + 4)
     if migrate:

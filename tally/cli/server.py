@@ -33,6 +33,10 @@ def migrate(ctx: click.Context) -> None:
 @click.option("--host", default=None, help="Interface to listen on [default: 127.0.0.1].")
 @click.option("--port", type=int, default=None, help="Port [default: 50051; 0 picks a free one].")
 @click.option(
+    "--http-port", type=int, default=None,
+    help="Also serve the HTTP JSON API and the console on this port (off by default; TALLY_HTTP_PORT).",
+)  # fmt: skip
+@click.option(
     "--database-url", "serve_database_url", default=None, help="Same as the global --database-url, for convenience."
 )
 @click.option("--no-store", is_flag=True, help="Validate but store nothing (benchmark ceiling only).")
@@ -47,6 +51,7 @@ def serve(
     ctx: click.Context,
     host: str | None,
     port: int | None,
+    http_port: int | None,
     serve_database_url: str | None,
     no_store: bool,
     no_migrate: bool,
@@ -76,6 +81,8 @@ def serve(
         updates["host"] = host
     if port is not None:
         updates["port"] = port
+    if http_port is not None:
+        updates["http_port"] = http_port
     if serve_database_url is not None:
         updates["database_url"] = serve_database_url
     if no_store:
@@ -88,6 +95,9 @@ def serve(
     def ready(running: RunningServer) -> None:
         db = running.engine.url.render_as_string(hide_password=True)
         click.echo(f"tally listening on {settings.host}:{running.port} (database {db})", err=False)
+        if running.http_port is not None:
+            click.echo(f"HTTP JSON API on http://{settings.host}:{running.http_port}/v1/ (OpenAPI: /v1/openapi.json); "
+                       f"console on http://{settings.host}:{running.http_port}/console/")  # fmt: skip
         sys.stdout.flush()
 
     try:

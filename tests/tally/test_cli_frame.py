@@ -184,6 +184,22 @@ def test_serve_on_a_port_in_use_is_one_line_and_writes_nothing(tmp_path: Path) -
     assert not path.exists()
 
 
+def test_serve_on_an_http_port_in_use_names_the_http_option(tmp_path: Path) -> None:
+    path = tmp_path / "served.db"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        args = ["--database-url", f"sqlite:///{path}", "serve", "--port", "0", "--http-port", str(port)]
+        result = CliRunner().invoke(main, args)
+    line = one_line_error(result.exit_code, result.stderr)
+    assert line == (
+        f"Error: port {port} is in use on 127.0.0.1; stop what listens there or pass --http-port N "
+        "(--http-port 0 picks a free one)"
+    )
+    assert not path.exists()
+
+
 def test_sigterm_prints_what_was_drained(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'served.db'}"
     proc = subprocess.Popen(
