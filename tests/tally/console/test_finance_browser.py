@@ -122,12 +122,23 @@ class Console:
 
     def press(self, element: Any) -> None:
         """Click something that loads a page, and wait until the new page has replaced the old one."""
-        from selenium.webdriver.support.expected_conditions import staleness_of
+        from selenium.common.exceptions import WebDriverException
         from selenium.webdriver.support.ui import WebDriverWait
 
         page = self.by("html")
         element.click()
-        WebDriverWait(self.d, 20).until(staleness_of(page))
+
+        def replaced(driver: Any) -> bool:
+            # Chromium may answer "node does not belong to the document" rather than "stale" while the old
+            # page is being torn down: either way the old page is gone.
+            try:
+                page.is_enabled()
+            except WebDriverException:
+                return True
+            return False
+
+        WebDriverWait(self.d, 20).until(replaced)
+        WebDriverWait(self.d, 20).until(lambda d: d.execute_script("return document.readyState") == "complete")
 
     def sign_in(self, key: str) -> None:
         self.d.delete_all_cookies()
