@@ -40,10 +40,6 @@ if TYPE_CHECKING:
     from invoicing.documents import BulkSummary, InvoiceFilter, Walk
 
 
-def _money(minor: int, currency: str) -> str:
-    return money_minor(minor, currency)
-
-
 def _check_reference(text: str) -> None:
     """A malformed INVOICE is refused before the database is opened (nothing is read or written)."""
     from invoicing.documents import parse_invoice_reference
@@ -66,13 +62,13 @@ def _invoice_table(inv: Any) -> None:
         ["#", "kind", "charge", "group", "quantity", "unit price", "amount"],
         [
             [str(ln.position), ln.kind, ln.charge_code, ln.group_key, str(ln.quantity), ln.unit_price or "",
-             _money(ln.amount, inv.currency)]
+             money_minor(ln.amount, inv.currency)]
             for ln in inv.lines
         ],
     )  # fmt: skip
     click.echo(
-        f"subtotal {_money(inv.subtotal, inv.currency)}  tax {_money(inv.tax, inv.currency)}  "
-        f"credits {_money(inv.credits_applied, inv.currency)}  total {_money(inv.total, inv.currency)}"
+        f"subtotal {money_minor(inv.subtotal, inv.currency)}  tax {money_minor(inv.tax, inv.currency)}  "
+        f"credits {money_minor(inv.credits_applied, inv.currency)}  total {money_minor(inv.total, inv.currency)}"
     )
 
 
@@ -189,8 +185,8 @@ def invoice_run(ctx: click.Context, tenant_name: str, as_of: str | None, batch_s
     rows = [["invoices written", str(summary.created)], ["adjustments", str(summary.adjustments)],
             ["documents due", str(summary.due)], ["errors", str(summary.failed)]]  # fmt: skip
     for ccy in sorted(summary.totals):
-        rows.append([f"total {ccy}", _money(summary.totals[ccy], ccy)])
-        rows.append([f"credits applied {ccy}", _money(summary.credits.get(ccy, 0), ccy)])
+        rows.append([f"total {ccy}", money_minor(summary.totals[ccy], ccy)])
+        rows.append([f"credits applied {ccy}", money_minor(summary.credits.get(ccy, 0), ccy)])
     print_grid(f"invoice run {summary.run_id} as of {utc_minute(summary.as_of)}", ["", "value"], rows)
     for error in summary.errors[:20]:
         click.echo(f"error: {error}", err=True)
@@ -237,7 +233,7 @@ def invoice_list(
         ["id", "number", "kind", "status", "customer", "billed", "total"],
         [
             [str(i.id), i.label if i.number is not None else "", i.kind, i.status, i.customer_external_id,
-             _billed(i.due_at), _money(i.total, i.currency)]
+             _billed(i.due_at), money_minor(i.total, i.currency)]
             for i in page.invoices
         ],
         keep=("id", "number", "kind", "status", "billed"),
@@ -282,7 +278,7 @@ def invoice_finalize(ctx: click.Context, tenant_name: str, reference: str) -> No
 
     engine, tenant_id, invoice_id = _open_invoice(ctx, tenant_name, reference)
     inv = finalize_invoice(engine, tenant_id, invoice_id, instant_or_now(None))
-    click.echo(f"invoice {inv.id} finalized as {inv.label}, total {_money(inv.total, inv.currency)}")
+    click.echo(f"invoice {inv.id} finalized as {inv.label}, total {money_minor(inv.total, inv.currency)}")
 
 
 # --- payments ---------------------------------------------------------------------------------------------
@@ -366,14 +362,15 @@ def invoice_pay(
     after = get_invoice(engine, tenant_id, invoice_id)
     if not p.created:
         click.echo(
-            f"payment {p.id} (key {p.key!r}) was already recorded: {_money(p.amount, p.currency)}; nothing moved"
+            f"payment {p.id} (key {p.key!r}) was already recorded: {money_minor(p.amount, p.currency)}; nothing moved"
         )
         return
-    state = "paid in full" if after.status == "paid" else f"{_money(after.amount_due, after.currency)} still due"
-    click.echo(f"payment {p.id}: {_money(p.amount, p.currency)} to {after.label}, now {after.status} ({state})")
+    state = "paid in full" if after.status == "paid" else f"{money_minor(after.amount_due, after.currency)} still due"
+    click.echo(f"payment {p.id}: {money_minor(p.amount, p.currency)} to {after.label}, now {after.status} ({state})")
     if p.amount > p.applied:
         click.echo(
-            f"{_money(p.amount - p.applied, p.currency)} overpaid went to {after.customer_external_id}'s cash wallet"
+            f"{money_minor(p.amount - p.applied, p.currency)} overpaid went to "
+            f"{after.customer_external_id}'s cash wallet"
         )
 
 
@@ -391,17 +388,18 @@ def invoice_payments(ctx: click.Context, tenant_name: str, reference: str) -> No
     ccy = inv.currency
     if not found:
         click.echo(
-            f"no payments recorded for {inv.label} ({inv.status}, {_money(inv.amount_due, ccy)} due); "
+            f"no payments recorded for {inv.label} ({inv.status}, {money_minor(inv.amount_due, ccy)} due); "
             f"record one with `tally invoice pay {tenant_name} {invoice_id}`"
         )
         return
     print_grid(
-        f"payments of {inv.label} ({inv.status}): total {_money(inv.total, ccy)}, paid {_money(inv.amount_paid, ccy)}, "
-        f"due {_money(inv.amount_due, ccy)}",
+        f"payments of {inv.label} ({inv.status}): total {money_minor(inv.total, ccy)}, "
+        f"paid {money_minor(inv.amount_paid, ccy)}, "
+        f"due {money_minor(inv.amount_due, ccy)}",
         ["id", "received", "amount", "applied", "to wallet", "method", "reference"],
         [
-            [str(p.id), utc_minute(p.paid_at), _money(p.amount, ccy), _money(p.applied, ccy),
-             _money(p.amount - p.applied, ccy), p.method, p.reference]
+            [str(p.id), utc_minute(p.paid_at), money_minor(p.amount, ccy), money_minor(p.applied, ccy),
+             money_minor(p.amount - p.applied, ccy), p.method, p.reference]
             for p in found
         ],
         keep=("id", "amount", "applied", "to wallet"),
@@ -426,7 +424,8 @@ def invoice_uncollectible(ctx: click.Context, tenant_name: str, reference: str, 
     engine, tenant_id, invoice_id = _open_invoice(ctx, tenant_name, reference)
     due = get_invoice(engine, tenant_id, invoice_id).amount_due
     inv = mark_uncollectible(engine, tenant_id, invoice_id, instant_or_now(None), reason)
-    click.echo(f"invoice {inv.id} ({inv.label}) is uncollectible: {_money(due, inv.currency)} written off to bad debt")
+    written_off = money_minor(due, inv.currency)
+    click.echo(f"invoice {inv.id} ({inv.label}) is uncollectible: {written_off} written off to bad debt")
 
 
 @invoice.command("void")
