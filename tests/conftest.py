@@ -1,8 +1,9 @@
 """Shared fixtures: a database on SQLite and PostgreSQL, tenants with keys, and real gRPC servers.
 
 Storage tests take `db_url`, parametrised over both databases. PostgreSQL comes
-from TALLY_TEST_POSTGRES_URL; each test gets its own schema, so tests never see
-each other's rows. Outside CI a missing URL skips the PostgreSQL half; in CI
+from TALLY_TEST_POSTGRES_URL; each test gets its own database, so tests never see
+each other's rows. Migrations run once per run into a template that each test's
+database is copied from. Outside CI a missing URL skips the PostgreSQL half; in CI
 (CI=true) a missing or unreachable PostgreSQL fails the run instead.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -19,6 +21,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
 
 from metering.meter import Aggregation, MeterDefinition, create_meter
 from metering.tenant import create_api_key, create_tenant
@@ -58,27 +61,84 @@ def _backends() -> list[Any]:
     return ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
+def _worker() -> str:
+    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated to head once per run; a test that needs a migrated database gets a copy
+    (milliseconds) instead of running every migration again (a sixth of a second each)."""
+    path = tmp_path_factory.mktemp("template") / "tally.db"
+    eng = make_engine(f"sqlite:///{path}")
+    upgrade(eng)
+    with eng.connect() as conn:
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    eng.dispose()
+    return path
+
+
+@pytest.fixture(scope="session")
+def pg_template(pg_admin_engine: Engine | None) -> Iterator[str | None]:
+    """A PostgreSQL database migrated to head once per run (and per xdist worker, since a template must
+    have no other connections while it is copied); each test's database is `CREATE DATABASE … TEMPLATE`
+    of it, some 40 ms instead of half a second of migrations."""
+    if pg_admin_engine is None:
+        yield None
+        return
+    name = f"tally_tmpl_{_worker()}_{uuid.uuid4().hex[:8]}"
+    _create_database(pg_admin_engine, name)
+    eng = make_engine(_pg_database_url(name))
+    upgrade(eng)
+    eng.dispose()
+    yield name
+    _drop_database(pg_admin_engine, name)
+
+
+def _pg_database_url(name: str) -> str:
+    return make_url(os.environ[PG_ENV]).set(database=name).render_as_string(hide_password=False)
+
+
+def _create_database(admin: Engine, name: str, template: str | None = None) -> None:
+    clause = f' TEMPLATE "{template}" STRATEGY WAL_LOG' if template else ""
+    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"{clause}'))
+
+
+def _drop_database(admin: Engine, name: str) -> None:
+    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def _wants_migrated(request: pytest.FixtureRequest) -> bool:
+    """A test that takes `engine` (directly or through another fixture) gets a database at head; one that
+    only takes `db_url` gets an empty one, as migration and CLI tests expect."""
+    return "engine" in request.fixturenames
+
+
 @pytest.fixture(params=_backends())
 def db_url(request: pytest.FixtureRequest, tmp_path: Path, pg_admin_engine: Engine | None) -> Iterator[str]:
+    """A database of its own for each test: a SQLite file, or a PostgreSQL database dropped afterwards."""
+    migrated = _wants_migrated(request)
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'tally.db'}"
+        path = tmp_path / "tally.db"
+        if migrated:
+            shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
+        yield f"sqlite:///{path}"
         return
     if pg_admin_engine is None:
         pytest.skip(f"{PG_ENV} not set")
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    with pg_admin_engine.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    base = os.environ[PG_ENV]
-    sep = "&" if "?" in base else "?"
-    yield f"{base}{sep}options=-csearch_path%3D{schema}"
-    with pg_admin_engine.begin() as conn:
-        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    template = request.getfixturevalue("pg_template") if migrated else None
+    name = f"tally_t_{uuid.uuid4().hex[:12]}"
+    _create_database(pg_admin_engine, name, template)
+    yield _pg_database_url(name)
+    _drop_database(pg_admin_engine, name)
 
 
 @pytest.fixture
 def engine(db_url: str) -> Iterator[Engine]:
+    """db_url's database, already at head (copied from the run's template)."""
     eng = make_engine(db_url)
-    upgrade(eng)
     yield eng
     eng.dispose()
 

@@ -311,15 +311,30 @@ class HttpApi:
 
 
 class _Uvicorn(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.wake = asyncio.Event()
+
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield  # the gRPC server's loop owns SIGTERM/SIGINT and stops this server itself
+
+    async def main_loop(self) -> None:
+        """uvicorn's loop, woken by `stop` instead of noticing `should_exit` on its next 100 ms tick: a stop
+        (SIGTERM, and every test server's teardown) begins draining at once."""
+        counter = 0
+        should_exit = await self.on_tick(counter)
+        while not should_exit:
+            counter = (counter + 1) % 864_000
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), 0.1)
+            should_exit = await self.on_tick(counter)
 
 
 class HttpServer:
     """uvicorn serving the HTTP app on the running asyncio loop (the one the gRPC server runs on)."""
 
-    def __init__(self, server: uvicorn.Server, task: asyncio.Task[None], port: int) -> None:
+    def __init__(self, server: _Uvicorn, task: asyncio.Task[None], port: int) -> None:
         self._server = server
         self._task = task
         self.port = port
@@ -350,6 +365,7 @@ class HttpServer:
 
     async def stop(self) -> None:
         self._server.should_exit = True
+        self._server.wake.set()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
 
