@@ -337,6 +337,25 @@ def encode_token(key: Any) -> str:
     return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode().rstrip("=")
 
 
+K = TypeVar("K")
+Item = TypeVar("Item")
+
+
+def gather_pages(
+    fetch: Callable[[K | None, int], tuple[list[Item], K | None]], after: K | None, size: int, domain_max: int
+) -> tuple[list[Item], bool]:
+    """Up to `size` items from a domain list that pages by at most `domain_max` (the API allows larger pages),
+    read page after page from `after`; and whether more remain. `fetch(after, limit)` returns one page's
+    items and the key to continue after (None at the end)."""
+    out: list[Item] = []
+    more = True
+    while more and len(out) < size:
+        items, after = fetch(after, min(size - len(out), domain_max))
+        out += items
+        more = after is not None
+    return out, more
+
+
 #: Longest page token accepted: the keys inside are one id or one code, far below this.
 TOKEN_CHARS_MAX = 2048
 _FORGED = "not a token this API issued; pass next_page_token unchanged"
@@ -394,6 +413,7 @@ __all__ = [
     "decimal_str",
     "decode_token",
     "encode_token",
+    "gather_pages",
     "instant",
     "int_token",
     "now",

@@ -31,6 +31,7 @@ from tally.api.base import (
     ApiBase,
     decimal_str,
     encode_token,
+    gather_pages,
     instant,
     int_token,
     now,
@@ -114,16 +115,11 @@ class CouponRpcs(ApiBase):
 
     @rpc(READ)
     def ListCoupons(self, principal: Principal, request: pb.ListCouponsRequest) -> pb.ListCouponsResponse:
-        size = page_size(request.page_size)
-        after = str_token(request.page_token)
-        out: list[pb.Coupon] = []
-        more = True
-        # The domain pages by at most DOMAIN_PAGE_MAX; the API allows larger pages, so read several.
-        while more and len(out) < size:
-            page = list_coupons(self.engine, principal.tenant_id, after, min(size - len(out), DOMAIN_PAGE_MAX))
-            out += [coupon_pb(c) for c in page.coupons]
-            more = page.next_after is not None
-            after = page.next_after
+        def fetch(after: str | None, limit: int) -> tuple[list[pb.Coupon], str | None]:
+            page = list_coupons(self.engine, principal.tenant_id, after, limit)
+            return [coupon_pb(c) for c in page.coupons], page.next_after
+
+        out, more = gather_pages(fetch, str_token(request.page_token), page_size(request.page_size), DOMAIN_PAGE_MAX)
         token = encode_token(out[-1].code) if more and out else ""
         return pb.ListCouponsResponse(coupons=out, next_page_token=token)
 
@@ -144,20 +140,16 @@ class CouponRpcs(ApiBase):
 
     @rpc(READ)
     def ListDiscounts(self, principal: Principal, request: pb.ListDiscountsRequest) -> pb.ListDiscountsResponse:
-        size = page_size(request.page_size)
-        after = int_token(request.page_token)
         sub_id = positive_id(request.subscription_id, "subscription_id") if request.subscription_id else None
-        out: list[pb.Discount] = []
-        more = True
-        while more and len(out) < size:
+
+        def fetch(after: int | None, limit: int) -> tuple[list[pb.Discount], int | None]:
             page = list_discounts(
                 self.engine, principal.tenant_id, customer=request.customer or None, subscription_id=sub_id,
-                include_removed=request.include_removed, at=now(), after=after,
-                limit=min(size - len(out), DOMAIN_PAGE_MAX),
+                include_removed=request.include_removed, at=now(), after=after, limit=limit,
             )  # fmt: skip
-            out += [discount_pb(d) for d in page.discounts]
-            more = page.next_after is not None
-            after = page.next_after
+            return [discount_pb(d) for d in page.discounts], page.next_after
+
+        out, more = gather_pages(fetch, int_token(request.page_token), page_size(request.page_size), DOMAIN_PAGE_MAX)
         token = encode_token(out[-1].id) if more and out else ""
         return pb.ListDiscountsResponse(discounts=out, next_page_token=token)
 

@@ -23,7 +23,18 @@ from invoicing.catalog import (
 )
 from metering.errors import InvalidArgument
 from metering.tenant import Principal
-from tally.api.base import ADMIN, READ, ApiBase, encode_token, now, page_size, required, rpc, str_token
+from tally.api.base import (
+    ADMIN,
+    READ,
+    ApiBase,
+    encode_token,
+    gather_pages,
+    now,
+    page_size,
+    required,
+    rpc,
+    str_token,
+)
 from tally.api.convert import customer_pb, validation_error
 from tally.v1 import billing_pb2 as pb
 
@@ -107,16 +118,11 @@ class CustomerRpcs(ApiBase):
 
     @rpc(READ)
     def ListCustomers(self, principal: Principal, request: pb.ListCustomersRequest) -> pb.ListCustomersResponse:
-        size = page_size(request.page_size)
-        after = str_token(request.page_token)
-        out: list[pb.Customer] = []
-        more = True
-        # The domain pages by at most DOMAIN_PAGE_MAX; the API allows larger pages, so read several.
-        while more and len(out) < size:
-            page = list_customers(self.engine, principal.tenant_id, after, min(size - len(out), DOMAIN_PAGE_MAX))
-            out += [customer_pb(c) for c in page.customers]
-            more = page.next_after is not None
-            after = page.next_after
+        def fetch(after: str | None, limit: int) -> tuple[list[pb.Customer], str | None]:
+            page = list_customers(self.engine, principal.tenant_id, after, limit)
+            return [customer_pb(c) for c in page.customers], page.next_after
+
+        out, more = gather_pages(fetch, str_token(request.page_token), page_size(request.page_size), DOMAIN_PAGE_MAX)
         token = encode_token(out[-1].external_id) if more and out else ""
         return pb.ListCustomersResponse(customers=out, next_page_token=token)
 
