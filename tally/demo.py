@@ -664,8 +664,9 @@ def print_report(result: DemoResult, out: Console, directory_as_given: Path | No
 
 def serve_console(result: DemoResult, out: Console, http_port: int = 8080, port: int = 0) -> None:
     """Keep the demo's database served (gRPC, the HTTP API and the web console) until Ctrl-C, after printing
-    the console's URL and the keys to sign in with: the demo's admin key and a new read-only one."""
+    the console's URL and the keys to sign in with (the demo's admin key and a new read-only one) and a customer's portal link."""
     from metering.tenant import create_api_key
+    from tally.console.portal._links import create_link
     from tally.db import make_engine
     from tally.server import serve
     from tally.settings import Settings
@@ -673,6 +674,9 @@ def serve_console(result: DemoResult, out: Console, http_port: int = 8080, port:
     engine = make_engine(result.database_url)
     try:
         _, read_key = create_api_key(engine, result.tenant_id, ("read",))
+        # A day-long link into one customer's self-service portal, the way a product would make one
+        # (CreatePortalSession): what the customer sees beside what finance sees.
+        portal = create_link(engine, result.tenant_id, result.wallet_customer, datetime.now(UTC), ttl_s=86_400)
     finally:
         engine.dispose()
     settings = Settings(database_url=result.database_url, port=port, http_port=http_port)
@@ -682,6 +686,12 @@ def serve_console(result: DemoResult, out: Console, http_port: int = 8080, port:
         out.print(f"\n[bold]the finance console:[/bold] {url}", highlight=False, soft_wrap=True)
         out.print(f"  sign in with the admin key {result.admin_key}", highlight=False, soft_wrap=True)
         out.print(f"  or, to look without changing anything, the read key {read_key}", highlight=False, soft_wrap=True)
+        out.print(
+            f"[bold]a customer's portal[/bold] ({portal.customer}, valid 24 h): "
+            f"http://{settings.host}:{running.http_port}{portal.path}",
+            highlight=False,
+            soft_wrap=True,
+        )
         out.print(
             f"  the JSON API is under http://{settings.host}:{running.http_port}/v1/, gRPC on "
             f"{settings.host}:{running.port}; Ctrl-C stops the server",

@@ -1,4 +1,5 @@
-"""`tally demo --serve`: after the demo it prints the console's URL and keys and keeps serving until Ctrl-C."""
+"""`tally demo --serve`: after the demo it prints the console's URL and keys and a customer's portal link, and
+keeps serving until Ctrl-C."""
 
 from __future__ import annotations
 
@@ -35,12 +36,18 @@ def test_demo_serve_prints_the_console_url_and_keeps_serving(tmp_path: Path) -> 
         url = re.search(r"the finance console: (http://\S+/console/)", text)
         admin = re.search(r"admin key (tly_\S+)", text)
         read = re.search(r"the read key (tly_\S+)", text)
-        assert url and admin and read, text[-2000:]
+        portal = re.search(r"a customer's portal \((cus_\d+), valid 24 h\): (http://\S+)", text)
+        assert url and admin and read and portal, text[-2000:]
         base = url.group(1).removesuffix("/console/")
         assert httpx.get(url.group(1)).status_code == 303  # to sign in
         for key, badge in ((admin.group(1), "admin key"), (read.group(1), "read-only key")):
             home = sign_in(base, key).get("/console/")
             assert home.status_code == 200 and badge in home.text and "Last invoice run" in home.text
+        assert portal.group(2).startswith(base)
+        with httpx.Client(follow_redirects=True) as customer:
+            assert customer.get(portal.group(2)).status_code == 200  # the landing page sets the session
+            page = customer.get(f"{base}/portal/")
+            assert page.status_code == 200 and "Usage this period" in page.text, page.text[:500]
     finally:
         proc.send_signal(signal.SIGINT)
         rest, _ = proc.communicate(timeout=60)
