@@ -664,7 +664,8 @@ def print_report(result: DemoResult, out: Console, directory_as_given: Path | No
 
 def serve_console(result: DemoResult, out: Console, http_port: int = 8080, port: int = 0) -> None:
     """Keep the demo's database served (gRPC, the HTTP API and the web console) until Ctrl-C, after printing
-    the console's URL and the keys to sign in with (the demo's admin key and a new read-only one) and a customer's portal link."""
+    the console's URL, the keys to sign in with (the demo's admin key and a new read-only one) and a customer's
+    portal link."""
     from metering.tenant import create_api_key
     from tally.console.portal._links import create_link
     from tally.db import make_engine
