@@ -1,13 +1,22 @@
-"""Rating throughput: one million customers × five charges, numba kernels vs numpy vs Decimal.
+"""Rating throughput: one million customers × five charges, specialised numba kernels vs their ceilings.
 
 Figures (all single-threaded, medians of several repeats, setup outside the timed region):
 
 * ``<model>_pairs_per_s`` — (customer, charge) pairs priced per second through the checked
-  `PriceTable.rate_pairs` wrapper (input scan + int64 bound proof + kernel), one model per run;
-  ``<model>_kernel_only_pairs_per_s`` is the bare kernel.
-* ``mixed_pairs_per_s`` — the five mixed charges in one call, as a billing run would price them.
-* ``ratio_to_numpy`` — the same mixed run written as vectorised numpy, time ÷ kernel time.
-* ``ratio_to_decimal_reference`` — kernel pairs/s ÷ Decimal reference pairs/s, where the reference
+  `PriceTable.rate_pairs` (chunk checks against the exact per-row limits + the specialised loop), one
+  model over one contiguous column.
+* ``mixed_pairs_per_s`` — the five charges in one call, pairs grouped by charge (each charge's
+  customers contiguous), as the columnar path lays them out; ``mixed_interleaved_pairs_per_s`` — the
+  same pairs customer by customer (charge 0..4, 0..4, …), which the kernel groups chunk by chunk.
+* Ceilings measured in the same run, over the same arrays, each timed alternately with the figure it
+  bounds so load hits both alike (ratios are medians of per-repeat ratios):
+  ``ceiling_probe_graduated_pairs_per_s`` — a plain numba loop of the CEILINGS.md probe's shape (one
+  charge's tier bounds, bases and prices as literal loop constants, no checks) over the graduated
+  column, with ``graduated_ratio_to_probe``; ``ceiling_memory_pairs_per_s`` — a loop that only reads the
+  mixed run's charge and quantity columns and writes its output column, with
+  ``mixed_ratio_to_memory`` (and ``mixed_interleaved_ratio_to_memory``).
+* ``ratio_to_numpy`` — the mixed run written as vectorised numpy, time ÷ kernel time.
+* ``ratio_to_decimal_reference`` — mixed pairs/s ÷ Decimal reference pairs/s, where the reference
   rate (``decimal_reference_pairs_per_s_sampled``) is timed on a sample (20k pairs, 2k with --quick)
   and scaled per pair, because running it on millions of pairs would take minutes.
 * ``event_rating_events_per_s`` — marginal event rating (10 events per customer-charge stream);
@@ -17,7 +26,7 @@ Figures (all single-threaded, medians of several repeats, setup outside the time
 * ``first_call_warm_cache_s`` — in a fresh interpreter with the numba cache warm: time from a
   finished ``import rating`` to the first priced batch (``import_rating_s`` is the import itself,
   mostly numba and pydantic); ``cold_cache_first_call_s`` the same with an empty cache, i.e. compiling
-  the two kernels that call needs, and ``cold_cache_warm_up_remaining_kernels_s`` compiling the rest
+  the kernels that call needs, and ``cold_cache_warm_up_remaining_kernels_s`` compiling the rest
   (both skipped with --quick).
 """
 
@@ -33,13 +42,14 @@ import tracemalloc
 from decimal import Decimal
 from typing import Any
 
+import numba
 import numpy as np
 import numpy.typing as npt
 
 from benchmarks.harness import Figures, log, main_for, median, timed
 from rating import PriceTable, parse_price, simulate
 from rating import kernels as k
-from rating.table import KernelPrice
+from rating.registry import KernelPrice
 
 I64 = npt.NDArray[np.int64]
 QS = 3  # quantities with three decimals (e.g. GB-hours)
@@ -105,32 +115,50 @@ def make_usage(n_customers: int, seed: int = 7) -> tuple[I64, I64, I64]:
 def numpy_rate_pairs(table: PriceTable, charge: I64, qty: I64) -> I64:
     """The plain vectorised-numpy version of the kernel, for the ratio figure."""
     out = np.zeros(qty.shape[0], np.int64)
-    qpow = np.int64(10**table.quantity_scale)
-    for c in range(table.n_charges):
+    qpow = 10**table.quantity_scale
+    for c, row in enumerate(table.lowered):
         mask = charge == c
         q = qty[mask]
-        code = int(table.model[c])
-        if code == k.PER_UNIT:
-            out[mask] = q * table.a[c]
-        elif code == k.PACKAGE:
-            billable = np.maximum(q - table.f[c], 0)
-            out[mask] = (billable + table.a[c] - 1) // table.a[c] * table.b[c] * qpow
-        else:
-            lo, hi = int(table.t0[c]), int(table.t1[c])
-            upto, unit, flat = table.upto[lo:hi], table.unit[lo:hi], table.flat[lo:hi]
-            if code == k.VOLUME:
-                idx = np.minimum(np.searchsorted(upto, q, side="left"), hi - lo - 1)
-                out[mask] = q * unit[idx] + flat[idx] * qpow
-            else:
-                total = np.zeros(q.shape[0], np.int64)
-                lower = np.int64(0)
-                for t in range(hi - lo):
-                    entered = (q > lower) | (t == 0)
-                    units = np.clip(q, lower, upto[t]) - lower
-                    total += units * unit[t] + np.where(entered, flat[t] * qpow, 0)
-                    lower = upto[t]
-                out[mask] = total
+        if row.shape == k.STEP:
+            billable = np.maximum(q - row.free, 0)
+            out[mask] = (billable + row.size - 1) // row.size * np.int64(row.amount * qpow)
+            continue
+        bounds = np.array([t.bound for t in row.tiers[1:]], np.int64)
+        t = np.searchsorted(bounds, q, side="left")  # tiers whose bound q exceeds
+        base, lower, unit = (np.array([getattr(x, f) for x in row.tiers], np.int64) for f in ("base", "lower", "unit"))
+        out[mask] = base[t] + (q - lower[t]) * unit[t]
     return out
+
+
+@numba.njit(cache=True, nogil=True)
+def probe_graduated4(q, out, k1, k2, k3, b0, b1, b2, b3, o0, o1, o2, o3, u0, u1, u2, u3):  # type: ignore[no-untyped-def]
+    """The CEILINGS.md probe's shape: one charge, tiers as loop constants, chosen by comparisons, no checks."""
+    for i in range(q.shape[0]):
+        x = q[i]
+        if x > k3:
+            out[i] = b3 + (x - o3) * u3
+        elif x > k2:
+            out[i] = b2 + (x - o2) * u2
+        elif x > k1:
+            out[i] = b1 + (x - o1) * u1
+        else:
+            out[i] = b0 + (x - o0) * u0
+
+
+@numba.njit(cache=True, nogil=True)
+def touch(charge, qty, out):  # type: ignore[no-untyped-def]
+    """Memory ceiling: read the charge and quantity columns, write the output column, nothing else."""
+    for i in range(qty.shape[0]):
+        out[i] = qty[i] + charge[i]
+
+
+def paired(repeats: int, fn: Any, ceiling: Any) -> tuple[float, float, float]:
+    """(median seconds of fn, of ceiling, median per-repeat ratio fn/ceiling speed), timed alternately."""
+    a, b = [], []
+    for _ in range(repeats):
+        a.append(timed(fn))
+        b.append(timed(ceiling))
+    return median(a), median(b), median(y / x for x, y in zip(a, b, strict=True))
 
 
 def time_median(repeats: int, fn: Any) -> float:
@@ -172,43 +200,62 @@ def run(args: argparse.Namespace) -> Figures:
     n = qty.shape[0]
     log(f"{n_customers:,} customers × {len(MIXED)} charges = {n:,} pairs")
 
-    # -- one model per run --------------------------------------------------------------------------
+    # -- one model per run, over one contiguous column ------------------------------------------------
     for name in ("per_unit", "package", "graduated", "volume"):
         table = PriceTable.compile([PRICES[name]], quantity_scale=QS)
         zeros = np.zeros(n, np.int64)
         out = np.empty(n, np.int64)
         table.rate_pairs(zeros, qty, out)
         seconds = time_median(repeats, lambda t=table, z=zeros, o=out: t.rate_pairs(z, qty, o))
-        kernel_s = time_median(
-            repeats,
-            lambda t=table, z=zeros, o=out: k.rate_pairs_kernel(
-                z, qty, t.model, t.a, t.b, t.f, t.t0, t.t1, t.lower, t.upto, t.unit, t.flat, t.base, t.qpow, o
-            ),
-        )
         figures[f"{name}_pairs_per_s"] = n / seconds
-        figures[f"{name}_kernel_only_pairs_per_s"] = n / kernel_s
-        log(f"{name}: {n / seconds:,.0f} pairs/s ({n / kernel_s:,.0f} kernel only)")
+        log(f"{name}: {n / seconds:,.0f} pairs/s")
+        if name == "graduated":
+            tiers = table.lowered[0].tiers
+            consts = [t.bound for t in tiers[1:]] + [t.base for t in tiers] + [t.lower for t in tiers]
+            consts += [t.unit for t in tiers]
+            probe_out = np.empty(n, np.int64)
+            probe_graduated4(qty, probe_out, *consts)
+            if not np.array_equal(probe_out, out):
+                raise AssertionError("the probe loop disagrees with the kernel")
+            _, probe_s, ratio = paired(
+                repeats, lambda t=table, z=zeros, o=out: t.rate_pairs(z, qty, o),
+                lambda p=probe_out, c=consts: probe_graduated4(qty, p, *c),
+            )  # fmt: skip
+            figures["ceiling_probe_graduated_pairs_per_s"] = n / probe_s
+            figures["graduated_ratio_to_probe"] = ratio
+            log(f"probe-shaped graduated loop: {n / probe_s:,.0f} pairs/s; kernel at {ratio:.2f} of it")
 
-    # -- mixed billing run, numpy and Decimal comparisons --------------------------------------------
+    # -- mixed billing run: grouped by charge, and customer by customer -------------------------------
     table = PriceTable.compile(MIXED, quantity_scale=QS)
-    out = table.rate_pairs(charge, qty)
-    mixed_s = time_median(repeats, lambda: table.rate_pairs(charge, qty, out))
+    grouped = np.argsort(charge, kind="stable")
+    g_charge, g_qty = charge[grouped], qty[grouped]
+    out = table.rate_pairs(g_charge, g_qty)
+    touch_out = np.empty(n, np.int64)
+    touch(g_charge, g_qty, touch_out)
+    mixed_s, memory_s, ratio = paired(
+        repeats, lambda: table.rate_pairs(g_charge, g_qty, out), lambda: touch(g_charge, g_qty, touch_out)
+    )
     figures["mixed_pairs_per_s"] = n / mixed_s
-    mixed_kernel_s = time_median(
-        repeats,
-        lambda: k.rate_pairs_kernel(
-            charge, qty, table.model, table.a, table.b, table.f, table.t0, table.t1, table.lower,
-            table.upto, table.unit, table.flat, table.base, table.qpow, out,
-        ),
-    )  # fmt: skip
-    figures["mixed_kernel_only_pairs_per_s"] = n / mixed_kernel_s
+    figures["ceiling_memory_pairs_per_s"] = n / memory_s
+    figures["mixed_ratio_to_memory"] = ratio
+    log(f"mixed, grouped by charge: {n / mixed_s:,.0f} pairs/s; memory ceiling {n / memory_s:,.0f} ({ratio:.2f})")
+    inter_out = table.rate_pairs(charge, qty)
+    if not np.array_equal(inter_out[grouped], out):
+        raise AssertionError("interleaved and grouped layouts disagree")
+    inter_s, _, inter_ratio = paired(
+        repeats, lambda: table.rate_pairs(charge, qty, inter_out), lambda: touch(charge, qty, touch_out)
+    )
+    figures["mixed_interleaved_pairs_per_s"] = n / inter_s
+    figures["mixed_interleaved_ratio_to_memory"] = inter_ratio
+    log(f"mixed, customer by customer: {n / inter_s:,.0f} pairs/s ({inter_ratio:.2f} of memory)")
     expected = numpy_rate_pairs(table, charge, qty)
-    if not np.array_equal(expected, out):
+    if not np.array_equal(expected, inter_out):
         raise AssertionError("numpy version disagrees with the kernel")
     numpy_s = time_median(repeats, lambda: numpy_rate_pairs(table, charge, qty))
     figures["numpy_pairs_per_s"] = n / numpy_s
     figures["ratio_to_numpy"] = numpy_s / mixed_s
-    log(f"mixed: {n / mixed_s:,.0f} pairs/s; numpy {n / numpy_s:,.0f} pairs/s")
+    log(f"numpy {n / numpy_s:,.0f} pairs/s")
+    out = inter_out
 
     prices: list[KernelPrice] = [parse_price(p) for p in MIXED]  # type: ignore[misc]
     idx = np.random.default_rng(1).choice(n, size=sample, replace=False)

@@ -1,9 +1,12 @@
-"""Price tables compiled to flat int64 arrays, and the checked wrappers around the kernels.
+"""Price tables compiled to int64 kernel columns, and the checked wrappers around the kernels.
 
 The wrappers are where every check lives: dtypes, shapes (messages print both), index ranges,
-non-negative quantities, and — because numba integers wrap — an exact Python-integer proof that no
-amount or intermediate of the run can leave int64. A run that could overflow raises
-`RatingOverflowError` naming the charge; it is never silently wrapped.
+non-negative quantities, and — because numba integers wrap — the exact overflow proof. Compiling a
+table gives each row its *limit*, the largest quantity whose amount and every intermediate fit int64,
+found in Python integers from the registry's bound (`rating.registry.limit`); the kernels check each
+chunk of pairs against it before computing any amount of the chunk. A run that could overflow raises
+`RatingOverflowError` naming the charge and the amount it would reach; it is never silently wrapped.
+Every model-specific fact (columns, scales, bound, reference) comes from `rating.registry`.
 """
 
 from __future__ import annotations
@@ -23,37 +26,9 @@ from rating.errors import (
     RatingOverflowError,
     UnknownDimensionError,
 )
-from rating.fixedpoint import INT64_MAX, MAX_SCALE, Int64Array, decimal_places, to_scaled
-from rating.package import PackagePrice
-from rating.per_unit import PerUnitPrice
+from rating.fixedpoint import INT64_MAX, MAX_SCALE, Int64Array, decimal_places
+from rating.registry import KERNEL_MODELS, KernelModel, KernelPrice, Row, kernel_model, limit
 from rating.rounding import RoundingMode
-from rating.tiers import GraduatedPrice, VolumePrice
-
-KernelPrice = PerUnitPrice | PackagePrice | GraduatedPrice | VolumePrice
-
-#: Model name → (kernel code, class): the models the columnar path can price.
-KERNEL_MODELS: dict[str, tuple[int, type]] = {
-    "per_unit": (kernels.PER_UNIT, PerUnitPrice),
-    "package": (kernels.PACKAGE, PackagePrice),
-    "graduated": (kernels.GRADUATED, GraduatedPrice),
-    "volume": (kernels.VOLUME, VolumePrice),
-}
-
-
-def _price_decimals(p: KernelPrice) -> list[Decimal]:
-    if isinstance(p, PerUnitPrice):
-        return [p.unit_amount]
-    if isinstance(p, PackagePrice):
-        return [p.package_amount]
-    return [x for t in p.tiers for x in (t.unit_amount, t.flat_amount)]
-
-
-def _quantity_decimals(p: KernelPrice) -> list[Decimal]:
-    if isinstance(p, PackagePrice):
-        return [p.package_size, p.free_units]
-    if isinstance(p, GraduatedPrice | VolumePrice):
-        return [t.up_to for t in p.tiers if t.up_to is not None]
-    return []
 
 
 def _check_array(name: str, arr: object, length: int | None = None) -> Int64Array:
@@ -78,17 +53,11 @@ class PriceTable:
     prices: tuple[KernelPrice, ...]
     quantity_scale: int
     price_scale: int
-    model: Int64Array
-    a: Int64Array
-    b: Int64Array
-    f: Int64Array
-    t0: Int64Array
-    t1: Int64Array
-    lower: Int64Array
-    upto: Int64Array
-    unit: Int64Array
-    flat: Int64Array
-    base: Int64Array
+    #: The registry entry and the exact integer row of each kernel row.
+    models: tuple[KernelModel, ...]
+    lowered: tuple[Row, ...]
+    #: What the kernels read.
+    columns: kernels.Columns
     #: (input charge index, dimension value or None) → row of the columns; pass rows as `charge`.
     rows: dict[tuple[int, str | None], int]
 
@@ -130,7 +99,7 @@ class PriceTable:
         rows: dict[tuple[int, str | None], int] = {}
 
         def add(i: int, value: str | None, p: object, field: str) -> None:
-            if not isinstance(p, PerUnitPrice | PackagePrice | GraduatedPrice | VolumePrice):
+            if kernel_model(p) is None:
                 model = getattr(p, "model", type(p).__name__)
                 problems.append(
                     Problem(
@@ -142,7 +111,7 @@ class PriceTable:
                 )
                 return
             rows[(i, value)] = len(parsed)
-            parsed.append(p)
+            parsed.append(p)  # type: ignore[arg-type]
 
         for i, raw in enumerate(prices):
             p = parse_price(raw)
@@ -158,8 +127,8 @@ class PriceTable:
         units = {p.unit() for p in parsed}
         if len(units) > 1:
             raise InvalidPriceError([Problem("currency", "mixed_currencies", "one table prices in one currency")])
-        ps = max((decimal_places(d) for p in parsed for d in _price_decimals(p)), default=0)
-        need_qs = max((decimal_places(d) for p in parsed for d in _quantity_decimals(p)), default=0)
+        ps = max((decimal_places(d) for p in parsed for d in _model(p).price_decimals(p)), default=0)
+        need_qs = max((decimal_places(d) for p in parsed for d in _model(p).quantity_decimals(p)), default=0)
         qs = need_qs if quantity_scale is None else quantity_scale
         if qs < need_qs:
             raise InvalidQuantityError(f"quantity_scale {qs} is too small: the table's bounds need {need_qs}")
@@ -167,48 +136,10 @@ class PriceTable:
             raise RatingOverflowError(
                 f"quantity scale {qs} + price scale {ps} exceeds {MAX_SCALE} digits; amounts would not fit int64"
             )
-        n = len(parsed)
-        model = np.zeros(n, np.int64)
-        a, b, f, t0, t1 = (np.zeros(n, np.int64) for _ in range(5))
-        lower: list[int] = []
-        upto: list[int] = []
-        unit: list[int] = []
-        flat: list[int] = []
-        base: list[int] = []
-        for c, p in enumerate(parsed):
-            model[c] = KERNEL_MODELS[p.model][0]
-            t0[c] = len(upto)
-            if isinstance(p, PerUnitPrice):
-                a[c] = to_scaled(p.unit_amount, ps, f"[{c}].unit_amount")
-            elif isinstance(p, PackagePrice):
-                a[c] = to_scaled(p.package_size, qs, f"[{c}].package_size")
-                b[c] = to_scaled(p.package_amount, ps, f"[{c}].package_amount")
-                f[c] = to_scaled(p.free_units, qs, f"[{c}].free_units")
-            else:
-                qpow = 10**qs
-                below, running = 0, 0  # running: the exact amount at `below`, in Python ints
-                for k, t in enumerate(p.tiers):
-                    up = INT64_MAX if t.up_to is None else to_scaled(t.up_to, qs, f"[{c}].tiers[{k}].up_to")
-                    u = to_scaled(t.unit_amount, ps, f"[{c}].tiers[{k}].unit_amount")
-                    fl = to_scaled(t.flat_amount, ps, f"[{c}].tiers[{k}].flat_amount")
-                    lower.append(below)
-                    upto.append(up)
-                    unit.append(u)
-                    flat.append(fl)
-                    base.append(min(running + fl * qpow, INT64_MAX))
-                    running += fl * qpow + (up - below) * u
-                    below = up
-            t1[c] = len(upto)
-        table = cls(
-            tuple(parsed), qs, ps, model, a, b, f, t0, t1,
-            np.array(lower or [0], np.int64),
-            np.array(upto or [INT64_MAX], np.int64),
-            np.array(unit or [0], np.int64),
-            np.array(flat or [0], np.int64),
-            np.array(base or [0], np.int64),
-            rows=rows,
-        )  # fmt: skip
-        for c in range(n):  # flat fees alone must fit once lifted to the amount scale
+        models = tuple(_model(p) for p in parsed)
+        lowered = tuple(m.lower(p, qs, ps, f"[{c}]") for c, (m, p) in enumerate(zip(models, parsed, strict=True)))
+        table = cls(tuple(parsed), qs, ps, models, lowered, _columns(models, lowered, 10**qs), rows=rows)
+        for c in range(len(parsed)):  # flat fees alone must fit once lifted to the amount scale
             table.max_amount(c, 0)
         return table
 
@@ -216,37 +147,10 @@ class PriceTable:
     def max_amount(self, c: int, max_quantity: int) -> int:
         """The largest |amount| or intermediate any quantity in [0, max_quantity] can produce for charge c.
 
-        Amounts are never negative, graduated totals grow with quantity, and a volume price peaks at
-        some tier's top; so this bound is exact, not merely safe. Raises if it exceeds int64.
+        The bound is the registry's, in Python integers; raises `RatingOverflowError` if it exceeds int64.
         """
-        qpow = 10**self.quantity_scale
-        code = int(self.model[c])
         q = int(max_quantity)
-        if code == kernels.PER_UNIT:
-            bound = q * int(self.a[c])
-        elif code == kernels.PACKAGE:
-            size, amount, free = int(self.a[c]), int(self.b[c]), int(self.f[c])
-            packages = -(-max(q - free, 0) // size)
-            bound = max(packages * amount * qpow, q + size)
-        else:
-            lo, hi = int(self.t0[c]), int(self.t1[c])
-            bound = 0
-            total = 0
-            lower = 0
-            for t in range(lo, hi):
-                up = int(self.upto[t])
-                unit, flat = int(self.unit[t]), int(self.flat[t])
-                if code == kernels.GRADUATED:
-                    if t > lo and q <= lower:
-                        break
-                    total += (min(q, up) - lower) * unit + flat * qpow
-                    bound = max(bound, total, q * unit)
-                else:
-                    top = min(q, up)
-                    bound = max(bound, top * unit + flat * qpow, q * unit if t == hi - 1 else 0)
-                    if q <= up:
-                        break
-                lower = up
+        bound = self.models[c].bound(self.lowered[c], 10**self.quantity_scale, q)
         if bound > INT64_MAX:
             raise RatingOverflowError(
                 f"charge {c} ({self.prices[c].model}) at quantity {q} (scale {self.quantity_scale}) reaches "
@@ -257,15 +161,18 @@ class PriceTable:
 
     # -- checked entry points ---------------------------------------------------------------------
     def rate_pairs(self, charge: Int64Array, quantity: Int64Array, out: Int64Array | None = None) -> Int64Array:
-        """Amount of each (charge, quantity) pair at `amount_scale`, exact."""
+        """Amount of each (charge, quantity) pair at `amount_scale`, exact.
+
+        Any order is accepted; pairs grouped by charge (contiguous runs) are the fast case, rated by
+        loops specialised to each row. If a pair is refused (its index, sign or overflow), the error is
+        raised and `out` holds exact amounts of some earlier pairs and nothing else meaningful.
+        """
         charge = _check_array("charge", charge)
         quantity = _check_array("quantity", quantity, charge.shape[0])
-        self._check_pairs(charge, quantity)
         out = np.empty(charge.shape[0], np.int64) if out is None else _check_array("out", out, charge.shape[0])
-        kernels.rate_pairs_kernel(
-            charge, quantity, self.model, self.a, self.b, self.f, self.t0, self.t1,
-            self.lower, self.upto, self.unit, self.flat, self.base, self.qpow, out,
-        )  # fmt: skip
+        if kernels.rate_pairs_kernel(self.columns, charge, quantity, out) >= 0:
+            self._check_pairs(charge, quantity)  # raises the exact error: bad index, negative, overflow
+            raise AssertionError("the kernel refused a chunk the exact proof accepts")  # pragma: no cover
         return out
 
     def _check_pairs(self, charge: Int64Array, quantity: Int64Array) -> None:
@@ -306,10 +213,7 @@ class PriceTable:
         totals = np.where(lengths > 0, totals, 0)
         self._check_pairs(stream_charge, totals.astype(np.int64))
         out = np.empty(quantity.shape[0], np.int64) if out is None else _check_array("out", out, quantity.shape[0])
-        kernels.rate_events_kernel(
-            offsets, stream_charge, quantity, self.model, self.a, self.b, self.f, self.t0, self.t1,
-            self.lower, self.upto, self.unit, self.flat, self.base, self.qpow, out,
-        )  # fmt: skip
+        kernels.rate_events_kernel(self.columns, offsets, stream_charge, quantity, out)
         return out
 
     def to_minor(self, amounts: Int64Array, mode: RoundingMode = RoundingMode.HALF_EVEN) -> Int64Array:
@@ -326,6 +230,56 @@ class PriceTable:
                 raise RatingOverflowError(f"amount {peak} does not fit int64 in minor units")
             np.multiply(amounts, np.int64(10**-shift), out=out)
         return out
+
+
+def _model(p: object) -> KernelModel:
+    found = kernel_model(p)
+    assert found is not None
+    return found
+
+
+def _columns(models: Sequence[KernelModel], rows: Sequence[Row], qpow: int) -> kernels.Columns:
+    """Lay rows out as kernel columns: per-row fields, then tier slots (small rows padded, see kernels)."""
+    n = len(rows)
+    per_row = {name: np.zeros(n, np.int64) for name in ("shape", "tiers", "first", "limit", "size", "amount",
+                                                         "free", "shift1", "shift2")}  # fmt: skip
+    magic = np.zeros(n, np.uint64)
+    bound: list[int] = []
+    lower: list[int] = []
+    base: list[int] = []
+    unit: list[int] = []
+    for r, (model, row) in enumerate(zip(models, rows, strict=True)):
+        per_row["shape"][r] = row.shape
+        per_row["limit"][r] = limit(model, row, qpow)
+        if row.shape == kernels.STEP:
+            m, s1, s2 = kernels.magic_for(row.size)
+            per_row["size"][r] = row.size
+            per_row["amount"][r] = min(row.amount * qpow, INT64_MAX)  # capped: a package past it fails the limit
+            per_row["free"][r] = row.free
+            magic[r], per_row["shift1"][r], per_row["shift2"][r] = m, s1, s2
+            continue
+        k = len(row.tiers)
+        slots = kernels.SMALL_TIERS if k <= kernels.SMALL_TIERS else kernels.MID_TIERS if k <= kernels.MID_TIERS else k
+        per_row["tiers"][r] = k
+        per_row["first"][r] = len(bound)
+        for t in row.tiers:
+            bound.append(t.bound)
+            lower.append(t.lower)
+            base.append(t.base)
+            unit.append(t.unit)
+        for _ in range(slots - k):  # pads: never chosen
+            bound.append(INT64_MAX)
+            lower.append(0)
+            base.append(0)
+            unit.append(0)
+    return kernels.Columns(
+        magic=magic,
+        bound=np.array(bound or [INT64_MAX], np.int64),
+        lower=np.array(lower or [0], np.int64),
+        base=np.array(base or [0], np.int64),
+        unit=np.array(unit or [0], np.int64),
+        **per_row,
+    )
 
 
 def amount_decimal(value: int, scale: int) -> Decimal:

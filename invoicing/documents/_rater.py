@@ -9,9 +9,10 @@ tax rates, usage per window) and turns `DueItem`s into `DraftInvoice`s. Nothing 
   unique_count may count a value twice across a pause), max for max, min for min, the last span's value
   for latest.
 * Usage charges whose price is per_unit, package, graduated or volume (or dimensional of those) are
-  rated by the int64 kernels in one `rate_pairs` call per plan version and batch, and rounded by
-  `to_minor` (half even). Every other model (outcome, sla_credit, percentage, minimum_commitment,
-  points, ...) is rated by `rating.quote`, the exact Decimal reference.
+  rated by the int64 kernels in one `rate_columns` call per plan version and batch (grouped by charge
+  for the specialised kernels), and rounded by `to_minor` (half even). Every other model (outcome,
+  sla_credit, percentage, minimum_commitment, points, ...) is rated by `rating.quote`, the exact Decimal
+  reference.
 * Each line's exact amount is rounded once, half even (flat fees: the price's own `rounding`), to the
   currency's minor unit. Per-charge minimum_commitment: the charge total is rounded once and the
   true-up / cap lines are the differences, so the lines always add up to the rounded total.
@@ -39,20 +40,21 @@ from metering.usage import Transaction, period_columns, transactions
 from rating.commitment import InvoiceLimits, MinimumCommitmentPrice, apply_invoice_limits
 from rating.dimensional import DimensionalPrice
 from rating.errors import RatingError
+from rating.fixedpoint import Int64Array
 from rating.flat import FlatPrice
-from rating.package import PackagePrice
-from rating.per_unit import PerUnitPrice
 from rating.percentage import PercentagePrice
 from rating.points_price import PointsPrice
 from rating.price import Price
 from rating.quoting import quote
+from rating.registry import KERNEL_CLASSES, KernelPrice
 from rating.rounding import EXACT, RoundingMode, round_decimal, round_scaled
 from rating.sla import SlaCreditPrice
-from rating.table import KernelPrice, PriceTable
+from rating.table import PriceTable
 from rating.tiers import GraduatedPrice, VolumePrice, graduated_lines, volume_lines
 from rating.unit import currency as currency_unit
 
-KERNEL_LEAVES = (PerUnitPrice, PackagePrice, GraduatedPrice, VolumePrice)
+#: The price classes the int64 kernels price (the registry's); every other model goes to its reference.
+KERNEL_LEAVES = KERNEL_CLASSES
 #: Prices that say nothing without a measurement: no usage row, no line.
 NEEDS_MEASUREMENT = ("sla_credit",)
 HUNDRED = Decimal(100)
@@ -543,8 +545,7 @@ class Rater:
                 charge_rows.append(r)
             charge = np.array(charge_rows, np.int64)
             quantity = np.array([j.units * 10 ** (qs - j.scale) for j in group], np.int64)
-            amounts = table.rate_pairs(charge, quantity)
-            minor = table.to_minor(amounts)
+            amounts, minor = rate_columns(table, charge, quantity)
             a_scale = table.amount_scale
             for j, exact, rounded in zip(group, amounts.tolist(), minor.tolist(), strict=True):
                 j.line.amount = int(rounded)
@@ -634,6 +635,21 @@ def fraction_text(value: Fraction) -> str:
     return f"{value.numerator}/{value.denominator}"
 
 
+def rate_columns(table: PriceTable, rows: Int64Array, quantities: Int64Array) -> tuple[Int64Array, Int64Array]:
+    """Exact amounts (at `table.amount_scale`) and minor units (rounded once, half even) of the pairs
+    (kernel row of `table`, quantity at `table.quantity_scale`), in the order given.
+
+    The whole kernel step of a run, and nothing else: arrays and a compiled table in (all picklable), arrays
+    out, no `Rater` state, no database and no Python object per line, so a run may call it in worker
+    processes. The pairs are handed to the kernels grouped by row (a stable sort), the layout their
+    specialised loops are fastest on; errors are those of `PriceTable.rate_pairs` (an overflow raises,
+    never wraps)."""
+    order = np.argsort(rows, kind="stable")
+    amounts = np.empty_like(quantities)
+    amounts[order] = table.rate_pairs(rows[order], quantities[order])
+    return amounts, table.to_minor(amounts)
+
+
 def _columnar(price: Price) -> bool:
     if isinstance(price, DimensionalPrice):
         inner = [*price.prices.values(), *([price.default] if price.default is not None else [])]
@@ -719,4 +735,13 @@ def _commitment_lines(line: DraftLine, price: MinimumCommitmentPrice, q: Decimal
     return extra
 
 
-__all__ = ["DraftInvoice", "DraftLine", "Rater", "TaxRate", "fraction_text", "points_money", "tax_amount"]
+__all__ = [
+    "DraftInvoice",
+    "DraftLine",
+    "Rater",
+    "TaxRate",
+    "fraction_text",
+    "points_money",
+    "rate_columns",
+    "tax_amount",
+]

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from rating import RoundingMode, parse_price
 from rating.errors import InvalidPriceError, InvalidQuantityError, RatingOverflowError, UnknownDimensionError
-from rating.fixedpoint import INT64_MAX
+from rating.fixedpoint import INT64_MAX, to_scaled
 from rating.registry import KERNEL_REFERENCES
 from rating.rounding import round_decimal
 from rating.table import PriceTable
@@ -85,7 +85,7 @@ def test_extreme_per_unit_overflows_exactly_when_it_would_wrap(price_units: int,
     price = {"model": "per_unit", "unit_amount": str(Decimal(price_units).scaleb(-ps))}
     table = PriceTable.compile([price])
     q = min(10**q_exp + 12345, INT64_MAX)
-    true_amount = q * int(table.a[0])
+    true_amount = q * to_scaled(Decimal(price["unit_amount"]), table.price_scale)
     if true_amount > INT64_MAX:
         with pytest.raises(RatingOverflowError, match="int64"):
             table.rate_pairs(np.zeros(1, np.int64), np.array([q], np.int64))
