@@ -27,7 +27,7 @@ from tally.api.base import (
     rpc,
     timestamp,
 )
-from tally.api.invoices import invoice_pb
+from tally.api.invoices import invoice_pb, invoice_ref
 from tally.api.payments import minor_units
 from tally.v1 import billing_pb2 as pb
 
@@ -62,7 +62,9 @@ def dispute_pb(d: Dispute) -> pb.Dispute:
 class DisputeRpcs(ApiBase):
     @rpc(ADMIN)
     def OpenDispute(self, principal: Principal, request: pb.OpenDisputeRequest) -> pb.Dispute:
-        invoice_id = positive_id(request.invoice_id, "invoice_id")
+        invoice_id = invoice_ref(
+            self.engine, principal.tenant_id, request.invoice_id, request.invoice_label, "invoice_id", "invoice_label"
+        )
         if not 0 < request.line <= LINE_MAX:
             raise InvalidArgument(f"line must be the line's position on the invoice, 1 or more; got {request.line}")
         required(request.reason.strip(), "reason")

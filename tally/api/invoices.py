@@ -74,18 +74,22 @@ BULK_LIMIT_MAX = 1000
 BULK_LIMIT_DEFAULT = 100
 
 
-def invoice_ref(engine: Engine, tenant_id: int, invoice_id: int, label: str) -> int:
-    """The invoice a request names by `id` or by `label` (its number, "INV-000042"), never both."""
+def invoice_ref(
+    engine: Engine, tenant_id: int, invoice_id: int, label: str, id_field: str = "id", label_field: str = "label"
+) -> int:
+    """The invoice a request names by `id` or by `label` (its number, "INV-000042"), never both; the field
+    names are the request's (`invoice_id`/`invoice_label` where the message is about something else)."""
     if invoice_id and label:
-        raise InvalidArgument("give id or label, not both")
+        raise InvalidArgument(f"give {id_field} or {label_field}, not both")
     if label:
         try:
             return resolve_invoice(engine, tenant_id, label)
         except InvalidArgument as exc:
-            raise InvalidArgument(f"label: {exc}") from None
+            raise InvalidArgument(f"{label_field}: {exc}") from None
     if not 0 < invoice_id <= ID_MAX:
         raise InvalidArgument(
-            f"id must be an id from 1 to {ID_MAX}, got {invoice_id} (or give label, the invoice's number)"
+            f"{id_field} must be an id from 1 to {ID_MAX}, got {invoice_id} (or give {label_field}, the invoice's "
+            "number)"
         )
     return invoice_id
 

@@ -25,8 +25,8 @@ from metering.tenant import Principal
 from rating.errors import InvalidQuantityError, RatingOverflowError
 from rating.fixedpoint import parse_scaled
 from rating.unit import currency as currency_unit
-from tally.api.base import ADMIN, READ, ApiBase, decimal_arg, decimal_str, instant, now, positive_id, rpc, timestamp
-from tally.api.invoices import REASON_MAX, Customers, invoice_pb
+from tally.api.base import ADMIN, READ, ApiBase, decimal_arg, decimal_str, instant, now, rpc, timestamp
+from tally.api.invoices import REASON_MAX, Customers, invoice_pb, invoice_ref
 from tally.v1 import billing_pb2 as pb
 
 #: The method recorded when a request leaves it empty.
@@ -73,11 +73,15 @@ def payment_pb(p: Payment) -> pb.Payment:
     )
 
 
+#: The field names of a request that names its invoice as `invoice_id` or `invoice_label`.
+_BY_INVOICE = ("invoice_id", "invoice_label")
+
+
 class PaymentRpcs(ApiBase):
     @rpc(ADMIN)
     def RecordPayment(self, principal: Principal, request: pb.RecordPaymentRequest) -> pb.RecordPaymentResponse:
         tenant_id = principal.tenant_id
-        invoice_id = positive_id(request.invoice_id, "invoice_id")
+        invoice_id = invoice_ref(self.engine, tenant_id, request.invoice_id, request.invoice_label, *_BY_INVOICE)
         decimal_arg(request.amount, "amount", positive=True)
         method = request.method or DEFAULT_METHOD
         if method not in PAYMENT_METHODS:
@@ -101,13 +105,14 @@ class PaymentRpcs(ApiBase):
 
     @rpc(READ)
     def ListPayments(self, principal: Principal, request: pb.ListPaymentsRequest) -> pb.ListPaymentsResponse:
-        invoice_id = positive_id(request.invoice_id, "invoice_id")
+        tenant_id = principal.tenant_id
+        invoice_id = invoice_ref(self.engine, tenant_id, request.invoice_id, request.invoice_label, *_BY_INVOICE)
         found = list_payments(self.engine, principal.tenant_id, invoice_id)
         return pb.ListPaymentsResponse(payments=[payment_pb(p) for p in found])
 
     @rpc(ADMIN)
     def MarkInvoiceUncollectible(self, principal: Principal, request: pb.MarkInvoiceUncollectibleRequest) -> pb.Invoice:
-        invoice_id = positive_id(request.id)
+        invoice_id = invoice_ref(self.engine, principal.tenant_id, request.id, request.label)
         if len(request.reason) > REASON_MAX:
             raise InvalidArgument(f"reason is {len(request.reason)} characters; at most {REASON_MAX}")
         inv = mark_uncollectible(self.engine, principal.tenant_id, invoice_id, now(), request.reason)

@@ -753,20 +753,22 @@ class Payment(_message.Message):
     def __init__(self, id: _Optional[int] = ..., invoice_id: _Optional[int] = ..., key: _Optional[str] = ..., amount: _Optional[str] = ..., applied: _Optional[str] = ..., to_wallet: _Optional[str] = ..., currency: _Optional[str] = ..., paid_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., method: _Optional[str] = ..., reference: _Optional[str] = ..., created: _Optional[bool] = ...) -> None: ...
 
 class RecordPaymentRequest(_message.Message):
-    __slots__ = ("invoice_id", "amount", "paid_at", "method", "reference", "key")
+    __slots__ = ("invoice_id", "amount", "paid_at", "method", "reference", "key", "invoice_label")
     INVOICE_ID_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_FIELD_NUMBER: _ClassVar[int]
     PAID_AT_FIELD_NUMBER: _ClassVar[int]
     METHOD_FIELD_NUMBER: _ClassVar[int]
     REFERENCE_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
+    INVOICE_LABEL_FIELD_NUMBER: _ClassVar[int]
     invoice_id: int
     amount: str
     paid_at: _timestamp_pb2.Timestamp
     method: str
     reference: str
     key: str
-    def __init__(self, invoice_id: _Optional[int] = ..., amount: _Optional[str] = ..., paid_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., method: _Optional[str] = ..., reference: _Optional[str] = ..., key: _Optional[str] = ...) -> None: ...
+    invoice_label: str
+    def __init__(self, invoice_id: _Optional[int] = ..., amount: _Optional[str] = ..., paid_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., method: _Optional[str] = ..., reference: _Optional[str] = ..., key: _Optional[str] = ..., invoice_label: _Optional[str] = ...) -> None: ...
 
 class RecordPaymentResponse(_message.Message):
     __slots__ = ("payment", "invoice")
@@ -777,10 +779,12 @@ class RecordPaymentResponse(_message.Message):
     def __init__(self, payment: _Optional[_Union[Payment, _Mapping]] = ..., invoice: _Optional[_Union[Invoice, _Mapping]] = ...) -> None: ...
 
 class ListPaymentsRequest(_message.Message):
-    __slots__ = ("invoice_id",)
+    __slots__ = ("invoice_id", "invoice_label")
     INVOICE_ID_FIELD_NUMBER: _ClassVar[int]
+    INVOICE_LABEL_FIELD_NUMBER: _ClassVar[int]
     invoice_id: int
-    def __init__(self, invoice_id: _Optional[int] = ...) -> None: ...
+    invoice_label: str
+    def __init__(self, invoice_id: _Optional[int] = ..., invoice_label: _Optional[str] = ...) -> None: ...
 
 class ListPaymentsResponse(_message.Message):
     __slots__ = ("payments",)
@@ -789,12 +793,14 @@ class ListPaymentsResponse(_message.Message):
     def __init__(self, payments: _Optional[_Iterable[_Union[Payment, _Mapping]]] = ...) -> None: ...
 
 class MarkInvoiceUncollectibleRequest(_message.Message):
-    __slots__ = ("id", "reason")
+    __slots__ = ("id", "reason", "label")
     ID_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
     id: int
     reason: str
-    def __init__(self, id: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+    label: str
+    def __init__(self, id: _Optional[int] = ..., reason: _Optional[str] = ..., label: _Optional[str] = ...) -> None: ...
 
 class BillingProfile(_message.Message):
     __slots__ = ("legal_name", "address", "tax_id", "payment_instructions", "payment_terms_days", "logo", "logo_type", "issue_zero_total", "invoice_grouping", "updated_at")
@@ -1822,16 +1828,18 @@ class Dispute(_message.Message):
     def __init__(self, id: _Optional[int] = ..., invoice_id: _Optional[int] = ..., invoice_number: _Optional[str] = ..., line: _Optional[int] = ..., charge: _Optional[str] = ..., customer: _Optional[str] = ..., currency: _Optional[str] = ..., line_amount: _Optional[str] = ..., reason: _Optional[str] = ..., status: _Optional[str] = ..., opened_by: _Optional[str] = ..., opened_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., resolved_by: _Optional[str] = ..., resolved_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., note: _Optional[str] = ..., credit_amount: _Optional[str] = ..., credit_note_id: _Optional[int] = ..., credit_note_number: _Optional[str] = ...) -> None: ...
 
 class OpenDisputeRequest(_message.Message):
-    __slots__ = ("invoice_id", "line", "reason", "customer")
+    __slots__ = ("invoice_id", "line", "reason", "customer", "invoice_label")
     INVOICE_ID_FIELD_NUMBER: _ClassVar[int]
     LINE_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     CUSTOMER_FIELD_NUMBER: _ClassVar[int]
+    INVOICE_LABEL_FIELD_NUMBER: _ClassVar[int]
     invoice_id: int
     line: int
     reason: str
     customer: str
-    def __init__(self, invoice_id: _Optional[int] = ..., line: _Optional[int] = ..., reason: _Optional[str] = ..., customer: _Optional[str] = ...) -> None: ...
+    invoice_label: str
+    def __init__(self, invoice_id: _Optional[int] = ..., line: _Optional[int] = ..., reason: _Optional[str] = ..., customer: _Optional[str] = ..., invoice_label: _Optional[str] = ...) -> None: ...
 
 class ListDisputesRequest(_message.Message):
     __slots__ = ("status", "customer", "invoice_id", "page_size", "page_token")

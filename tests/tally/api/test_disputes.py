@@ -72,6 +72,16 @@ def test_open_list_and_resolve(api: Api) -> None:
         assert [x.id for x in billing.iter_disputes(customer="cus_a", status="rejected")] == [second.id]
 
 
+def test_a_dispute_names_the_invoice_by_its_number(api: Api) -> None:
+    invoice_id, fee = _issued(api)
+    number = api.call("GetInvoice", pb.GetInvoiceRequest(id=invoice_id)).label
+    d = api.call("OpenDispute", pb.OpenDisputeRequest(invoice_label=number.lower(), line=fee, reason="Charged twice"))
+    assert (d.invoice_id, d.invoice_number, d.status) == (invoice_id, number, "open")
+    err = api.fails("OpenDispute", pb.OpenDisputeRequest(invoice_id=invoice_id, invoice_label=number, line=fee,
+                                                         reason="x"))  # fmt: skip
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "not both" in (err.details() or "")
+
+
 @pytest.mark.parametrize(
     ("method", "request_", "field"),
     [

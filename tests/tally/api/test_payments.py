@@ -254,3 +254,27 @@ def test_the_sdk_methods(api: Api, invoice: pb.Invoice) -> None:
         assert client.mark_invoice_uncollectible == client.mark_uncollectible
         drafts = [i for i in client.iter_invoices(status="draft")]
         assert client.void_invoice(drafts[0].id, reason="r", reissue=True).status == "void"
+
+
+def test_payment_rpcs_name_the_invoice_by_its_number(api: Api, invoice: pb.Invoice) -> None:
+    """Finance reads numbers off documents and bank statements: RecordPayment, ListPayments and
+    MarkInvoiceUncollectible take `INV-000001` (any case, zeros optional) wherever they take an id."""
+    number = invoice.label
+    assert number.startswith("INV-")
+    short = "inv-" + number.removeprefix("INV-").lstrip("0")
+    by_label = api.call(
+        "RecordPayment", pb.RecordPaymentRequest(invoice_label=short, amount="10.00", paid_at=ts(PAID), key="n-1")
+    )
+    assert (by_label.payment.invoice_id, by_label.invoice.amount_due) == (invoice.id, "20.00")
+    listed = api.call("ListPayments", pb.ListPaymentsRequest(invoice_label=number)).payments
+    assert [(p.invoice_id, p.amount) for p in listed] == [(invoice.id, "10.00")]
+    fails(api, "RecordPayment", pb.RecordPaymentRequest(invoice_id=invoice.id, invoice_label=number, amount="1.00"),
+          grpc.StatusCode.INVALID_ARGUMENT, "give invoice_id or invoice_label, not both")  # fmt: skip
+    fails(api, "ListPayments", pb.ListPaymentsRequest(invoice_label="INV-999999"), grpc.StatusCode.NOT_FOUND)
+    fails(api, "RecordPayment", pb.RecordPaymentRequest(invoice_label="nonsense", amount="1.00"),
+          grpc.StatusCode.INVALID_ARGUMENT, "invoice_label:")  # fmt: skip
+    done = api.call("MarkInvoiceUncollectible", pb.MarkInvoiceUncollectibleRequest(label=number, reason="gone"))
+    assert (done.id, done.status, done.amount_due) == (invoice.id, "uncollectible", "0.00")
+    assert [p.amount for p in api.call("ListPayments", pb.ListPaymentsRequest(invoice_id=invoice.id)).payments] == [
+        "10.00"
+    ]  # the refused calls recorded nothing
