@@ -475,6 +475,7 @@ class WalletRpcs(ApiBase):
             credited=pb.UnitAmount(unit=target, amount=units.text(conv.credited, target)),
             rate=decimal_str(conv.rate.rate),
             result="created" if conv.created else "exists",
+            left_in_source=pb.UnitAmount(unit=source, amount=units.text(conv.left_in_source, source)),
         )
 
 

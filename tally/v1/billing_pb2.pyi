@@ -1037,16 +1037,18 @@ class ConvertCreditsRequest(_message.Message):
     def __init__(self, conversion_id: _Optional[str] = ..., customer: _Optional[str] = ..., amount: _Optional[str] = ..., from_unit: _Optional[str] = ..., to_unit: _Optional[str] = ...) -> None: ...
 
 class ConvertCreditsResponse(_message.Message):
-    __slots__ = ("debited", "credited", "rate", "result")
+    __slots__ = ("debited", "credited", "rate", "result", "left_in_source")
     DEBITED_FIELD_NUMBER: _ClassVar[int]
     CREDITED_FIELD_NUMBER: _ClassVar[int]
     RATE_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
+    LEFT_IN_SOURCE_FIELD_NUMBER: _ClassVar[int]
     debited: UnitAmount
     credited: UnitAmount
     rate: str
     result: str
-    def __init__(self, debited: _Optional[_Union[UnitAmount, _Mapping]] = ..., credited: _Optional[_Union[UnitAmount, _Mapping]] = ..., rate: _Optional[str] = ..., result: _Optional[str] = ...) -> None: ...
+    left_in_source: UnitAmount
+    def __init__(self, debited: _Optional[_Union[UnitAmount, _Mapping]] = ..., credited: _Optional[_Union[UnitAmount, _Mapping]] = ..., rate: _Optional[str] = ..., result: _Optional[str] = ..., left_in_source: _Optional[_Union[UnitAmount, _Mapping]] = ...) -> None: ...
 
 class SimulatePriceRequest(_message.Message):
     __slots__ = ("price_json", "quantities")

@@ -100,6 +100,8 @@ def test_set_conversion_rate_then_convert_at_it(api: Api) -> None:
     converted = api.call("ConvertCredits", pb.ConvertCreditsRequest(
         conversion_id="c1", customer="cus_42", amount="2.50", from_unit="USD", to_unit="pts"))  # fmt: skip
     assert (converted.debited.amount, converted.credited.amount, converted.rate) == ("2.00", "241", "120.5")
+    # only whole multiples of 2.00 USD convert exactly at 120.5: the rest stayed, and the response says so
+    assert (converted.left_in_source.unit, converted.left_in_source.amount) == ("USD", "0.50")
 
 
 @pytest.mark.parametrize(

@@ -319,7 +319,7 @@ def test_convert_credits_both_ways(api: Api, wallets: list[tuple[int, str]]) -> 
     assert (got.debited.unit, got.debited.amount, got.credited.unit, got.credited.amount) == (
         "USD", "2.55", "pts", "25.5"
     )  # fmt: skip
-    assert (got.rate, got.result) == ("10", "created")
+    assert (got.rate, got.result, got.left_in_source.amount) == ("10", "created", "0.00")
     assert api.call("ConvertCredits", request).result == "exists"
     back = api.call("ConvertCredits", pb.ConvertCreditsRequest(
         conversion_id="c2", customer="cus_1", amount="10.5", from_unit="pts", to_unit="USD"))  # fmt: skip
