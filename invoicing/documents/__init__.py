@@ -64,6 +64,7 @@ from invoicing.documents._invoice import (
     set_tax_rate,
     void_invoice,
 )
+from invoicing.documents._numbers import number_label
 from invoicing.documents._pdf import (
     DocumentContext,
     InvoiceDocument,
@@ -144,6 +145,7 @@ __all__ = [
     "local_period",
     "mark_paid",
     "mark_uncollectible",
+    "number_label",
     "open_dispute",
     "parse_invoice_reference",
     "payment_base",

@@ -33,7 +33,6 @@ from sqlalchemy import Engine, func, select
 from invoicing.documents._export import export_invoice
 from invoicing.documents._invoice import (
     OPEN,
-    SERIES_PREFIX,
     STATUSES,
     Invoice,
     InvoiceFilter,
@@ -42,6 +41,7 @@ from invoicing.documents._invoice import (
     mark_paid,
     void_invoice,
 )
+from invoicing.documents._numbers import number_label
 from invoicing.tables import invoices
 from metering.deadline import checkpoint, current
 from metering.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
@@ -145,7 +145,7 @@ class BulkSummary:
 def _label(invoice_id: int, number: int | None, series: str | None) -> str:
     if number is None:
         return f"invoice {invoice_id}"
-    return f"{SERIES_PREFIX[series or 'invoice']}-{number:06d} (id {invoice_id})"
+    return f"{number_label(number, series)} (id {invoice_id})"
 
 
 def count_matching(engine: Engine, tenant_id: int, where: InvoiceFilter, after_id: int = 0) -> int:

@@ -35,11 +35,11 @@ from sqlalchemy.sql import ColumnElement
 from invoicing.catalog import get_customer, stored_utc, utc
 from invoicing.documents._invoice import (
     _NOT_RECOMPUTED,
-    SERIES_PREFIX,
     _identity,
     finalize_in,
     write_drafts,
 )
+from invoicing.documents._numbers import number_label
 from invoicing.documents._rater import DraftInvoice, DraftLine
 from invoicing.events import NewEvent, emit
 from invoicing.ledger.transfer import write_transaction
@@ -136,7 +136,7 @@ def _actor(actor: str) -> str:
 def _label(row: Any) -> str:
     if row.number is None:
         return f"draft {row.id}"
-    return f"{SERIES_PREFIX[row.number_series or 'invoice']}-{int(row.number):06d}"
+    return number_label(int(row.number), row.number_series)
 
 
 def _exact(minor: int, currency: str) -> str:
@@ -235,11 +235,11 @@ def _select(tenant_id: int) -> Any:
 
 
 def _dispute(r: Any, changed: bool = True) -> Dispute:
-    label = f"{SERIES_PREFIX[r.number_series or 'invoice']}-{int(r.number):06d}" if r.number is not None else ""
+    label = number_label(int(r.number), r.number_series) if r.number is not None else ""
     note_label = None
     if r.credit_note_id is not None:
         note_label = (
-            f"{SERIES_PREFIX[r.note_series or 'credit_note']}-{int(r.note_number):06d}"
+            number_label(int(r.note_number), r.note_series, "credit_note")
             if r.note_number is not None else f"draft {r.credit_note_id}"
         )  # fmt: skip
     return Dispute(

@@ -44,7 +44,7 @@ from invoicing.catalog import (
     stored_utc,
     utc,
 )
-from invoicing.documents import Invoice, preview_invoice
+from invoicing.documents import OPEN, Invoice, number_label, preview_invoice
 from invoicing.ledger.balance import customer_totals
 from invoicing.ledger.unit import resolve_unit
 from invoicing.subscriptions import State, Subscription, as_of, select_subscriptions, subscription_from_row
@@ -329,11 +329,16 @@ def stage_of(p: _Picture, use: list[MeterUse], plans: _Plans, at: datetime) -> S
 
 
 # --- customer 360 --------------------------------------------------------------------------------------------
+#: Documents a customer 360 lists as open: drafts (not yet sent) and whatever still has money due. Every
+#: other status (paid, void, uncollectible, closed) is past.
+OPEN_360 = ("draft", *OPEN)
+
+
 def _refs(rows: Iterable[Any]) -> list[InvoiceRef]:
     out = []
     for r in rows:
         scale = currency_unit(r.currency).scale
-        label = f"INV-{r.number:06d}" if r.number is not None else f"draft {r.id}"
+        label = number_label(r.number, r.number_series) if r.number is not None else f"draft {r.id}"
         out.append(
             InvoiceRef(
                 int(r.id),
@@ -389,11 +394,9 @@ def customer_360(engine: Engine, tenant_id: int, external_id: str, at: datetime)
         ]
         i = invoices.c
         mine = (i.tenant_id == tenant_id, i.customer_id == customer.id)
-        open_rows = conn.execute(
-            select(invoices).where(*mine, i.status.in_(("draft", "finalized"))).order_by(i.id)
-        ).all()
+        open_rows = conn.execute(select(invoices).where(*mine, i.status.in_(OPEN_360)).order_by(i.id)).all()
         past_rows = conn.execute(
-            select(invoices).where(*mine, i.status.in_(("paid", "void"))).order_by(i.id.desc()).limit(PAST_INVOICES)
+            select(invoices).where(*mine, i.status.notin_(OPEN_360)).order_by(i.id.desc()).limit(PAST_INVOICES)
         ).all()
         holdings = []
         for t in customer_totals(conn, tenant_id, external_id):

@@ -160,3 +160,26 @@ def test_cli_customer_show_and_portfolio(run: CliRun, tmp_path: Path) -> None:
     assert code == 0 and "portfolio: 2 customers" in out and "steady" in out and "ada" in out
     code, _, err = run("customer", "show", "acme", "ghost")
     assert code == 1 and "no customer 'ghost'" in err
+
+
+def test_360_lists_partly_paid_documents_as_open_and_names_credit_notes_as_such(engine: Engine, tid: int) -> None:
+    """What a customer still owes includes a partly paid invoice; a credit note is CN-…, never INV-…."""
+    from invoicing.documents import get_invoice, open_dispute, record_payment, resolve_dispute
+
+    person(engine, tid, "ada", T0)
+    calls(engine, tid, "ada", jan=10, feb=20)
+    run_cycle(engine, tid, T0 + timedelta(days=31))
+    first, second, *_ = list_invoices(engine, tid, customer="ada")
+    for doc in (first, second):
+        finalize_invoice(engine, tid, doc.id or 0, AT)
+    record_payment(engine, tid, second.id or 0, 1, AT, key="part")  # one minor unit: partly paid
+    fee = next(ln.position for ln in get_invoice(engine, tid, first.id or 0).lines if ln.amount > 0)
+    dispute = open_dispute(engine, tid, first.id or 0, fee, "charged twice", AT)
+    credited = resolve_dispute(engine, tid, dispute.id, "credit", AT, amount=100)
+    assert credited.credit_note_id is not None
+
+    c = customer_360(engine, tid, "ada", AT)
+    by_id = {i.id: i for i in [*c.open_invoices, *c.past_invoices]}
+    assert by_id[second.id or 0].status == "partially_paid" and by_id[second.id or 0] in c.open_invoices
+    note = by_id[credited.credit_note_id]
+    assert note.label.startswith("CN-") and note.label == credited.credit_note_label, note
