@@ -17,9 +17,14 @@ Semantics follow TigerBeetle:
 - Amounts are exact positive int64 counts of the unit's smallest step; a result that would take
   any running total (or debits/credits posted + pending) past int64 is refused, never wrapped.
 
-The batch path is built for throughput: one SELECT for existing ids, one locking SELECT for the
-touched accounts, all checks in Python on those rows, then one executemany INSERT for the
-transfers and one executemany UPDATE with each touched account's final totals.
+The batch path is built for throughput. A batch of new, valid plain or pending transfers with no
+account on both sides (the common case: spends, holds, top-ups) takes the one-pass path
+(`_simple_batch`): the batch is checked as columns, the touched accounts are read or locked once, the
+rows go to the driver zipped from the columns (executemany on SQLite, binary COPY on PostgreSQL) under
+a savepoint whose primary key answers idempotency, and each touched account is updated once. Anything
+else (retries, posts and voids, a refusal anywhere) takes the general path: one SELECT for existing
+ids, one locking SELECT for the touched accounts, every check in Python transfer by transfer, then the
+same writes. Both give the same results and rows (tests/invoicing/ledger/test_one_pass.py).
 
 Concurrency: on SQLite the transaction starts with BEGIN IMMEDIATE (the database's single writer
 lock, taken up front, so no transaction can fail halfway through upgrading a read lock). On
@@ -32,13 +37,17 @@ order. A unique violation from a concurrent writer of the same id retries the wh
 
 from __future__ import annotations
 
+import json
+import operator
+import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import IntFlag, StrEnum
+from itertools import repeat
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, bindparam, select, update
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 
 from invoicing.ledger.account import AccountFlags
 from invoicing.ledger.tables import ledger_accounts, ledger_pending, ledger_sequences, ledger_transfers
@@ -324,6 +333,9 @@ def apply_batch(
     allow_system_ids: bool = False,
 ) -> list[TransferResult]:
     """Check and apply a batch inside the caller's write transaction; one result per transfer."""
+    fast = _simple_batch(conn, tenant_id, transfers, now_us, allow_system_ids)
+    if fast is not None:
+        return fast
     n = len(transfers)
     results: list[TransferResult | None] = [None] * n
     static: list[tuple[Result, str] | None] = [_static_check(t, allow_system_ids) for t in transfers]
@@ -344,11 +356,6 @@ def apply_batch(
         if p is not None:
             account_ids.update((p.debit_account_id, p.credit_account_id))
     accounts = _lock_accounts(conn, tenant_id, sorted(account_ids))
-    fast = _simple_batch(transfers, static, existing, accounts, now_us)
-    if fast is not None:
-        new, touched_fast = fast
-        _write(conn, tenant_id, new, accounts, touched_fast, {}, set())
-        return [TransferResult(k, t.id, Result.CREATED) for k, t in enumerate(transfers)]
     # After the locks: the open/closed state of every pending this batch may resolve.
     pend_state = _load_pending_state(conn, tenant_id, [pid for pid in pending_ids if pid in existing])
 
@@ -506,60 +513,345 @@ def apply_batch(
     return final
 
 
-def _simple_batch(
-    transfers: Sequence[Transfer],
-    static: list[tuple[Result, str] | None],
-    existing: dict[str, StoredTransfer],
-    accounts: dict[int, _Acct],
-    now_us: int,
-) -> tuple[list[StoredTransfer], set[int]] | None:
-    """The bulk case in one pass, or None to take the transfer-by-transfer path.
+# The one-pass path reads the batch as columns and checks them with C-level passes (map, set, min/max),
+# so little Python runs per transfer: summing amounts per account, and the row tuples zip builds in C.
+_FIELDS = operator.attrgetter(
+    "id", "debit_account_id", "credit_account_id", "amount", "code", "reference", "flags", "pending_id",
+    "timeout_s", "at_us",
+)  # fmt: skip
+_ONE_PASS_FLAGS = frozenset({0, _LINKED, _PENDING, _LINKED | _PENDING})
+_TIMEOUT_S_MAX = 10**10
 
-    Applies when every transfer is new, valid, unflagged (no link, no two-phase) and no account is
-    both debited and credited in the batch. Then each account's totals only grow in one direction,
-    so if the batch's final totals pass every flag and overflow check, every prefix passed too, and
-    the outcome (all created, the same totals) is exactly what the one-by-one path would produce.
+
+class _Refused(Exception):
+    """The batch is not all-new-and-valid after all: roll the savepoint back, take the general path."""
+
+
+@dataclass(slots=True)
+class _Plain:
+    """A batch of new plain/pending transfers as columns, with its per-account sums."""
+
+    ids: tuple[str, ...]
+    drs: tuple[int, ...]
+    crs: tuple[int, ...]
+    amounts: tuple[int, ...]
+    codes: tuple[str, ...]
+    refs: tuple[str, ...]
+    flags: list[int] | None  # None: all plain
+    timeouts: tuple[int, ...]
+    ats: tuple[int | None, ...] | None  # None: all at the batch's time
+    #: account id -> amount the batch adds to its debits posted (accounts debited here are never credited).
+    d_posted: dict[int, int] = field(default_factory=dict)
+    d_pending: dict[int, int] = field(default_factory=dict)
+    c_posted: dict[int, int] = field(default_factory=dict)
+    c_pending: dict[int, int] = field(default_factory=dict)
+
+    def debited(self) -> set[int]:
+        return self.d_posted.keys() | self.d_pending.keys()
+
+    def credited(self) -> set[int]:
+        return self.c_posted.keys() | self.c_pending.keys()
+
+
+def _simple_batch(
+    conn: Connection, tenant_id: int, transfers: Sequence[Transfer], now_us: int, allow_system_ids: bool
+) -> list[TransferResult] | None:
+    """The bulk case in one pass over columns, or None (nothing written) to take the transfer-by-transfer path.
+
+    Applies when every transfer is new, valid and not a post or void, no chain is left open, and no
+    account is both debited and credited in the batch. Then each account's totals only grow on one side
+    (debits posted/pending, or credits posted/pending), so if the batch's final totals pass every flag
+    and overflow check, every prefix passed too, and the outcome (all created, the same totals, the same
+    rows) is exactly what the one-by-one path produces; test_bulk_path checks that.
+
+    Newness is not looked up: the rows are inserted under a savepoint and the primary key
+    `(tenant_id, transfer_id)` answers. A duplicate (a retry, or an id sent twice) rolls the savepoint
+    back and the general path reports EXISTS / EXISTS_WITH_DIFFERENT_FIELD per transfer. So the common
+    case costs one account lock, the inserts and one update per touched account: the probe's recipe in
+    shared/CEILINGS.md.
     """
-    if existing or any(s is not None for s in static):
+    if not transfers:
         return None
-    debits: dict[int, int] = {}
-    credits: dict[int, int] = {}
-    seen: set[str] = set()
-    for t in transfers:
-        if int(t.flags) or t.id in seen:
-            return None
-        seen.add(t.id)
-        dr, cr, amount = t.debit_account_id, t.credit_account_id, t.amount
-        assert dr is not None and cr is not None and amount is not None
-        a, b = accounts.get(dr), accounts.get(cr)
-        if a is None or b is None or a.unit != b.unit:
-            return None
-        debits[dr] = debits.get(dr, 0) + amount
-        credits[cr] = credits.get(cr, 0) + amount
-    if not debits.keys().isdisjoint(credits):
+    try:
+        batch = _plain_columns(transfers, allow_system_ids)
+    except (TypeError, ValueError):  # an odd type somewhere: the general path names it
         return None
-    for aid, total in debits.items():
-        a = accounts[aid]
-        dp = a.dp + total
-        if dp + a.dpn > INT64_MAX or (a.flags & _DEBITS_CAPPED and dp + a.dpn > a.cp):
+    if batch is None:
+        return None
+    try:
+        if conn.dialect.name == "sqlite":
+            _apply_plain_sqlite(conn, tenant_id, batch, now_us)
+        else:
+            _apply_plain_postgres(conn, tenant_id, batch, now_us)
+    except _Refused:
+        return None
+    return _created(batch.ids)
+
+
+def _plain_columns(transfers: Sequence[Transfer], allow_system_ids: bool) -> _Plain | None:
+    """The batch as columns if every transfer passes `_static_check` as a new plain or pending transfer,
+    the last closes its chain and no account is on both sides; else None. Each check is one C-level
+    pass over a column."""
+    n = len(transfers)
+    ids, drs, crs, amounts, codes, refs, flags, pendings, timeouts, ats = zip(*map(_FIELDS, transfers), strict=True)
+    distinct = set(ids)
+    if len(distinct) != n or "" in distinct or set(map(type, ids)) != {str}:
+        return None
+    # A character is at most 4 bytes in UTF-8, so only longer ids need encoding to measure.
+    if max(map(len, ids)) > ID_BYTES_MAX // 4 and max(map(len, map(str.encode, ids))) > ID_BYTES_MAX:
+        return None
+    # Only when some id sorts at or after the prefix can one start with it.
+    if not allow_system_ids and max(ids) >= SYSTEM_PREFIX and any(map(str.startswith, ids, repeat(SYSTEM_PREFIX))):
+        return None
+    if set(map(type, codes)) != {str} or max(map(len, codes)) > 32:
+        return None
+    if set(map(type, refs)) != {str}:
+        return None
+    if max(map(len, refs)) > 256 // 4 and max(map(len, map(str.encode, refs))) > 256:
+        return None
+    flag_set = set(map(int, set(flags)))
+    if not flag_set <= _ONE_PASS_FLAGS or int(flags[-1]) & _LINKED:
+        return None
+    if set(pendings) != {None}:
+        return None
+    if set(map(type, amounts)) != {int} or min(amounts) <= 0 or max(amounts) > INT64_MAX:
+        return None
+    if set(map(type, drs)) != {int} or set(map(type, crs)) != {int} or any(map(operator.eq, drs, crs)):
+        return None
+    if not set(drs).isdisjoint(crs):
+        return None
+    if set(map(type, timeouts)) != {int} or min(timeouts) < 0 or max(timeouts) > _TIMEOUT_S_MAX:
+        return None
+    any_pending = any(f & _PENDING for f in flag_set)
+    int_flags = None if flag_set == {0} else list(map(int, flags))
+    if any_pending:
+        assert int_flags is not None
+        if any(s and not f & _PENDING for s, f in zip(timeouts, int_flags, strict=True)):
             return None
-    for aid, total in credits.items():
-        a = accounts[aid]
-        cp = a.cp + total
-        if cp + a.cpn > INT64_MAX or (a.flags & _CREDITS_CAPPED and cp + a.cpn > a.dp):
-            return None
-    for aid, total in debits.items():
-        accounts[aid].dp += total
-    for aid, total in credits.items():
-        accounts[aid].cp += total
-    new = [
-        StoredTransfer(
-            t.id, 0, t.debit_account_id, t.credit_account_id, t.amount, accounts[t.debit_account_id].unit,  # type: ignore[arg-type,index]
-            t.code, t.reference, t.flags, None, None, now_us if t.at_us is None else t.at_us,
-        )
-        for t in transfers
+    elif max(timeouts):
+        return None
+    batch = _Plain(ids, drs, crs, amounts, codes, refs, int_flags, timeouts, None if set(ats) == {None} else ats)
+    if any_pending:
+        assert int_flags is not None
+        for dr, cr, amount, f in zip(drs, crs, amounts, int_flags, strict=True):
+            d, c = (batch.d_pending, batch.c_pending) if f & _PENDING else (batch.d_posted, batch.c_posted)
+            d[dr] = d.get(dr, 0) + amount
+            c[cr] = c.get(cr, 0) + amount
+    else:
+        d_sum, c_sum = batch.d_posted, batch.c_posted
+        get = d_sum.get
+        for dr, amount in zip(drs, amounts, strict=True):
+            d_sum[dr] = get(dr, 0) + amount
+        get = c_sum.get
+        for cr, amount in zip(crs, amounts, strict=True):
+            c_sum[cr] = get(cr, 0) + amount
+    return batch
+
+
+def _history_rows(tenant_id: int, batch: _Plain, first_seq: int, units: Iterable[str], now_us: int) -> Any:
+    """The transfer rows, zipped in C from the columns (no Python code per row)."""
+    n = len(batch.ids)
+    ts: Iterable[int] = repeat(now_us, n) if batch.ats is None else [now_us if a is None else a for a in batch.ats]
+    timeout_us: Iterable[int | None] = repeat(None, n)
+    flags: Iterable[int] = repeat(0, n) if batch.flags is None else batch.flags
+    if batch.flags is not None and any(batch.timeouts):
+        ts = list(ts)
+        timeout_us = [
+            t + s * 1_000_000 if f & _PENDING and s else None
+            for t, s, f in zip(ts, batch.timeouts, batch.flags, strict=True)
+        ]  # fmt: skip
+    rows = zip(
+        repeat(tenant_id, n), batch.ids, range(first_seq, first_seq + n), batch.drs, batch.crs, batch.amounts, units,
+        batch.codes, batch.refs, flags, repeat(None, n), timeout_us, ts, strict=True,
+    )  # fmt: skip
+    return rows
+
+
+def _pending_rows(tenant_id: int, batch: _Plain, now_us: int) -> list[tuple[int, str, str, int | None]]:
+    if batch.flags is None:
+        return []
+    ats = repeat(None, len(batch.ids)) if batch.ats is None else batch.ats
+    return [
+        (tenant_id, tid, "pending", ((now_us if at is None else at) + s * 1_000_000) if s else None)
+        for tid, f, s, at in zip(batch.ids, batch.flags, batch.timeouts, ats, strict=True)
+        if f & _PENDING
     ]  # fmt: skip
-    return new, set(debits) | set(credits)
+
+
+def _apply_plain_sqlite(conn: Connection, tenant_id: int, batch: _Plain, now_us: int) -> None:
+    """SQLite already holds its one write lock (BEGIN IMMEDIATE): read the touched accounts, check their
+    final totals in Python (SQLite arithmetic would turn an int64 overflow into a float), write."""
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        _apply_plain_sqlite_cursor(conn, cursor, tenant_id, batch, now_us)
+    except sqlite3.Error as exc:  # the driver's error, as SQLAlchemy would have raised it (tally/errors maps it)
+        raise DBAPIError.instance(None, None, exc, sqlite3.Error) from exc
+    finally:
+        cursor.close()
+
+
+def _apply_plain_sqlite_cursor(conn: Connection, cursor: Any, tenant_id: int, batch: _Plain, now_us: int) -> None:
+    debited = batch.debited()
+    touched = [*debited, *batch.credited()]
+    # `+tenant_id`: without the plus SQLite walks the tenant's index (every account of the tenant) and
+    # filters by id; with it, one primary-key probe per touched account.
+    rows = cursor.execute(
+        "SELECT id, unit, flags, debits_posted, credits_posted, debits_pending, credits_pending"
+        " FROM ledger_accounts WHERE id IN (SELECT value FROM json_each(?)) AND +tenant_id = ?",
+        (json.dumps(touched), tenant_id),
+    ).fetchall()
+    if len(rows) != len(touched):  # missing, or another tenant's: the general path says which
+        raise _Refused
+    totals: list[tuple[int, int, int, int, int]] = []
+    unit_of: dict[int, str] = {}
+    for aid, unit, fl, dp, cp, dpn, cpn in rows:
+        unit_of[aid] = unit
+        if aid in debited:
+            dp += batch.d_posted.get(aid, 0)
+            dpn += batch.d_pending.get(aid, 0)
+            if dp + dpn > INT64_MAX or (fl & _DEBITS_CAPPED and dp + dpn > cp):  # both >= 0: covers each
+                raise _Refused
+        else:
+            cp += batch.c_posted.get(aid, 0)
+            cpn += batch.c_pending.get(aid, 0)
+            if cp + cpn > INT64_MAX or (fl & _CREDITS_CAPPED and cp + cpn > dp):
+                raise _Refused
+        totals.append((dp, cp, dpn, cpn, aid))
+    units = _units(batch, unit_of)
+    pending = _pending_rows(tenant_id, batch, now_us)
+    cursor.execute("SAVEPOINT ledger_one_pass")
+    try:
+        first = _take_seq(conn, tenant_id, len(batch.ids), cursor)
+        cursor.executemany(_SQLITE_INSERT, _history_rows(tenant_id, batch, first, units, now_us))
+        if pending:
+            cursor.executemany(_SQLITE_INSERT_PENDING, pending)
+    except sqlite3.IntegrityError:  # an id already taken, or sent twice: the general path answers per transfer
+        cursor.execute("ROLLBACK TO ledger_one_pass")
+        cursor.execute("RELEASE ledger_one_pass")
+        raise _Refused from None
+    cursor.execute("RELEASE ledger_one_pass")
+    cursor.executemany(
+        "UPDATE ledger_accounts SET debits_posted = ?, credits_posted = ?, debits_pending = ?,"
+        " credits_pending = ? WHERE id = ?",
+        totals,
+    )
+
+
+def _units(batch: _Plain, unit_of: dict[int, str]) -> Iterable[str]:
+    """Each transfer's unit (its debit account's), after checking both sides of every transfer agree."""
+    if len(set(unit_of.values())) == 1:
+        return repeat(next(iter(unit_of.values())), len(batch.ids))
+    dr_units = list(map(unit_of.__getitem__, batch.drs))
+    if any(map(operator.ne, dr_units, map(unit_of.__getitem__, batch.crs))):
+        raise _Refused
+    return dr_units
+
+
+# The touched accounts' increments in one set-based UPDATE, and the checks the one-by-one path makes on
+# them, evaluated by PostgreSQL on the new totals: bigint arithmetic raises on overflow (22003) rather
+# than wrapping, so `dp + dpn` fails exactly where the Python check says OVERFLOWS_*. Side 1 = debited,
+# 2 = credited; the returned count is how many accounts would break their flag.
+_PG_APPLY_TOTALS = """
+WITH v AS (
+    SELECT * FROM unnest(%b::int4[], %b::int8[], %b::int8[], %b::int2[]) AS v(id, posted, pending, side)
+), u AS (
+    UPDATE ledger_accounts AS a SET
+        debits_posted = a.debits_posted + CASE WHEN v.side = 1 THEN v.posted ELSE 0 END,
+        debits_pending = a.debits_pending + CASE WHEN v.side = 1 THEN v.pending ELSE 0 END,
+        credits_posted = a.credits_posted + CASE WHEN v.side = 2 THEN v.posted ELSE 0 END,
+        credits_pending = a.credits_pending + CASE WHEN v.side = 2 THEN v.pending ELSE 0 END
+    FROM v WHERE a.id = v.id
+    RETURNING v.side, a.flags, a.debits_posted, a.credits_posted, a.debits_pending, a.credits_pending
+)
+SELECT count(*), count(*) FILTER (WHERE CASE WHEN side = 1
+    THEN debits_posted + debits_pending > CASE WHEN flags & 1 <> 0 THEN credits_posted ELSE 9223372036854775807 END
+    ELSE credits_posted + credits_pending > CASE WHEN flags & 2 <> 0 THEN debits_posted ELSE 9223372036854775807 END
+END) FROM u
+"""
+
+
+def _apply_plain_postgres(conn: Connection, tenant_id: int, batch: _Plain, now_us: int) -> None:
+    """PostgreSQL: lock the touched accounts in ascending id order (one global order: no deadlocks) without
+    shipping them to Python, COPY the rows, then add and check the totals in one statement, all under a
+    savepoint that a duplicate id or a failed check rolls back."""
+    import psycopg
+
+    debited, credited = sorted(batch.debited()), sorted(batch.credited())
+    touched = sorted(debited + credited)
+    found, n_units, unit = conn.exec_driver_sql(
+        "SELECT count(*), count(DISTINCT unit), min(unit) FROM (SELECT unit FROM ledger_accounts"
+        " WHERE id = ANY(%b::int4[]) AND tenant_id = %b ORDER BY id FOR UPDATE) AS locked",
+        (touched, tenant_id),
+    ).one()
+    if found != len(touched):  # missing, or another tenant's: the general path says which
+        raise _Refused
+    if n_units == 1:
+        units: Iterable[str] = repeat(unit, len(batch.ids))
+    else:
+        rows = conn.exec_driver_sql("SELECT id, unit FROM ledger_accounts WHERE id = ANY(%b::int4[])", (touched,))
+        unit_of = {int(r[0]): str(r[1]) for r in rows}
+        units = _units(batch, unit_of)
+    ids = debited + credited
+    posted = [batch.d_posted.get(a, 0) for a in debited] + [batch.c_posted.get(a, 0) for a in credited]
+    pend = [batch.d_pending.get(a, 0) for a in debited] + [batch.c_pending.get(a, 0) for a in credited]
+    sides = [1] * len(debited) + [2] * len(credited)
+    pending = _pending_rows(tenant_id, batch, now_us)
+    try:
+        with conn.begin_nested():
+            first = _take_seq(conn, tenant_id, len(batch.ids))
+            _copy_transfers(conn, _history_rows(tenant_id, batch, first, units, now_us))
+            if pending:
+                conn.exec_driver_sql(
+                    "INSERT INTO ledger_pending (tenant_id, transfer_id, state, timeout_us) VALUES (%s, %s, %s, %s)",
+                    pending,
+                )
+            updated, broken = conn.exec_driver_sql(_PG_APPLY_TOTALS, (ids, posted, pend, sides)).one()
+            if updated != len(ids) or broken:
+                raise _Refused
+    except (IntegrityError, DataError) as exc:  # a taken id, or int64 overflow: the general path answers
+        if isinstance(exc, DataError) and not isinstance(exc.orig, psycopg.errors.NumericValueOutOfRange):
+            raise
+        raise _Refused from None
+
+
+_SEQ_UPDATE = "UPDATE ledger_sequences SET last_seq = last_seq + %s WHERE tenant_id = %s RETURNING last_seq"
+_SEQ_INSERT = "INSERT INTO ledger_sequences (tenant_id, last_seq) VALUES (%s, %s)"
+
+
+def _take_seq(conn: Connection, tenant_id: int, count: int, sqlite_cursor: Any = None) -> int:
+    """The first of `count` new sequence numbers of the tenant (the row is locked until commit)."""
+    if sqlite_cursor is not None:
+        row = sqlite_cursor.execute(_SEQ_UPDATE.replace("%s", "?"), (count, tenant_id)).fetchone()
+        if row is None:
+            sqlite_cursor.execute(_SEQ_INSERT.replace("%s", "?"), (tenant_id, count))
+        return (count if row is None else int(row[0])) - count + 1
+    last = conn.exec_driver_sql(_SEQ_UPDATE, (count, tenant_id)).scalar()
+    if last is None:
+        conn.exec_driver_sql(_SEQ_INSERT, (tenant_id, count))
+        last = count
+    return int(last) - count + 1
+
+
+_new_result = object.__new__
+_SET_RESULT = tuple(getattr(TransferResult, f).__set__ for f in ("index", "id", "result", "field", "detail"))
+
+
+def _created(ids: Sequence[str]) -> list[TransferResult]:
+    """CREATED for every id. A frozen dataclass's __init__ pays object.__setattr__ per field; setting the
+    slots directly halves the cost, which at 100k transfers/s is a tenth of the budget."""
+    set_index, set_id, set_result, set_field, set_detail = _SET_RESULT
+    created = Result.CREATED
+    out: list[TransferResult] = []
+    append = out.append
+    for k, tid in enumerate(ids):
+        r = _new_result(TransferResult)
+        set_index(r, k)
+        set_id(r, tid)
+        set_result(r, created)
+        set_field(r, None)
+        set_detail(r, "")
+        append(r)
+    return out
 
 
 _DEBITS_CAPPED = int(AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS)
@@ -615,10 +907,14 @@ _INSERT_COLUMNS = (
 )  # fmt: skip
 
 
+_SQLITE_INSERT = f"INSERT INTO ledger_transfers ({', '.join(_INSERT_COLUMNS)}) VALUES ({', '.join('?' * 13)})"
+
+_SQLITE_INSERT_PENDING = "INSERT INTO ledger_pending (tenant_id, transfer_id, state, timeout_us) VALUES (?, ?, ?, ?)"
+
 _COPY_TYPES = ("int4", "text", "int8", "int4", "int4", "int8", "text", "text", "text", "int2", "text", "int8", "int8")
 
 
-def _copy_transfers(conn: Connection, rows: list[tuple[Any, ...]]) -> None:
+def _copy_transfers(conn: Connection, rows: Iterable[tuple[Any, ...]]) -> None:
     """PostgreSQL: binary COPY, several times faster than executemany; a duplicate id still surfaces
     as IntegrityError, so write_transaction's retry-and-see-the-winner logic holds."""
     import psycopg
