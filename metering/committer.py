@@ -10,6 +10,14 @@ after COMMIT, and the servicer acks on that.
 SQLite runs one writer thread (it has one writer lock anyway); PostgreSQL may run
 several, each on its own connection.
 
+The ack means durable, not folded: a commit stores events and their `ingest_pending` rows; rollups
+are folded after it (metering/fold.py), and `listeners` (the folder's `notify`) are told after
+each commit. The queue is bounded by time as well as by events: `queue_delay_s` is the least time
+a batch waited in the queue before a writer took it, over the last `delay_window_s` (as CoDel
+measures a standing queue: a burst that drains within the window does not count), and the
+servicer refuses new batches with RESOURCE_EXHAUSTED while it exceeds queue_delay_ms_max, so
+latency stays flat under overload instead of growing with the queue.
+
 A failed group never fails a batch for another batch's sake. Serialization
 failures, deadlocks, SQLite's "locked/busy" and dropped connections are retried
 (`attempts_max` transactions in all). When the group still fails:
@@ -24,7 +32,7 @@ failures, deadlocks, SQLite's "locked/busy" and dropped connections are retried
   transactions per failing batch) and is acked normally.
 * A batch that fails on its own with a *data* error (the database refused the
   data itself: SQLSTATE class 22 or 23, SQLAlchemy/sqlite3/psycopg DataError or
-  IntegrityError, a total that leaves 64 bits) is bisected over its events to
+  IntegrityError, a value the driver cannot encode in 64 bits) is bisected over its events to
   find the events the database refuses (`_Search`). Each is reported in the ack
   by the client's index with code STORAGE_REFUSED, the field when the database
   names the column, and the database's message (never SQL or parameters). The
@@ -54,6 +62,8 @@ ON CONFLICT de-duplication keeps a re-written event from being stored twice.
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import logging
 import queue
 import re
@@ -145,7 +155,7 @@ def classify(exc: BaseException) -> Failure:
         # psycopg raises DataError itself (no SQLSTATE) for a NUL in a text parameter.
         return Failure.DATA
     if isinstance(orig, OverflowError | UnicodeError):
-        # A rollup total that leaves 64 bits (rollup.py) or a value the driver cannot encode.
+        # A value the driver cannot encode, or (in the fold, metering/fold.py) a rollup total past 64 bits.
         return Failure.DATA
     if isinstance(orig, sqlite3.OperationalError) and any(t in str(orig).lower() for t in _SQLITE_INFRA_TEXT):
         return Failure.INFRA
@@ -169,7 +179,8 @@ def database_message(exc: BaseException) -> tuple[str, str]:
         if _sqlstate(orig) == "22003":
             field = "value"
     if isinstance(orig, OverflowError):
-        field, message = "value", "a total of its meter leaves 64 bits"
+        # The driver cannot encode a value past 64 bits, or (the fold) a rollup total leaves 64 bits.
+        field, message = "value", f"leaves 64 bits: {orig}"
     elif isinstance(orig, sqlite3.DataError) and "too big" in str(orig):
         # SQLite reports the rollup's overflow check (tally_add) as "too big"; validation keeps
         # strings far below SQLite's own limit.
@@ -204,6 +215,7 @@ class Committer:
         commit_events_max: int = 50_000,
         attempts_max: int = 5,
         culprits_max: int = 8,
+        delay_window_s: float = 0.1,
     ) -> None:
         self._store_factory = store_factory
         self._writers = writers
@@ -217,6 +229,18 @@ class Committer:
         #: Groups that failed and were settled batch by batch, and events refused by the database.
         self.groups_split = 0
         self.events_refused = 0
+        #: Called after every commit (from the writer thread): must be quick and must not raise.
+        self.listeners: list[Callable[[], None]] = []
+        #: Whether a store that can fold (SQLite's) folds in the writer thread; and how long the writer
+        #: waits for a batch before it folds while commits are left unfolded.
+        self.fold_in_writer = False
+        self.fold_idle_s = 0.005
+        self.queue_delay_s = 0.0
+        self._delay_window_s = delay_window_s
+        self._window_start = time.monotonic()
+        self._window_min = 0.0
+        #: When each batch still in the queue was submitted, oldest first (deque ends are thread-safe).
+        self._waiting: collections.deque[float] = collections.deque()
 
     def start(self) -> None:
         for i in range(self._writers):
@@ -226,8 +250,29 @@ class Committer:
 
     def submit(self, batch: PreparedBatch) -> Future[BatchOutcome]:
         fut: Future[BatchOutcome] = Future()
+        fut.queued_at = now = time.monotonic()  # type: ignore[attr-defined]
+        self._waiting.append(now)
         self._queue.put((batch, fut))
         return fut
+
+    def queue_delay(self) -> float:
+        """Seconds batches stand in the queue: the least wait of the last window (a queue that does not
+        drain), or the wait of the oldest batch not yet taken (a writer stuck on a commit), the larger."""
+        waiting = self._waiting
+        head = time.monotonic() - waiting[0] if waiting else 0.0
+        return max(self.queue_delay_s, head)
+
+    def _observe(self, item: Item) -> None:
+        """A writer took `item`, the oldest of its group: how long it waited in the queue."""
+        now = time.monotonic()
+        with contextlib.suppress(IndexError):
+            self._waiting.popleft()
+        waited = now - getattr(item[1], "queued_at", now)
+        if now - self._window_start >= self._delay_window_s:
+            self.queue_delay_s = min(self._window_min, waited)
+            self._window_start, self._window_min = now, waited
+        else:
+            self._window_min = min(self._window_min, waited)
 
     def stop(self) -> None:
         """Commit everything already submitted, then end the writer threads."""
@@ -239,12 +284,24 @@ class Committer:
 
     def _run(self) -> None:
         store = self._store_factory()
+        # A store that folds on its own connection (SQLite: one write lock) folds here, between commits:
+        # after a group is acked, and whenever the queue is idle while commits are left unfolded.
+        fold: Callable[[bool], bool] | None = getattr(store, "fold", None) if self.fold_in_writer else None
+        unfolded = fold is not None
         try:
             while True:
-                item = self._queue.get()
+                if unfolded:
+                    try:
+                        item = self._queue.get(timeout=self.fold_idle_s)
+                    except queue.Empty:
+                        unfolded = self._fold(fold, True)
+                        continue
+                else:
+                    item = self._queue.get()
                 if item is _STOP:
                     return
                 group = [item]
+                self._observe(item)  # type: ignore[arg-type]
                 events = len(item[0])  # type: ignore[index]
                 stop_after = False
                 while events < self._commit_events_max:
@@ -256,12 +313,27 @@ class Committer:
                         stop_after = True
                         break
                     group.append(nxt)
+                    with contextlib.suppress(IndexError):
+                        self._waiting.popleft()
                     events += len(nxt[0])  # type: ignore[index]
                 self._commit(store, group)  # type: ignore[arg-type]
                 if stop_after:
                     return
+                if fold is not None:
+                    unfolded = self._fold(fold, self._queue.empty())
         finally:
+            if fold is not None:
+                self._fold(fold, True)  # best effort: what is left is folded by the next server
             store.close()
+
+    def _fold(self, fold: Callable[[bool], bool] | None, idle: bool) -> bool:
+        """One fold step in the writer thread; a failure is logged and retried later, never fatal."""
+        assert fold is not None
+        try:
+            return fold(idle)
+        except Exception:
+            log.exception("fold failed; retrying later")
+            return True
 
     def _commit(self, store: EventStore, group: list[Item]) -> None:
         try:
@@ -305,6 +377,14 @@ class Committer:
         self.batches_committed += len(group)
         for (_, fut), outcome in zip(group, outcomes, strict=True):
             fut.set_result(outcome)
+        self._committed()
+
+    def _committed(self) -> None:
+        for listener in self.listeners:
+            try:
+                listener()
+            except Exception:  # a listener's bug must not end the writer thread
+                log.exception("commit listener failed")
 
 
 def _fail(group: Sequence[Item], exc: BaseException) -> None:
@@ -378,6 +458,7 @@ class _Isolation:
         )
         self._committer.batches_committed += 1
         fut.set_result(outcome)
+        self._committer._committed()
 
 
 class _Search:
@@ -415,6 +496,7 @@ class _Search:
         for positions, err in self._unresolved:
             outcome.errors.extend(self._untried(positions, err))
         outcome.errors.sort(key=lambda e: e.index)
+        outcome.duplicates.sort()
         return outcome
 
     def _atomic_verdict(self) -> BatchOutcome:
@@ -457,6 +539,7 @@ class _Search:
         self._outcome.accepted += out.accepted
         self._outcome.duplicate += out.duplicate
         self._outcome.errors.extend(out.errors)
+        self._outcome.duplicates.extend(out.duplicates)
         return None
 
     def _search(self, positions: list[int], ctx: list[int], exc: BaseException | None) -> None:

@@ -21,6 +21,13 @@ class IngestLimits(BaseModel):
     queue_wait_ms_max: int = Field(
         2_000, ge=0, description="how long a batch waits for queue room before RESOURCE_EXHAUSTED"
     )
+    queue_delay_ms_max: int = Field(
+        1_000,
+        ge=1,
+        description="how long batches may stand in the queue before a writer takes them (the least wait over "
+        "the last 100 ms: a queue that does not drain); beyond it new batches get RESOURCE_EXHAUSTED at once, "
+        "so latency under overload stays flat instead of growing with the queue",
+    )
     retry_after_ms: int = Field(200, ge=1, description="retry hint sent with RESOURCE_EXHAUSTED")
     commit_events_max: int = Field(
         50_000, ge=1, description="events grouped into one commit by the writer (group commit)"

@@ -1,8 +1,9 @@
 """Rollups: usage pre-aggregated per (tenant, meter, customer, dimension values, 15-minute bucket).
 
-The store calls `partials` on the events a batch really inserted (never on duplicates) and `upsert`s
-them in the same transaction, so a committed event is already in every usage query — zero lag, no
-consumer to fall behind. A late event simply lands in its own (older) bucket.
+The fold (metering/fold.py) calls `partials` on the events a commit really inserted (never on
+duplicates) and `upsert`s them in a transaction after the ack's; readers add what is not folded yet
+(metering/pending.py), so a committed event is in every usage query at once. A late event simply lands
+in its own (older) bucket.
 
 Each bucket keeps what lets buckets combine exactly: count, sum, min, max and the latest event by
 (timestamp, event_id). unique_count meters also keep each distinct property value per bucket
@@ -13,7 +14,8 @@ transaction, and a query chains buckets, carrying each bucket's latest value acr
 
 Sums are Python integers until they reach the database; there, PostgreSQL's bigint raises on
 overflow, and SQLite (which would silently turn an overflowing integer into a float) adds through
-`tally_add`, a function that raises instead. Overflow fails the commit; it never corrupts a total.
+`tally_add`, a function that raises instead. Overflow never corrupts a total: the fold records the
+bucket in `rollup_overflows` and queries reading it refuse (metering/fold.py).
 """
 
 from __future__ import annotations
@@ -427,9 +429,14 @@ def rebuild(engine: Engine, tenant_id: int, meter: str, spec: MeterSpec) -> Rebu
     mode), so no event can commit between the recompute and the replacement: ingest waits for the
     rebuild (its queue applies back-pressure) and queries see the old rollups or the new, never a mix.
     """
+    from metering.fold import fold_in
+
     with begin_write(engine) as conn:
         if conn.dialect.name == "postgresql":
             conn.exec_driver_sql("LOCK TABLE events IN SHARE MODE")
+        # Pending commits first: once the rollups are recomputed from every event, a later fold of those
+        # commits would count them twice.
+        fold_in(conn, tenant_id)
         fresh = compute_from_events(conn, tenant_id, meter, spec)
         before = stored(conn, tenant_id, meter, spec)
         mismatched = sum(1 for k in fresh.keys() | before.keys() if fresh.get(k) != before.get(k))

@@ -3,6 +3,11 @@
 `write(batches)` stores a group of batches in ONE transaction (group commit: one
 fsync pays for many batches) and returns one outcome per batch. An outcome is
 final only once `write` returns, i.e. after COMMIT; the caller acks only then.
+The same transaction writes one `ingest_pending` row per tenant naming where the
+inserted events are (SQLite rowids, PostgreSQL heap blocks and xid): rollups are
+not touched here, they are folded after the ack (metering/fold.py), and readers
+add the pending events meanwhile (metering/pending.py). Each outcome names the
+events that did not go in (duplicates and errors, by the client's index).
 
 How each event is classified, exactly and without a time window:
 1. Inside a batch, a repeated event id is a duplicate of its first occurrence
@@ -30,8 +35,9 @@ through anyway is retried by the committer.
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
 from typing import Any, Protocol
@@ -39,7 +45,6 @@ from typing import Any, Protocol
 from sqlalchemy import Connection, Engine
 
 from metering.event import Code, EventError, PreparedBatch, equal_values
-from metering.rollup import Key, Partial, partials, upsert, upsert_dbapi
 
 _COLUMNS = "tenant_id, event_id, customer, meter, ts_us, value_units, value_scale, properties, ingested_at_us"
 _PAYLOAD_FIELDS = ("customer", "meter", "timestamp", "value", "properties")
@@ -51,20 +56,40 @@ class BatchOutcome:
     duplicate: int = 0
     errors: list[EventError] = field(default_factory=list)
     refused: bool = False
+    #: The client's indices of the events counted in `duplicate` (already stored, or repeated in the batch):
+    #: with `errors`, what tells exactly which events of the batch went in (the entitlement cache adds those).
+    duplicates: list[int] = field(default_factory=list)
 
 
-class _Rollups:
-    """Partials of every event a group inserted, per tenant; upserted just before COMMIT."""
+class _Journal:
+    """What a write inserted, per (tenant, transaction id): the `ingest_pending` rows it commits with.
+
+    `lo`/`hi` are SQLite rowids or PostgreSQL heap blocks (metering/tables.py); `xid` 0 on SQLite.
+    """
 
     def __init__(self, enabled: bool = True) -> None:
         self.enabled = enabled
-        self.by_tenant: dict[int, dict[Key, Partial]] = {}
+        self.rows: dict[tuple[int, int], list[int]] = {}  # (tenant, xid) -> [lo, hi, events]
 
-    def add(self, batch: PreparedBatch, keep: list[int], outcome: BatchOutcome, ours: set[str] | None) -> None:
-        if not self.enabled or outcome.refused or not outcome.accepted:
+    def add(self, tenant_id: int, xid: int, lo: int, hi: int, events: int) -> None:
+        if not self.enabled or events <= 0:
             return
-        positions = keep if ours is None else [k for k in keep if batch.event_ids[k] in ours]
-        partials(batch, positions, batch.specs, self.by_tenant.setdefault(batch.tenant_id, {}))
+        row = self.rows.get((tenant_id, xid))
+        if row is None:
+            self.rows[(tenant_id, xid)] = [lo, hi, events]
+        else:
+            row[0], row[1], row[2] = min(row[0], lo), max(row[1], hi), row[2] + events
+
+    def params(self, committed_at_us: int) -> list[tuple[int, int, int, int, int, int]]:
+        return [(t, lo, hi, xid, n, committed_at_us) for (t, xid), (lo, hi, n) in sorted(self.rows.items())]
+
+
+#: What one commit inserted, per `ingest_pending` row (tenant, xid, lo, hi): batches and their positions.
+Committed = dict[tuple[int, int, int, int], list[tuple[PreparedBatch, list[int]]]]
+
+_JOURNAL = (
+    "INSERT INTO ingest_pending (tenant_id, lo, hi, xid, events, committed_at_us) VALUES ({0},{0},{0},{0},{0},{0})"
+)
 
 
 class EventStore(Protocol):
@@ -93,7 +118,8 @@ class NullEventStore:
 
 
 def open_store(engine: Engine, rollups: bool = True) -> EventStore:
-    """`rollups=False` stores raw events only: for benchmarking the cost of rollups, never in service."""
+    """`rollups=False` stores raw events only, with no `ingest_pending` row, so nothing ever folds them into
+    rollups: for benchmarking the cost of the journal, never in service."""
     if engine.dialect.name == "sqlite":
         return SqliteEventStore(engine, rollups)
     if engine.dialect.name == "postgresql":
@@ -147,6 +173,7 @@ def _dedup_in_batch(batch: PreparedBatch, outcome: BatchOutcome) -> list[int]:
         diff = _payload_difference(batch.payload(j), batch.payload(k))
         if diff is None:
             outcome.duplicate += 1
+            outcome.duplicates.append(batch.index[k])
         else:
             outcome.errors.append(
                 _conflict(batch.index[k], diff, f"event {batch.index[j]} of this batch has the same event_id")
@@ -194,12 +221,14 @@ def _classify_existing(
         diff = _payload_difference(existing, batch.payload(k))
         if diff is None:
             outcome.duplicate += 1
+            outcome.duplicates.append(batch.index[k])
         else:
             outcome.errors.append(_conflict(batch.index[k], diff, "already stored"))
 
 
 def _finish(outcome: BatchOutcome) -> BatchOutcome:
     outcome.errors.sort(key=lambda e: e.index)
+    outcome.duplicates.sort()
     return outcome
 
 
@@ -207,20 +236,103 @@ def _finish(outcome: BatchOutcome) -> BatchOutcome:
 
 
 class SqliteEventStore:
-    """Single writer; the caller serialises calls (the committer runs one writer thread for SQLite)."""
+    """Single writer; the caller serialises calls (the committer runs one writer thread for SQLite).
+
+    It also folds (`fold`), on the same connection, between commits: SQLite has one write lock, and a
+    folder on another connection would make ingest commits wait for it in the busy handler's sleeps
+    (1 to 100 ms), which is exactly the latency the fold was moved out of the ack to remove. The events
+    of the commits this store wrote are kept in memory until folded, so the fold need not read them back.
+    """
 
     _INSERT = f"INSERT INTO events ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING"
     _LOOKUP_CHUNK = 500
+    #: Events kept in memory for the fold at most; past it the fold reads them back from the table.
+    _MEMORY_EVENTS_MAX = 1_000_000
+    #: While ingest is busy, fold only commits older than this (acks first, freshness within bounds).
+    FOLD_AFTER_S = 0.1
+    #: Events folded per fold transaction while ingest is busy (each holds the write lock).
+    FOLD_SLICE_EVENTS = 20_000
+    #: How often to look for unfolded commits this store does not know of (a crashed predecessor's).
+    _RESCAN_S = 1.0
 
     def __init__(self, engine: Engine, rollups: bool = True) -> None:
         self._engine = engine
         self._rollups = rollups
         self._conn: Connection | None = None
+        self._sync = "FULL"
+        #: (tenant, 0, lo, hi) of committed, unfolded commits -> (batch, positions inserted), oldest first.
+        self._unfolded: dict[tuple[int, int, int, int], list[tuple[PreparedBatch, list[int]]]] = {}
+        self._unfolded_events = 0
+        self._oldest_us: int | None = None
+        self._rescan_at = 0.0
+        self.folded_events = 0
+        self._checkpointer: _Checkpointer | None = None
 
     def _connection(self) -> Connection:
         if self._conn is None or self._conn.closed or self._conn.invalidated:
             self._conn = self._engine.connect().execution_options(sqlite_begin="IMMEDIATE")
+            self._sync = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}.get(
+                int(self._conn.exec_driver_sql("PRAGMA synchronous").scalar_one()), "FULL"
+            )
+            self._conn.rollback()
+            if self._rollups:  # in service (not the raw-insert baseline): checkpoints off the ack's path
+                raw = self._conn.connection.driver_connection
+                assert raw is not None
+                raw.execute("PRAGMA wal_autocheckpoint=0")
+                if self._checkpointer is None:
+                    self._checkpointer = _Checkpointer(self._engine)
         return self._conn
+
+    def fold(self, idle: bool) -> bool:
+        """Fold unfolded commits: all of them (slices of FOLD_SLICE_EVENTS) when `idle`, else one slice when
+        the oldest is older than FOLD_AFTER_S. Returns whether unfolded commits may remain.
+
+        The fold's commits use synchronous=NORMAL: WAL frames reach the disk in order, and every ingest
+        commit syncs (FULL) the frames before its own, so power loss can only drop a suffix of fold
+        commits, whose `ingest_pending` rows are then still there to be folded again: never half of one.
+        """
+        from metering.fold import fold_in
+
+        now = time.monotonic()
+        if now >= self._rescan_at:
+            self._rescan_at = now + self._RESCAN_S
+            conn = self._connection()
+            found = conn.exec_driver_sql("SELECT min(committed_at_us) FROM ingest_pending").scalar()
+            conn.rollback()
+            self._oldest_us = None if found is None else int(found)
+        if self._oldest_us is None:
+            return False
+        if not idle and now_us() - self._oldest_us < self.FOLD_AFTER_S * 1e6:
+            return True
+        conn = self._connection()
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        try:
+            raw.execute("PRAGMA synchronous=NORMAL")  # outside SQLAlchemy's transaction: SQLite refuses inside
+            with conn.begin():
+                result = fold_in(conn, None, self.FOLD_SLICE_EVENTS, memory=self._unfolded)
+                left = conn.exec_driver_sql("SELECT min(committed_at_us) FROM ingest_pending").scalar()
+            self._oldest_us = None if left is None else int(left)
+            self.folded_events += result.events
+            if left is None:
+                self._unfolded.clear()  # entries another process folded
+        except BaseException:
+            self.close()
+            raise
+        finally:
+            raw.execute(f"PRAGMA synchronous={self._sync}")
+        self._unfolded_events = sum(len(p) for parts in self._unfolded.values() for _, p in parts)
+        return self._oldest_us is not None
+
+    def _remember(self, journal: _Journal, parts: dict[int, list[tuple[PreparedBatch, list[int]]]]) -> None:
+        if self._unfolded_events > self._MEMORY_EVENTS_MAX:
+            self._unfolded.clear()  # the fold is far behind: it reads events back instead
+            self._unfolded_events = 0
+        for (tenant_id, _), (lo, hi, n) in journal.rows.items():
+            self._unfolded[(tenant_id, 0, lo, hi)] = parts[tenant_id]
+            self._unfolded_events += n
+        if journal.rows and self._oldest_us is None:
+            self._oldest_us = now_us()
 
     def write(self, batches: Sequence[PreparedBatch]) -> list[BatchOutcome]:
         return self._run(batches, commit=True)
@@ -237,40 +349,47 @@ class SqliteEventStore:
                 # the rows a batch inserted are exactly those above the high-water mark before it.
                 mark = conn.exec_driver_sql("SELECT coalesce(max(rowid), 0) FROM events").scalar_one()
                 outcomes = []
-                rollups = _Rollups(self._rollups)
+                journal = _Journal(self._rollups)
+                parts: dict[int, list[tuple[PreparedBatch, list[int]]]] = {}
                 for batch in batches:
-                    outcome = self._write_one(conn, batch, ingested, mark, rollups)
+                    outcome, positions = self._write_one(conn, batch, ingested, mark)
+                    if outcome.accepted:
+                        journal.add(batch.tenant_id, 0, mark + 1, mark + outcome.accepted, outcome.accepted)
+                        parts.setdefault(batch.tenant_id, []).append((batch, positions))
                     mark += outcome.accepted
                     outcomes.append(outcome)
-                for tenant_id, into in rollups.by_tenant.items():
-                    upsert(conn, tenant_id, into)
+                if journal.rows:
+                    conn.exec_driver_sql(_JOURNAL.format("?"), journal.params(ingested))
                 if not commit:
                     tx.rollback()
-                return outcomes
+            if commit:
+                self._remember(journal, parts)
+            return outcomes
         except BaseException:
             self.close()
             raise
 
     def _write_one(
-        self, conn: Connection, batch: PreparedBatch, ingested: int, before: int, rollups: _Rollups
-    ) -> BatchOutcome:
+        self, conn: Connection, batch: PreparedBatch, ingested: int, before: int
+    ) -> tuple[BatchOutcome, list[int]]:
+        """The outcome, and the positions of the events this write inserted."""
         outcome = BatchOutcome()
         keep = _dedup_in_batch(batch, outcome)
         savepoint = conn.begin_nested() if batch.atomic else None
         rows = _rows(batch, keep, ingested)
         inserted = conn.exec_driver_sql(self._INSERT, rows).rowcount if rows else 0
-        ours: set[str] | None = None
+        positions = keep
         if inserted != len(keep):
             stored, ours = self._lookup(conn, batch, keep, before)
             _classify_existing(batch, (k for k in keep if batch.event_ids[k] not in ours), stored, outcome)
+            positions = [k for k in keep if batch.event_ids[k] in ours]
         outcome.accepted = inserted
         if savepoint is not None:
             if outcome.errors:
                 savepoint.rollback()
-                return _refused(outcome)
+                return _refused(outcome), []
             savepoint.commit()
-        rollups.add(batch, keep, outcome, ours)
-        return _finish(outcome)
+        return _finish(outcome), positions
 
     def _lookup(
         self, conn: Connection, batch: PreparedBatch, keep: list[int], before: int
@@ -297,6 +416,45 @@ class SqliteEventStore:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+        self._unfolded.clear()  # what a failed write or fold left unclear: read back from the table
+        self._unfolded_events = 0
+        self._rescan_at = 0.0
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
+            self._checkpointer = None
+
+
+class _Checkpointer:
+    """Copies the WAL into the database file from a thread of its own, every `interval_s`.
+
+    SQLite's automatic checkpoint runs inside the commit that crosses its threshold, on the writer's
+    connection: with synchronous=FULL it copies megabytes and syncs the database file while every ack
+    waits (measured: the p99 of the ack at a quarter of the maximum rate was one such checkpoint).
+    A PASSIVE checkpoint on another connection never blocks the writer (nor readers), and the GIL is
+    released while SQLite works.
+    """
+
+    def __init__(self, engine: Engine, interval_s: float = 0.25) -> None:
+        self._engine = engine
+        self._interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="tally-checkpointer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        raw = self._engine.raw_connection()
+        try:
+            while not self._stop.wait(self._interval_s):
+                try:
+                    raw.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()  # type: ignore[union-attr]
+                except Exception:  # a busy moment: the next round copies what this one did not
+                    continue
+        finally:
+            raw.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def _rows(batch: PreparedBatch, keep: list[int], ingested: int) -> list[tuple[Any, ...]]:
@@ -340,10 +498,12 @@ def _refused(outcome: BatchOutcome) -> BatchOutcome:
 
 
 class PostgresEventStore:
-    """COPY into a per-connection temporary staging table, then one INSERT … SELECT per batch.
+    """COPY into a temporary staging table, then one INSERT … SELECT per batch.
 
-    Safe to call from several threads at once, each call on its own pooled
-    connection: the unique index arbitrates between concurrent writers.
+    Each store holds one connection for its life (a committer's writer thread owns one store), so its
+    staging table is created once, not each time a pooled connection is checked out; the connection is
+    replaced only when it breaks. Several stores (writers) may write at once: the unique index
+    arbitrates between them. Calls on one store are serialised by a lock.
     """
 
     _STAGING = (
@@ -357,14 +517,21 @@ class PostgresEventStore:
         " properties) FROM STDIN (FORMAT BINARY)"
     )
     _COPY_TYPES = ("int4", "int4", "text", "text", "text", "int8", "int8", "int2", "text")
+    # What went in, in one round trip: how many rows, the heap blocks they went to and the (sub)transaction
+    # id they carry as xmin (an atomic batch's savepoint has its own): the batch's `ingest_pending` entry;
+    # and the statement's command id (cmin), which tells this batch's rows from an earlier batch's of the
+    # same group when the lookup below sorts rows that did not go in.
     _INSERT = (
-        f"INSERT INTO events ({_COLUMNS})"
+        f"WITH ins AS (INSERT INTO events ({_COLUMNS})"
         " SELECT tenant_id, event_id, customer, meter, ts_us, value_units, value_scale, properties, %s"
         " FROM ingest_staging WHERE b = %s ORDER BY event_id"
-        " ON CONFLICT (tenant_id, event_id) DO NOTHING RETURNING event_id"
+        " ON CONFLICT (tenant_id, event_id) DO NOTHING RETURNING ctid, xmin, cmin)"
+        " SELECT count(*), min((ctid::text::point)[0])::bigint, max((ctid::text::point)[0])::bigint,"
+        " min(xmin::text::bigint), min(cmin::text::bigint) FROM ins"
     )
     _LOOKUP = (
-        "SELECT e.event_id, e.customer, e.meter, e.ts_us, e.value_units, e.value_scale, e.properties"
+        "SELECT e.event_id, e.xmin = %s::text::xid AND e.cmin = %s::text::cid, e.customer, e.meter, e.ts_us,"
+        " e.value_units, e.value_scale, e.properties"
         " FROM ingest_staging s JOIN events e ON e.tenant_id = s.tenant_id AND e.event_id = s.event_id"
         " WHERE s.b = %s"
     )
@@ -372,6 +539,10 @@ class PostgresEventStore:
     def __init__(self, engine: Engine, rollups: bool = True) -> None:
         self._engine = engine
         self._rollups = rollups
+        self._conn: Connection | None = None
+        self._lock = threading.RLock()  # close() runs inside a failed write too
+        #: Told, after each COMMIT, what it inserted per pending row (the folder folds it from memory).
+        self.on_commit: Callable[[Committed], None] | None = None
 
     def write(self, batches: Sequence[PreparedBatch]) -> list[BatchOutcome]:
         return self._run(batches, commit=True)
@@ -379,23 +550,41 @@ class PostgresEventStore:
     def probe(self, batches: Sequence[PreparedBatch]) -> list[BatchOutcome]:
         return self._run(batches, commit=False)
 
-    def _run(self, batches: Sequence[PreparedBatch], commit: bool) -> list[BatchOutcome]:
-        with self._engine.connect() as conn:
-            if not conn.info.get("ingest_staging"):
-                # In a transaction of its own: created inside the write's transaction, the table would
-                # vanish with the first write that fails or is probed (rolled back) while the flag stayed
-                # set, and every later write on this pooled connection would fail ("relation
-                # ingest_staging does not exist") whatever its data.
-                with conn.begin():
-                    conn.exec_driver_sql(self._STAGING)
-                conn.info["ingest_staging"] = True
-            with conn.begin() as tx:
-                outcomes = self._write_in(conn, batches)
-                if not commit:
-                    tx.rollback()
-                return outcomes
+    def _connection(self) -> Connection:
+        conn = self._conn
+        if conn is None or conn.closed or conn.invalidated:
+            if conn is not None:
+                conn.close()
+            conn = self._conn = self._engine.connect()
+        if not conn.info.get("ingest_staging"):
+            # In a transaction of its own: created inside the write's transaction, the table would
+            # vanish with the first write that fails or is probed (rolled back) while the flag stayed
+            # set, and every later write on this connection would fail ("relation ingest_staging does
+            # not exist") whatever its data.
+            with conn.begin():
+                conn.exec_driver_sql(self._STAGING)
+            conn.info["ingest_staging"] = True
+        return conn
 
-    def _write_in(self, conn: Connection, batches: Sequence[PreparedBatch]) -> list[BatchOutcome]:
+    def _run(self, batches: Sequence[PreparedBatch], commit: bool) -> list[BatchOutcome]:
+        with self._lock:
+            conn = self._connection()
+            try:
+                with conn.begin() as tx:
+                    outcomes, committed = self._write_in(conn, batches)
+                    if not commit:
+                        tx.rollback()
+                if commit and committed and self.on_commit is not None:
+                    self.on_commit(committed)
+                return outcomes
+            except BaseException:
+                if conn.invalidated:  # the connection broke: the next write takes a new one
+                    self.close()
+                raise
+
+    def _write_in(
+        self, conn: Connection, batches: Sequence[PreparedBatch]
+    ) -> tuple[list[BatchOutcome], Committed]:
         raw = conn.connection.driver_connection
         assert raw is not None
         with raw.cursor() as cur:
@@ -408,12 +597,14 @@ class PostgresEventStore:
                         copy.write_row((b_no, *row[:8]))
             ingested = now_us()
             results = []
-            rollups = _Rollups(self._rollups)
+            journal = _Journal(self._rollups)
+            parts: dict[tuple[int, int], list[tuple[PreparedBatch, list[int]]]] = {}
             for b_no, (batch, keep, outcome) in enumerate(zip(batches, keeps, outcomes, strict=True)):
-                results.append(self._insert_one(cur, b_no, batch, keep, outcome, ingested, rollups))
-            for tenant_id, into in rollups.by_tenant.items():
-                upsert_dbapi(cur, "postgresql", tenant_id, into)
-            return results
+                results.append(self._insert_one(cur, b_no, batch, keep, outcome, ingested, journal, parts))
+            if journal.rows:
+                cur.executemany(_JOURNAL.format("%s"), journal.params(ingested))
+            committed = {(t, xid, lo, hi): parts[(t, xid)] for (t, xid), (lo, hi, _) in journal.rows.items()}
+            return results, committed
 
     def _insert_one(
         self,
@@ -423,26 +614,35 @@ class PostgresEventStore:
         keep: list[int],
         outcome: BatchOutcome,
         ingested: int,
-        rollups: _Rollups,
+        journal: _Journal,
+        parts: dict[tuple[int, int], list[tuple[PreparedBatch, list[int]]]],
     ) -> BatchOutcome:
         if batch.atomic:
             cur.execute("SAVEPOINT ingest_atomic")
         cur.execute(self._INSERT, (ingested, b_no))
-        inserted = cur.rowcount
-        ours: set[str] | None = None
+        inserted, lo, hi, xid, cid = cur.fetchone()
+        positions = keep
         if inserted != len(keep):
-            ours = {r[0] for r in cur.fetchall()}
-            cur.execute(self._LOOKUP, (b_no,))
-            stored = {r[0]: tuple(r[1:]) for r in cur.fetchall() if r[0] not in ours}
+            cur.execute(self._LOOKUP, (str(xid or 0), str(cid or 0), b_no))
+            rows = cur.fetchall()
+            ours = {r[0] for r in rows if xid is not None and r[1]}
+            stored = {r[0]: tuple(r[2:]) for r in rows if r[0] not in ours}
             _classify_existing(batch, (k for k in keep if batch.event_ids[k] not in ours), stored, outcome)
+            positions = [k for k in keep if batch.event_ids[k] in ours]
         outcome.accepted = inserted
         if batch.atomic:
             if outcome.errors:
                 cur.execute("ROLLBACK TO SAVEPOINT ingest_atomic")
                 return _refused(outcome)
             cur.execute("RELEASE SAVEPOINT ingest_atomic")
-        rollups.add(batch, keep, outcome, ours)
+        if inserted:
+            journal.add(batch.tenant_id, int(xid), int(lo), int(hi), inserted)
+            if self._rollups:
+                parts.setdefault((batch.tenant_id, int(xid)), []).append((batch, positions))
         return _finish(outcome)
 
     def close(self) -> None:
-        pass
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None

@@ -1,4 +1,7 @@
-"""Usage queries, answered from rollups only (never by scanning raw events).
+"""Usage queries, answered from rollups (never by scanning raw events) read through the watermark.
+
+Rollups are folded after the ack (metering/fold.py); every query here adds the events acked but not yet
+folded (metering/pending.py) in the same snapshot, so an acked event is in every answer at once.
 
 Ranges are half-open, `[start, end)`, and must fall on 15-minute boundaries (the rollup bucket):
 any local hour, day or month boundary in any real time zone is one, so billing periods are always
@@ -35,8 +38,9 @@ from metering.deadline import checkpoint
 from metering.errors import FailedPrecondition, InvalidArgument
 from metering.limits import ApiLimits
 from metering.meter import GAUGE_EXTRA_SCALE, Aggregation, Meter, get_meter, group_key, list_meters
-from metering.rollup import BUCKET_US, INT64_MAX, INT64_MIN
-from metering.tables import events, rollup_values, rollups
+from metering.pending import pending_partials, refuse_overflows, snapshot
+from metering.rollup import BUCKET_US, INT64_MAX, INT64_MIN, Key, Partial, gauge_bucket
+from metering.tables import events, gauge_points, rollup_values, rollups
 from rating.rounding import RoundingMode, round_scaled
 
 
@@ -299,16 +303,29 @@ def usage(
     in_range = (*mine, r.bucket_us >= start_us, r.bucket_us < end_us)
     agg = meter.aggregation
     span = (end_us - start_us) // BUCKET_US
-    with engine.connect() as conn:
+    with snapshot(engine) as conn:
+        refuse_overflows(conn, tenant_id, start_us, end_us, meter=meter_code, customers=[customer])
+        pend = pending_partials(
+            conn, tenant_id, meter=meter_code, customers=[customer], specs={meter_code: meter.spec}
+        )
         # One series (no group_by) has at most a row per bucket of the range: no need to count those.
         expected = span
         if meter.group_by or span > buckets_max:
-            work.count(expected := _count(conn, rollups, in_range, buckets_max))
+            # Pending partials count as the rows they will be once folded (at most: some fold into stored rows).
+            n_pending = sum(1 for key in pend if start_us <= key[3] < end_us)
+            work.count(expected := _count(conn, rollups, in_range, buckets_max) + n_pending)
         if agg is Aggregation.GAUGE:
-            carry = {key[2]: units for key, units in _carried(conn, mine, start_us).items()}
+            carried = _carry_pending(_carried(conn, mine, start_us), pend, start_us)
+            carry = {key[2]: reading[2] for key, reading in carried.items()}
             work.integrals(len(windows) * len(carry))
             query = select(r.group_key, r.bucket_us, r.gauge_first_ts_us, r.gauge_integral, r.latest_units, r.events)
-            rows = _stream(conn, query.where(*in_range).order_by(r.group_key, r.bucket_us), work, expected)
+            ordered = query.where(*in_range).order_by(r.group_key, r.bucket_us)
+            rows: Iterable[Any] = _stream(conn, ordered, work, expected)
+            overlay = _gauge_overlay(conn, tenant_id, pend, start_us, end_us)
+            if overlay:
+                rows = _with_gauge_overlay(
+                    ((row[0], row[1], row) for row in rows), {(k[2], k[3]): v for k, v in overlay.items()}
+                )
             return _gauge_usage(meter, rows, carry, windows, group_by, work)
         values_in_range = (
             v.tenant_id == tenant_id,
@@ -324,7 +341,8 @@ def usage(
         groups: dict[tuple[datetime | None, str], list[Any]] = {}  # -> [events, aggregate state...]
         combine = _COMBINE[agg]
         query = select(r.bucket_us, r.group_key, r.events, *_COLUMNS[agg]).where(*in_range)
-        for row in _stream(conn, query, work, expected):
+        extra = [_pending_row(agg, pk, part) for pk, part in sorted(pend.items()) if start_us <= pk[3] < end_us]
+        for row in itertools.chain(_stream(conn, query, work, expected), extra):
             k = (label_of(row[0]), row[1] if group_by else "")
             acc = groups.get(k)
             if acc is None:
@@ -338,6 +356,9 @@ def usage(
             query = select(v.bucket_us, v.group_key, v.value).where(*values_in_range)
             for row in _stream(conn, query, work, distinct):
                 values.setdefault((label_of(row[0]), row[1] if group_by else ""), set()).add(row[2])
+            for pkey, part in pend.items():
+                if part.distinct and start_us <= pkey[3] < end_us:
+                    values.setdefault((label_of(pkey[3]), pkey[2] if group_by else ""), set()).update(part.distinct)
     out = []
     for i, ((w, key), acc) in enumerate(
         sorted(groups.items(), key=lambda kv: (kv[0][0] or datetime.min.replace(tzinfo=UTC), kv[0][1]))
@@ -412,7 +433,10 @@ _COMBINE: dict[Aggregation, Callable[[list[Any], Any], None]] = {
 }
 
 
-def _carried(conn: Connection, where: tuple[Any, ...], before_us: int) -> dict[tuple[str, str, str], int]:
+Reading = tuple[int, str, int]  # ts_us, event_id, units
+
+
+def _carried(conn: Connection, where: tuple[Any, ...], before_us: int) -> dict[tuple[str, str, str], Reading]:
     """The latest gauge reading before `before_us` per (meter, customer, group key): what a range starts with."""
     # A window function, one pass over the earlier buckets: joining each series to its max(bucket_us)
     # lets PostgreSQL pick a nested loop on fresh statistics, re-aggregating the history once per row.
@@ -421,6 +445,8 @@ def _carried(conn: Connection, where: tuple[Any, ...], before_us: int) -> dict[t
     ranked = (
         select(
             *series,
+            r.latest_ts_us,
+            r.latest_event_id,
             r.latest_units,
             func.row_number().over(partition_by=series, order_by=r.bucket_us.desc()).label("rank"),
         )
@@ -428,7 +454,80 @@ def _carried(conn: Connection, where: tuple[Any, ...], before_us: int) -> dict[t
         .subquery()
     )
     rows = conn.execute(select(ranked).where(ranked.c.rank == 1))
-    return {(row.meter, row.customer, row.group_key): int(row.latest_units) for row in rows}
+    return {
+        (row.meter, row.customer, row.group_key): (int(row.latest_ts_us), row.latest_event_id, int(row.latest_units))
+        for row in rows
+    }
+
+
+def _carry_pending(
+    carried: dict[tuple[str, str, str], Reading], pend: dict[Key, Partial], before_us: int
+) -> dict[tuple[str, str, str], Reading]:
+    """`carried` with the pending gauge readings before `before_us` that are later than the stored ones."""
+    for key, part in pend.items():
+        if part.points is None or key[3] >= before_us:
+            continue
+        series = (key[0], key[1], key[2])
+        reading = (part.latest_ts_us, part.latest_event_id, part.latest_units)
+        held = carried.get(series)
+        if held is None or reading[:2] > held[:2]:
+            carried[series] = reading
+    return carried
+
+
+def _gauge_overlay(
+    conn: Connection, tenant_id: int, pend: dict[Key, Partial], start_us: int, end_us: int
+) -> dict[Key, tuple[int, int, int, int]]:
+    """Gauge buckets in [start, end) that pending readings touch: (first_ts, integral, latest units, pending
+    events), recomputed from the bucket's stored readings and the pending ones, as the fold will store it."""
+    out: dict[Key, tuple[int, int, int, int]] = {}
+    g = gauge_points.c
+    for key, part in pend.items():
+        if part.points is None or not start_us <= key[3] < end_us:
+            continue
+        stored = conn.execute(
+            select(g.ts_us, g.event_id, g.units).where(
+                g.tenant_id == tenant_id, g.meter == key[0], g.customer == key[1], g.group_key == key[2],
+                g.ts_us >= key[3], g.ts_us < key[3] + BUCKET_US,
+            )
+        ).all()  # fmt: skip
+        points = {(int(t), str(e), int(u)) for t, e, u in stored} | part.points
+        first, integral = gauge_bucket(key[3], points)
+        out[key] = (first, integral, max(points)[2], part.events)
+    return out
+
+
+def _with_gauge_overlay(rows: Iterable[Any], overlay: dict[Any, tuple[int, int, int, int]]) -> list[tuple[Any, ...]]:
+    """Gauge bucket rows (*key, bucket_us, first_ts, integral, latest, events), given as (key, bucket_us, row),
+    sorted by (key, bucket), with each overlaid bucket (keyed by (key, bucket_us)) replaced, its events
+    added, or inserted."""
+    out: dict[Any, tuple[Any, ...]] = {}
+    for key, bucket, row in rows:
+        out[(key, bucket)] = tuple(row)
+    for (key, bucket), (first, integral, latest, n) in overlay.items():
+        held = out.get((key, bucket))
+        events_before = 0 if held is None else int(held[-1])
+        base = _series_fields(key)
+        out[(key, bucket)] = (*base, bucket, first, integral, latest, events_before + n)
+    return [out[k] for k in sorted(out)]
+
+
+def _series_fields(key: Any) -> tuple[Any, ...]:
+    return key if isinstance(key, tuple) else (key,)
+
+
+def _pending_row(agg: Aggregation, key: Key, part: Partial) -> tuple[Any, ...]:
+    """A pending partial as a row of `usage`'s rollup query: (bucket_us, group_key, events, *_COLUMNS[agg])."""
+    cols: tuple[Any, ...] = ()
+    if agg is Aggregation.SUM:
+        cols = (part.sum_units,)
+    elif agg is Aggregation.MAX:
+        cols = (part.max_units,)
+    elif agg is Aggregation.MIN:
+        cols = (part.min_units,)
+    elif agg is Aggregation.LATEST:
+        cols = (part.latest_ts_us, part.latest_event_id, part.latest_units)
+    return (key[3], key[2], part.events, *cols)
 
 
 def gauge_integral(buckets: Sequence[tuple[int, int, int, int]], carry: int, start_us: int, end_us: int) -> int:
@@ -591,7 +690,14 @@ def period_columns(
     in_period: tuple[Any, ...] = (r.tenant_id == tenant_id, r.bucket_us >= start_us, r.bucket_us < end_us)
     keys = (r.meter, r.customer, r.group_key)
     wanted = None if customers is None else sorted(set(customers))
-    with engine.connect() as conn:
+    with snapshot(engine) as conn:
+        refuse_overflows(conn, tenant_id, start_us, end_us, customers=wanted)
+        specs = {code: m.spec for code, m in by_code.items()}
+        pend = {
+            key: part
+            for key, part in pending_partials(conn, tenant_id, customers=wanted, specs=specs).items()
+            if start_us <= key[3] < end_us or (part.points is not None and key[3] < start_us)
+        }
         if wanted is None:
             not_gauge = r.meter.not_in(gauges)
         else:
@@ -610,12 +716,29 @@ def period_columns(
             .where(*in_period, not_gauge)
             .group_by(*keys)
         ).all()
-        latest: dict[tuple[str, str, str], int] = {}
+        totals = {
+            (row.meter, row.customer, row.group_key): [int(row.events), row.sum_units, row.min_units, row.max_units]
+            for row in grouped
+        }
+        for pkey, part in pend.items():
+            if part.points is not None or pkey[3] < start_us:
+                continue
+            acc = totals.get(pkey[:3])
+            if acc is None:
+                totals[pkey[:3]] = [part.events, part.sum_units, part.min_units, part.max_units]
+            else:
+                acc[0] += part.events
+                acc[1] = part.sum_units if acc[1] is None else int(acc[1]) + part.sum_units
+                acc[2] = part.min_units if acc[2] is None else min(int(acc[2]), part.min_units)
+                acc[3] = part.max_units if acc[3] is None else max(int(acc[3]), part.max_units)
+        latest: dict[tuple[str, str, str], Reading] = {}
         if lasts := [code for code, m in by_code.items() if m.aggregation is Aggregation.LATEST]:
             # A window function over every bucket is the extract's costliest step: only for latest meters.
             ranked = (
                 select(
                     *keys,
+                    r.latest_ts_us,
+                    r.latest_event_id,
                     r.latest_units,
                     func.row_number()
                     .over(partition_by=keys, order_by=(r.latest_ts_us.desc(), r.latest_event_id.desc()))
@@ -625,9 +748,16 @@ def period_columns(
                 .subquery()
             )
             latest = {
-                (row.meter, row.customer, row.group_key): row.latest_units
+                (row.meter, row.customer, row.group_key): (int(row.latest_ts_us), row.latest_event_id,
+                                                           int(row.latest_units))
                 for row in conn.execute(select(ranked).where(ranked.c.rank == 1))
-            }
+            }  # fmt: skip
+            for pkey, part in pend.items():
+                if pkey[0] in lasts and pkey[3] >= start_us:
+                    reading = (part.latest_ts_us, part.latest_event_id, part.latest_units)
+                    held = latest.get(pkey[:3])
+                    if held is None or reading[:2] > held[:2]:
+                        latest[pkey[:3]] = reading
         distinct: dict[tuple[str, str, str], int] = {}
         if any(m.aggregation is Aggregation.UNIQUE_COUNT for m in by_code.values()):
             v = rollup_values.c
@@ -643,30 +773,41 @@ def period_columns(
                     .group_by(v.meter, v.customer, v.group_key)
                 )
             }
-        gauge_rows = _gauge_period(conn, tenant_id, gauges, start_us, end_us, wanted) if gauges else {}
+            seen: dict[tuple[str, str, str], set[str]] = {}
+            for pkey, part in pend.items():
+                if part.distinct and pkey[3] >= start_us:
+                    seen.setdefault(pkey[:3], set()).update(part.distinct)
+            for series, new in seen.items():  # the union with the stored values: pending series are few
+                stored_values = conn.execute(
+                    select(v.value).distinct().where(
+                        v.tenant_id == tenant_id, v.meter == series[0], v.customer == series[1],
+                        v.group_key == series[2], v.bucket_us >= start_us, v.bucket_us < end_us,
+                    )
+                ).scalars()  # fmt: skip
+                distinct[series] = len(new.union(stored_values))
+        gauge_rows = _gauge_period(conn, tenant_id, gauges, start_us, end_us, wanted, pend) if gauges else {}
     out: list[tuple[str, str, str, int, int, int]] = []  # meter, customer, group, units, scale, events
-    for i, row in enumerate(grouped):
+    for i, (key, (n_events, sum_units, min_units, max_units)) in enumerate(totals.items()):
         if not i & _CHECK_EVERY:
             checkpoint()
-        key = (row.meter, row.customer, row.group_key)
-        meter = by_code.get(row.meter)
+        meter = by_code.get(key[0])
         agg = meter.aggregation if meter else None
         if agg is Aggregation.COUNT:
-            value = int(row.events)
+            value = int(n_events)
         elif agg is Aggregation.SUM:
-            value = int(row.sum_units)
+            value = int(sum_units)
         elif agg is Aggregation.MAX:
-            value = int(row.max_units)
+            value = int(max_units)
         elif agg is Aggregation.MIN:
-            value = int(row.min_units)
+            value = int(min_units)
         elif agg is Aggregation.LATEST:
-            value = int(latest[key])
+            value = int(latest[key][2])
         elif agg is Aggregation.UNIQUE_COUNT:
             value = distinct.get(key, 0)
         else:
-            raise FailedPrecondition(f"rollups hold usage of {row.meter!r}, which is no longer a meter")
+            raise FailedPrecondition(f"rollups hold usage of {key[0]!r}, which is no longer a meter")
         assert meter is not None
-        out.append((*key, _fits(value, key), meter.quantity_scale, int(row.events)))
+        out.append((*key, _fits(value, key), meter.quantity_scale, int(n_events)))
     for i, (key, (integral, n_events)) in enumerate(gauge_rows.items()):
         if not i & _CHECK_EVERY:
             checkpoint()
@@ -713,21 +854,31 @@ def _gauge_period(
     start_us: int,
     end_us: int,
     customers: list[str] | None = None,
+    pend: dict[Key, Partial] | None = None,
 ) -> dict[tuple[str, str, str], tuple[int, int]]:
     """(integral in units x us, events) per gauge series with a reading in, or carried into, the period."""
     r = rollups.c
     series = (r.meter, r.customer, r.group_key)
     only = () if customers is None else (r.customer.in_(customers),)
-    carry = _carried(conn, (r.tenant_id == tenant_id, r.meter.in_(gauges), *only), start_us)
+    pend = {k: p for k, p in (pend or {}).items() if k[0] in gauges}
+    readings = _carry_pending(_carried(conn, (r.tenant_id == tenant_id, r.meter.in_(gauges), *only), start_us),
+                              pend, start_us)  # fmt: skip
+    carry = {key: reading[2] for key, reading in readings.items()}
     buckets: dict[tuple[str, str, str], list[tuple[int, int, int, int]]] = {}
     events: dict[tuple[str, str, str], int] = {}
-    for i, row in enumerate(
-        conn.execute(
-            select(*series, r.bucket_us, r.gauge_first_ts_us, r.gauge_integral, r.latest_units, r.events)
-            .where(r.tenant_id == tenant_id, r.meter.in_(gauges), r.bucket_us >= start_us, r.bucket_us < end_us, *only)
-            .order_by(*series, r.bucket_us)
-        )
-    ):
+    rows: Iterable[Any] = conn.execute(
+        select(*series, r.bucket_us, r.gauge_first_ts_us, r.gauge_integral, r.latest_units, r.events)
+        .where(r.tenant_id == tenant_id, r.meter.in_(gauges), r.bucket_us >= start_us, r.bucket_us < end_us, *only)
+        .order_by(*series, r.bucket_us)
+    )
+    overlay = _gauge_overlay(conn, tenant_id, pend, start_us, end_us)
+    if overlay:
+        rows = [
+            _GaugeRow(*row)
+            for row in _with_gauge_overlay(((tuple(row[:3]), row[3], row) for row in rows),
+                                           {(k[:3], k[3]): v for k, v in overlay.items()})
+        ]  # fmt: skip
+    for i, row in enumerate(rows):
         if not i & _CHECK_EVERY:
             checkpoint()
         key = (row.meter, row.customer, row.group_key)
@@ -744,6 +895,18 @@ def _gauge_period(
 
 
 @dataclass(frozen=True, slots=True)
+class _GaugeRow:
+    meter: str
+    customer: str
+    group_key: str
+    bucket_us: int
+    gauge_first_ts_us: int
+    gauge_integral: int
+    latest_units: int
+    events: int
+
+
+@dataclass(frozen=True, slots=True)
 class MeterSummary:
     events: int  # events the meter counted (its filter passed)
     customers: int
@@ -753,9 +916,10 @@ class MeterSummary:
 
 
 def meter_summary(engine: Engine, tenant_id: int, meter_code: str) -> MeterSummary:
-    """What a meter's rollups hold, in one aggregate query (cheap: rollups, not events)."""
+    """What a meter's rollups hold, in one aggregate query (cheap: rollups, not events), plus its events
+    not yet folded."""
     r = rollups.c
-    with engine.connect() as conn:
+    with snapshot(engine) as conn:
         row = conn.execute(
             select(
                 func.coalesce(func.sum(r.events), 0),
@@ -765,9 +929,25 @@ def meter_summary(engine: Engine, tenant_id: int, meter_code: str) -> MeterSumma
                 func.max(r.latest_ts_us),
             ).where(r.tenant_id == tenant_id, r.meter == meter_code)
         ).one()
-    first = EPOCH + timedelta(microseconds=row[3]) if row[3] is not None else None
-    last = EPOCH + timedelta(microseconds=row[4]) if row[4] is not None else None
-    return MeterSummary(int(row[0]), int(row[1]), int(row[2]), first, last)
+        n_events, n_customers, n_buckets, first_us, last_us = (int(row[0]), int(row[1]), int(row[2]), row[3],
+                                                               row[4])  # fmt: skip
+        pend = pending_partials(conn, tenant_id, meter=meter_code)
+        new_customers: set[str] = set()
+        for key, part in pend.items():
+            n_events += part.events
+            mine = (r.tenant_id == tenant_id, r.meter == meter_code, r.customer == key[1])
+            if key[1] not in new_customers and conn.execute(select(literal(1)).where(*mine).limit(1)).first() is None:
+                new_customers.add(key[1])
+            stored = conn.execute(
+                select(literal(1)).where(*mine, r.group_key == key[2], r.bucket_us == key[3]).limit(1)
+            ).first()
+            n_buckets += stored is None
+            first_us = key[3] if first_us is None else min(first_us, key[3])
+            last_us = part.latest_ts_us if last_us is None else max(last_us, part.latest_ts_us)
+        n_customers += len(new_customers)
+    first = EPOCH + timedelta(microseconds=first_us) if first_us is not None else None
+    last = EPOCH + timedelta(microseconds=last_us) if last_us is not None else None
+    return MeterSummary(n_events, n_customers, n_buckets, first, last)
 
 
 @dataclass(frozen=True, slots=True)
@@ -797,18 +977,22 @@ def event_totals(engine: Engine, tenant_id: int, start: datetime, end: datetime)
         .group_by(r.customer, r.meter, r.value_scale)
     )
     totals: dict[tuple[str, str], EventTotal] = {}
-    with engine.connect() as conn:
+
+    def add(customer: str, meter: str, events: int, value: Decimal) -> None:
+        prev = totals.get((customer, meter))
+        if prev is not None:  # one meter's scale is frozen once it has events; added exactly all the same
+            value, events = prev.value_sum + value, prev.events + events
+        totals[(customer, meter)] = EventTotal(customer, meter, events, value)
+
+    with snapshot(engine) as conn:
+        refuse_overflows(conn, tenant_id, start_us, end_us)
         for i, row in enumerate(conn.execute(query)):
             if not i & _CHECK_EVERY:
                 checkpoint()
-            key = (row.customer, row.meter)
-            value = Decimal(int(row.s)).scaleb(-int(row.value_scale))
-            prev = totals.get(key)
-            if prev is not None:  # one meter's scale is frozen once it has events; added exactly all the same
-                value, events = prev.value_sum + value, prev.events + int(row.events)
-            else:
-                events = int(row.events)
-            totals[key] = EventTotal(row.customer, row.meter, events, value)
+            add(row.customer, row.meter, int(row.events), Decimal(int(row.s)).scaleb(-int(row.value_scale)))
+        for key, part in pending_partials(conn, tenant_id).items():
+            if start_us <= key[3] < end_us:
+                add(key[1], key[0], part.events, Decimal(part.sum_units).scaleb(-part.value_scale))
     return [totals[k] for k in sorted(totals)]
 
 
@@ -824,7 +1008,14 @@ def range_totals(
         bounds.append((a_us, b_us))
     r = rollups.c
     out: list[EventTotal] = []
-    with engine.connect() as conn:
+    with snapshot(engine) as conn:
+        wanted = sorted({customer for customer, _, _, _ in ranges})
+        for k in range(0, len(wanted), 500):
+            refuse_overflows(conn, tenant_id, None, None, customers=wanted[k : k + 500])
+        pend: dict[tuple[str, str], list[tuple[int, Partial]]] = {}
+        if wanted:
+            for key, part in pending_partials(conn, tenant_id, customers=wanted).items():
+                pend.setdefault((key[1], key[0]), []).append((key[3], part))
         for k in range(0, len(ranges), _RANGES_PER_QUERY):
             checkpoint()
             parts = []
@@ -845,7 +1036,12 @@ def range_totals(
                 row = rows[i]
                 scale = 0 if row.scale is None else int(row.scale)
                 customer, meter = ranges[i][0], ranges[i][1]
-                out.append(EventTotal(customer, meter, int(row.events), Decimal(int(row.s)).scaleb(-scale)))
+                n_events, value = int(row.events), Decimal(int(row.s)).scaleb(-scale)
+                for bucket_us, part in pend.get((customer, meter), ()):
+                    if bounds[i][0] <= bucket_us < bounds[i][1]:
+                        n_events += part.events
+                        value += Decimal(part.sum_units).scaleb(-part.value_scale)
+                out.append(EventTotal(customer, meter, n_events, value))
     return out
 
 

@@ -53,6 +53,15 @@ class Settings(BaseSettings):
     postgres_writers: int = Field(2, ge=1, le=64)
     shutdown_grace_s: float = Field(10.0, ge=0, description="time to drain in-flight batches on SIGTERM")
     store_events: bool = Field(True, description="False only for benchmarking decode+validate")
+    # Rollups are folded after the ack (metering/fold.py); reads stay exact either way (read-through).
+    fold_enabled: bool = Field(True, description="False leaves commits unfolded: only for tests and benchmarks")
+    fold_interval_s: float = Field(0.2, gt=0, le=60, description="folder: look for unfolded commits this often")
+    fold_events_max: int = Field(
+        5_000,
+        ge=1,
+        description="events folded in one transaction at most (on SQLite the writer folds between commits: "
+        "this bounds how long a batch waits behind a fold)",
+    )
     ingest: IngestLimits = IngestLimits()
     api: ApiLimits = ApiLimits()
     platform: PlatformSettings = PlatformSettings()

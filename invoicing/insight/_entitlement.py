@@ -24,10 +24,12 @@ Freshness, in order of speed:
    cancel, pause, top-up or conversion, so the very next check sees the change.
 2. Ingest through this process's IngestService: `IngestServicer` calls `submitted` before a batch is
    queued and `committed` after COMMIT (before the ack), and the committed quantities of tracked
-   quota meters are added to the snapshot at once. The addition is exact or not made: a batch with
-   duplicates or conflicts (which events went in is unknown), a meter whose quantity is not a running
-   count/sum/max/min, or a snapshot loaded while one of its customer's batches was in flight marks the
-   snapshot stale, and the next check reloads it instead of guessing.
+   quota meters are added to the snapshot at once. The outcome names every event that did not go in
+   (duplicates, conflicts and refusals by index), so exactly the accepted events are added: producers
+   resend on every doubt, and a batch with duplicates must not cost every later check a reload. The
+   addition is exact or not made: a meter whose quantity is not a running count/sum/max/min, an outcome
+   whose counts do not add up, or a snapshot loaded while one of its customer's batches was in flight
+   marks the snapshot stale, and the next check reloads it instead of guessing.
 3. Everything else (the CLI, another server, invoice runs drawing balances) is picked up by the
    refresher: snapshots older than `max_age_s` are reloaded in the background, so such a change is
    visible within `max_age_s + interval_s` plus one reload (about 6 s with the defaults).
@@ -55,6 +57,7 @@ from invoicing.tables import customers, subscriptions
 from metering.errors import NotFound
 from metering.event import PreparedBatch
 from metering.meter import Aggregation, Meter, list_meters
+from metering.pending import pending_partials, snapshot
 from metering.rollup import counted
 from metering.store import BatchOutcome
 from metering.tables import rollups
@@ -210,7 +213,7 @@ class Loader:
     def _load_chunk(self, tenant_id: int, ids: list[str], at: datetime) -> dict[str, Snapshot]:
         loaded_at = time.monotonic()
         meters = self.meters(tenant_id)
-        with self.engine.connect() as conn:
+        with snapshot(self.engine) as conn:  # rollups and the events not yet folded into them, at one instant
             known = set(
                 conn.execute(
                     select(customers.c.external_id).where(
@@ -305,9 +308,19 @@ class Loader:
                         .group_by(r.customer)
                     )
                 }
+                totals = {c: [int(row.events or 0), row.sum_units, row.max_units, row.min_units]
+                          for c, row in found.items()}  # fmt: skip
+                pend = pending_partials(conn, tenant_id, meter=code, customers=wanted, specs={code: meter.spec})
+                for key, part in pend.items():
+                    if start_us <= key[3] < end_us:
+                        acc = totals.setdefault(key[1], [0, None, None, None])
+                        acc[0] += part.events
+                        acc[1] = part.sum_units + int(acc[1] or 0)
+                        acc[2] = part.max_units if acc[2] is None else max(int(acc[2]), part.max_units)
+                        acc[3] = part.min_units if acc[3] is None else min(int(acc[3]), part.min_units)
                 for g in grants:
-                    row = found.get(by_customer[id(g)])
-                    g.used = Decimal(0) if row is None else _running(meter, row)
+                    total = totals.get(by_customer[id(g)])
+                    g.used = Decimal(0) if total is None else _running(meter, _Totals(*total))
             else:  # latest, unique_count, gauge over the period: the usage query knows them
                 for g in grants:
                     assert g.period is not None
@@ -349,6 +362,14 @@ def _wins(candidate: FeatureDefinition, current: FeatureDefinition) -> bool:
     return candidate.amount is None or candidate.amount > current.amount
 
 
+@dataclass(frozen=True, slots=True)
+class _Totals:
+    events: int
+    sum_units: int | None
+    max_units: int | None
+    min_units: int | None
+
+
 def _running(meter: Meter, row: Any) -> Decimal:
     agg = meter.aggregation
     if agg is Aggregation.COUNT:
@@ -367,13 +388,24 @@ def _readings(conn: Connection, tenant_id: int, meter: str, wanted: list[str], b
         .group_by(r.customer, r.group_key)
         .subquery()
     )
-    out: dict[str, int] = {}
+    latest: dict[tuple[str, str], tuple[int, int, str, int]] = {}  # -> bucket, ts, event id, units
     for row in conn.execute(
-        select(r.customer, r.latest_units).where(
+        select(r.customer, r.group_key, r.bucket_us, r.latest_ts_us, r.latest_event_id, r.latest_units).where(
             *mine, r.customer == last.c.customer, r.group_key == last.c.group_key, r.bucket_us == last.c.bucket_us
         )
     ):
-        out[row.customer] = out.get(row.customer, 0) + int(row.latest_units)
+        latest[(row.customer, row.group_key)] = (int(row.bucket_us), int(row.latest_ts_us), row.latest_event_id,
+                                                 int(row.latest_units))  # fmt: skip
+    for key, part in pending_partials(conn, tenant_id, meter=meter, customers=wanted).items():
+        if key[3] > before_us:
+            continue
+        reading = (key[3], part.latest_ts_us, part.latest_event_id, part.latest_units)
+        held = latest.get((key[1], key[2]))
+        if held is None or reading[:3] > held[:3]:
+            latest[(key[1], key[2])] = reading
+    out: dict[str, int] = {}
+    for (customer, _), reading in latest.items():
+        out[customer] = out.get(customer, 0) + reading[3]
     return out
 
 
@@ -482,8 +514,14 @@ class EntitlementCache:
         if inflight is None:
             return
         changed = outcome is None or (outcome.accepted > 0 and not outcome.refused)
-        exact = outcome is not None and not outcome.refused and not outcome.errors and not outcome.duplicate
-        exact = exact and outcome is not None and outcome.accepted == len(batch)
+        # The events that went in: all but the duplicates and the errors, each known by its client index.
+        left_out: set[int] = set()
+        exact = outcome is not None and not outcome.refused
+        if outcome is not None and (outcome.duplicates or outcome.errors):
+            left_out = {*outcome.duplicates, *(e.index for e in outcome.errors)}
+        if outcome is not None:
+            exact = exact and len(outcome.duplicates) == outcome.duplicate
+            exact = exact and outcome.accepted == len(batch) - sum(1 for i in batch.index if i in left_out)
         tenant_id = batch.tenant_id
         # On the event loop's hot path: distinct customers at C speed, and positions only for the
         # customers that have a live snapshot (usually few of a batch's), in one comprehension.
@@ -509,8 +547,10 @@ class EntitlementCache:
             if not apply:
                 return
             positions: dict[str, list[int]] = {c: [] for c in apply}
+            index = batch.index
             for k in [k for k, c in enumerate(batch.customers) if c in positions]:
-                positions[batch.customers[k]].append(k)
+                if not left_out or index[k] not in left_out:
+                    positions[batch.customers[k]].append(k)
             for customer, (snap, exact_here) in apply.items():
                 if not self._apply(snap, batch, positions[customer], exact_here):
                     snap.stale = True

@@ -41,21 +41,37 @@ log = logging.getLogger(__name__)
 
 
 class AdmissionBudget:
-    """Counts events admitted but not yet committed, across all streams: the queue's bound.
+    """Counts events admitted but not yet committed, across all streams: the queue's bound in events; and,
+    with `delay`, its bound in time: while batches stand in the queue longer than `delay_max_s` (the
+    committer's `queue_delay_s`), new ones are refused at once rather than queued behind them.
 
     Used only from the server's event loop thread, so plain integers suffice.
     """
 
-    def __init__(self, events_max: int) -> None:
+    def __init__(
+        self, events_max: int, delay: Callable[[], float] | None = None, delay_max_s: float | None = None
+    ) -> None:
         self._available = events_max
         self._events_max = events_max
         self._changed = asyncio.Event()
+        self._delay = delay
+        self._delay_max_s = delay_max_s
+        self.refused_late = 0
 
     @property
     def queued(self) -> int:
         return self._events_max - self._available
 
     async def acquire(self, events: int, wait_s: float, retry_after_ms: int) -> None:
+        if self._delay is not None and self._delay_max_s is not None and self.queued:
+            delay = self._delay()
+            if delay > self._delay_max_s:
+                self.refused_late += 1
+                raise ResourceExhausted(
+                    f"ingest queue delay {delay * 1000:.0f} ms is over queue_delay_ms_max="
+                    f"{self._delay_max_s * 1000:.0f}; retry after {retry_after_ms} ms",
+                    retry_after_ms,
+                )
         events = min(events, self._events_max)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_s
@@ -175,7 +191,12 @@ class IngestServicer(pb_grpc.IngestServiceServicer):
     def _admission(self) -> AdmissionBudget:
         # Created lazily so it binds to the server's running event loop.
         if self._budget is None:
-            self._budget = AdmissionBudget(self._limits.queue_events_max)
+            committer = self._committer
+            self._budget = AdmissionBudget(
+                self._limits.queue_events_max,
+                committer.queue_delay,
+                self._limits.queue_delay_ms_max / 1000,
+            )
         return self._budget
 
     def drain(self) -> None:

@@ -14,8 +14,9 @@ from invoicing.ledger import Ledger
 from invoicing.subscriptions import change_plan, create_subscription, pause_subscription
 from metering.errors import NotFound
 from metering.event import PreparedBatch
+from metering.fold import catch_up
 from metering.meter import Aggregation, MeterDefinition, create_meter, get_meter
-from metering.store import BatchOutcome
+from metering.store import BatchOutcome, open_store
 from tests.conftest import TenantKey
 from tests.invoicing.conftest import T0, publish, write_events
 
@@ -191,6 +192,40 @@ def test_commit_hook_adds_exact_batches_and_marks_unclear_ones_stale(
     write_events(engine, tenant_id, [("h3", customer, "api_calls", NOW, 1, None)])
     cache.committed(resent, BatchOutcome(accepted=1, duplicate=1))  # which one went in? reload instead
     assert cache.check(tenant_id, customer, "calls").used == 3 and cache.loads == loads + 1
+
+
+def test_resent_batch_with_duplicates_stays_exact_without_a_reload(engine: Engine, setup: tuple[int, str, int]) -> None:
+    """Producers resend on every doubt, so batches with duplicates are the norm under retries: the outcome
+    names each duplicate and conflict by index, the cache adds exactly the rest and never reloads."""
+    tenant_id, customer, _ = setup
+    cache = EntitlementCache(engine, clock=Clock(NOW))
+    assert cache.check(tenant_id, customer, "calls").used == 0
+    loads = cache.loads
+    store = open_store(engine)
+    first = _batch(engine, tenant_id, [("r1", customer, "api_calls", NOW, 1), ("r2", customer, "api_calls", NOW, 1)])
+    cache.submitted(first)
+    [o1] = store.write([first])
+    cache.committed(first, o1)
+    # r1 again (stored: duplicate), r3 new, r3 again in the batch (duplicate), r2 with another value (conflict).
+    resent = _batch(
+        engine,
+        tenant_id,
+        [
+            ("r1", customer, "api_calls", NOW, 1),
+            ("r3", customer, "api_calls", NOW, 1),
+            ("r3", customer, "api_calls", NOW, 1),
+            ("r2", customer, "api_calls", NOW, 7),
+        ],
+    )
+    cache.submitted(resent)
+    [o2] = store.write([resent])
+    cache.committed(resent, o2)
+    assert (o2.accepted, o2.duplicate, o2.duplicates, [e.index for e in o2.errors]) == (1, 2, [0, 2], [3])
+    assert cache.check(tenant_id, customer, "calls").used == 3 and cache.loads == loads
+    # The database agrees, before the fold (read through the watermark) as after it.
+    assert EntitlementCache(engine, clock=Clock(NOW)).check(tenant_id, customer, "calls").used == 3
+    catch_up(engine)
+    assert EntitlementCache(engine, clock=Clock(NOW)).check(tenant_id, customer, "calls").used == 3
 
 
 def test_commit_during_a_load_never_counts_twice(engine: Engine, setup: tuple[int, str, int]) -> None:

@@ -19,13 +19,18 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, func, select
 
-from metering.tables import events
+from metering.meter import get_meter
+from metering.rollup import compute_from_events
+from metering.rollup import stored as stored_rollups
+from metering.tables import events, ingest_pending, rollups
+from metering.usage import event_totals
 from tally.db import make_engine, upgrade
 from tally.sdk import BatchResult, IngestClient, IngestSummary, UsageEvent
 from tests.conftest import TenantKey, make_tenant
@@ -47,9 +52,7 @@ def free_port() -> int:
 class ServerProcess:
     """`python -m tally.cli serve` on a fixed port, restartable after a kill."""
 
-    def __init__(
-        self, db_url: str, port: int, log_path: Path, extra_env: dict[str, str] | None = None
-    ) -> None:
+    def __init__(self, db_url: str, port: int, log_path: Path, extra_env: dict[str, str] | None = None) -> None:
         self.db_url = db_url
         self.port = port
         self.log_path = log_path
@@ -163,9 +166,7 @@ class Producer:
 
 def stored_ids(engine: Engine, tenant: TenantKey) -> set[str]:
     with engine.connect() as conn:
-        return set(
-            conn.execute(select(events.c.event_id).where(events.c.tenant_id == tenant.tenant_id)).scalars()
-        )
+        return set(conn.execute(select(events.c.event_id).where(events.c.tenant_id == tenant.tenant_id)).scalars())
 
 
 def assert_exact(engine: Engine, tenant: TenantKey, producer: Producer) -> None:
@@ -216,9 +217,7 @@ def test_kill_9_loses_nothing_acked_and_stores_nothing_twice(
             server.kill9()
             acked = producer.acked_now()
             missing = acked - stored_ids(engine, tenant)
-            assert not missing, (
-                f"seed {seed}: {len(missing)} acked events lost by kill -9, e.g. {sorted(missing)[:5]}"
-            )
+            assert not missing, f"seed {seed}: {len(missing)} acked events lost by kill -9, e.g. {sorted(missing)[:5]}"
             server.start()
         client.join(timeout=120)
         assert not client.is_alive(), f"seed {seed}: client did not finish"
@@ -231,14 +230,10 @@ def test_kill_9_loses_nothing_acked_and_stores_nothing_twice(
 
 
 @pytest.mark.timeout(180)
-def test_sigterm_drains_acks_then_unavailable(
-    setup: tuple[Engine, TenantKey], db_url: str, tmp_path: Path
-) -> None:
+def test_sigterm_drains_acks_then_unavailable(setup: tuple[Engine, TenantKey], db_url: str, tmp_path: Path) -> None:
     engine, tenant = setup
     grace_s = 5.0
-    server = ServerProcess(
-        db_url, free_port(), tmp_path / "server.log", {"TALLY_SHUTDOWN_GRACE_S": str(grace_s)}
-    )
+    server = ServerProcess(db_url, free_port(), tmp_path / "server.log", {"TALLY_SHUTDOWN_GRACE_S": str(grace_s)})
     server.start()
     producer = Producer(8_000, seed=7, per_ms=4)
     client = producer.run(f"127.0.0.1:{server.port}", tenant.key)
@@ -262,3 +257,80 @@ def test_sigterm_drains_acks_then_unavailable(
     first = summary.retry_log[0]
     assert first.startswith("UNAVAILABLE") and "shutting down" in first, summary.retry_log
     assert_exact(engine, tenant, producer)
+
+
+def folded_and_pending(engine: Engine, tenant: TenantKey) -> tuple[int, int]:
+    """(events the rollups hold, events the unfolded commits name) of the tenant's tokens meter."""
+    with engine.connect() as conn:
+        folded = conn.execute(
+            select(func.coalesce(func.sum(rollups.c.events), 0)).where(
+                rollups.c.tenant_id == tenant.tenant_id, rollups.c.meter == "tokens"
+            )
+        ).scalar_one()
+        waiting = conn.execute(
+            select(func.coalesce(func.sum(ingest_pending.c.events), 0)).where(
+                ingest_pending.c.tenant_id == tenant.tenant_id
+            )
+        ).scalar_one()
+    return int(folded), int(waiting)
+
+
+def read_total(engine: Engine, tenant: TenantKey) -> tuple[int, Decimal]:
+    """(events, value) of every customer, as usage queries answer (read through the watermark)."""
+    totals = event_totals(engine, tenant.tenant_id, datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
+    return sum(t.events for t in totals), sum((t.value_sum for t in totals), Decimal(0))
+
+
+@pytest.mark.timeout(300)
+def test_kill_9_between_ack_and_fold_loses_nothing_and_folds_nothing_twice(
+    setup: tuple[Engine, TenantKey], db_url: str, tmp_path: Path
+) -> None:
+    """The ack means durable, not folded. With folding off, every acked commit is left unfolded when the
+    server is killed; then servers that fold in small steps are killed again and again mid-fold. After
+    every kill: rollups + unfolded commits hold each stored event exactly once, and queries (rollups read
+    through the watermark) answer the exact totals. At the end the fold has caught up and the rollups
+    equal a recomputation from raw events."""
+    engine, tenant = setup
+    seed = random.randrange(2**32)
+    rng = random.Random(seed)
+    n = 6_000
+    producer = Producer(n, seed, per_ms=16)
+    expected = (n, Decimal(sum(producer.units)).scaleb(-2))
+    port = free_port()
+    unfolded = ServerProcess(db_url, port, tmp_path / "server.log", {"TALLY_FOLD_ENABLED": "false"})
+    unfolded.start()
+    client = producer.run(f"127.0.0.1:{port}", tenant.key)
+    try:
+        client.join(timeout=120)
+        assert not client.is_alive(), f"seed {seed}: client did not finish"
+        unfolded.kill9()
+    finally:
+        unfolded.stop()
+    assert_exact(engine, tenant, producer)
+    assert folded_and_pending(engine, tenant) == (0, n)  # acked, stored, nothing folded
+    assert read_total(engine, tenant) == expected
+
+    folding = ServerProcess(db_url, port, tmp_path / "server.log", {"TALLY_FOLD_EVENTS_MAX": "100"})
+    try:
+        for _ in range(4):
+            folding.start()  # its folder starts on the commits left pending
+            time.sleep(rng.uniform(0.0, 0.3))
+            folding.kill9()
+            folded, waiting = folded_and_pending(engine, tenant)
+            assert folded + waiting == n, f"seed {seed}: {folded} folded + {waiting} pending != {n}"
+            assert read_total(engine, tenant) == expected, f"seed {seed}"
+        folding.start()
+        deadline = time.monotonic() + 60
+        while folded_and_pending(engine, tenant)[1] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        code, _ = folding.terminate(timeout_s=30)
+        assert code == 0
+    finally:
+        folding.stop()
+    assert folded_and_pending(engine, tenant) == (n, 0), f"seed {seed}"
+    assert read_total(engine, tenant) == expected
+    meter = get_meter(engine, tenant.tenant_id, "tokens")
+    with engine.connect() as conn:
+        assert stored_rollups(conn, tenant.tenant_id, "tokens", meter.spec) == compute_from_events(
+            conn, tenant.tenant_id, "tokens", meter.spec
+        )

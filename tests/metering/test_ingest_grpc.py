@@ -203,6 +203,45 @@ def test_stream_ends_with_status_after_acking_good_batches(
     assert count_rows(engine) == 10
 
 
+def test_a_queue_standing_past_its_time_bound_answers_resource_exhausted(
+    make_server: Callable[..., ServerThread], tenant: TenantKey, engine: Engine
+) -> None:
+    """Bounded by time, not only by events: while batches have stood in the queue longer than
+    queue_delay_ms_max, a new batch is refused at once (not queued behind them) with the retry hint."""
+    server = make_server(queue_delay_ms_max=100, queue_wait_ms_max=5_000)
+    committer = server.running.committer
+    gate = threading.Event()
+    original = committer._commit  # hold the writer: what is queued behind it stands
+
+    def slow_commit(*args: object) -> None:
+        gate.wait(10)
+        original(*args)  # type: ignore[arg-type]
+
+    committer._commit = slow_commit  # type: ignore[method-assign]
+    try:
+        with grpc.insecure_channel(server.target) as ch:
+            s = pb_grpc.IngestServiceStub(ch)
+            writers = server.settings.postgres_writers if engine.dialect.name == "postgresql" else 1
+            held = []
+            for k in range(writers + 1):  # one per writer (each takes one and waits), and one that stands
+                held.append(s.IngestBatch.future(pb.EventBatch(columns=columns([f"h{k}"])), metadata=tenant.metadata))
+                time.sleep(0.1)
+            time.sleep(0.3)  # the last has stood 300 ms > 100 ms
+            started = time.monotonic()
+            with pytest.raises(grpc.RpcError) as info:
+                s.IngestBatch(pb.EventBatch(columns=columns(["late"])), metadata=tenant.metadata)
+            refused_in = time.monotonic() - started
+            gate.set()
+            assert [f.result(timeout=10).accepted for f in held] == [1] * (writers + 1)
+    finally:
+        gate.set()
+    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "queue_delay_ms_max=100" in (info.value.details() or "")
+    assert ("retry-after-ms", "200") in (info.value.trailing_metadata() or ())
+    assert refused_in < 2  # at once, not after queue_wait_ms_max
+    assert count_rows(engine) == writers + 1
+
+
 def test_full_queue_answers_resource_exhausted_with_retry_hint(
     make_server: Callable[..., ServerThread], tenant: TenantKey, engine: Engine
 ) -> None:
