@@ -27,7 +27,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from invoicing.documents._rater import DraftInvoice, DraftLine, TaxRate, points_money, tax_amount
+from invoicing.documents._rater import DraftInvoice, DraftLine, TaxRate, copy_line, points_money, tax_amount
 from rating.unit import currency as currency_unit
 
 #: Line kinds that are not part of the subtotal: they settle it.
@@ -150,7 +150,7 @@ def assemble(
             raise ValueError(f"parts of document {key} differ in customer, currency or tax rule")
     scale = currency_unit(first.currency).scale
     period = (min(p.period_start for p in parts), max(p.period_end for p in parts))
-    lines = [replace(ln) for p in parts for ln in p.lines if ln.kind not in SETTLEMENT_KINDS]
+    lines = [copy_line(ln) for p in parts for ln in p.lines if ln.kind not in SETTLEMENT_KINDS]
     redemptions: list[Any] = []
     discount = 0
     if discounts is not None:

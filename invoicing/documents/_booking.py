@@ -30,11 +30,12 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, select
 
-from invoicing.documents._assembly import Document, Source
+from invoicing.documents._assembly import Hold, Source
 from invoicing.ledger.account import get_or_create
 from invoicing.ledger.errors import InvalidTransfer
 from invoicing.ledger.tables import ledger_accounts, ledger_grants, ledger_transfers
@@ -71,12 +72,13 @@ def _linked(chain: list[Transfer]) -> list[Transfer]:
 
 # --- balances a draft may draw --------------------------------------------------------------------------
 def load_sources(
-    conn: Connection, tenant_id: int, wants: Mapping[int, tuple[str, set[str]]]
+    conn: Connection, tenant_id: int, wants: Mapping[int, tuple[str, set[str]]], *, lock: bool = True
 ) -> dict[int, dict[str, list[Source]]]:
     """Per customer id (→ (external id, units wanted)), every grant and wallet of those units in draw order:
     grants by priority, then earliest expiry (never-expiring last), earliest effective, grant id; then the
-    promotional and cash wallets (money) or the points wallet. Rows are locked (PostgreSQL) so the amounts
-    stay true until the holds are written in this transaction."""
+    promotional and cash wallets (money) or the points wallet. Rows are locked (PostgreSQL; `lock`) so the
+    amounts stay true until the holds are written in this transaction; a worker assembling ahead of the
+    writer reads them unlocked, and the writer keeps its documents only if its locked read is equal."""
     by_name = {ext: (cid, units) for cid, (ext, units) in wants.items() if units}
     out: dict[int, dict[str, list[Source]]] = {}
     if not by_name:
@@ -92,7 +94,7 @@ def load_sources(
             .where(a.tenant_id == tenant_id, a.customer.in_(chunk), a.kind.in_(("grant", "promo", "cash", "points")))
             .order_by(a.id)
         )
-        if conn.dialect.name == "postgresql":
+        if lock and conn.dialect.name == "postgresql":
             query = query.with_for_update()
         accounts.update((int(r.id), r) for r in conn.execute(query))
         grants.update(
@@ -130,16 +132,19 @@ def load_sources(
     return out
 
 
-def hold_transfers(conn: Connection, tenant_id: int, doc: Document, base: str) -> tuple[list[Transfer], list[str]]:
-    """The pending transfers of a document's draws (one linked chain) and their ids, in draw order."""
-    if not doc.holds:
+def hold_transfers(
+    conn: Connection, tenant_id: int, holds: Sequence[Hold], currency: str, customer: str, due_at: datetime, base: str
+) -> tuple[list[Transfer], list[str]]:
+    """The pending transfers of a document's draws (one linked chain) and their ids, in draw order:
+    `{base}:h{n}`, so a worker building the document's rows knows them before anything is written."""
+    if not holds:
         return [], []
     chain: list[Transfer] = []
-    receivable = get_or_create(conn, tenant_id, "receivable", doc.currency, doc.customer_external_id)
+    receivable = get_or_create(conn, tenant_id, "receivable", currency, customer)
     revenue: dict[str, int] = {}
-    at_us = int(doc.due_at.timestamp()) * 1_000_000
-    for n, h in enumerate(doc.holds):
-        if h.unit == doc.currency:
+    at_us = int(due_at.timestamp()) * 1_000_000
+    for n, h in enumerate(holds):
+        if h.unit == currency:
             to = receivable
         else:
             if h.unit not in revenue:

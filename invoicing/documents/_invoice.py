@@ -30,7 +30,7 @@ from sqlalchemy import Connection, DateTime, Engine, delete, exists, func, inser
 from sqlalchemy.exc import IntegrityError
 
 from invoicing.catalog import BillingCycle, floor_quarter_hour, get_customer, stored_utc, utc
-from invoicing.documents._assembly import Discounts, Document, assemble, assemble_all, group_key
+from invoicing.documents._assembly import Discounts, Document, Hold, Source, assemble, assemble_all, group_key
 from invoicing.documents._booking import (
     book_credit_balance,
     book_finalize,
@@ -176,6 +176,7 @@ def _opt_iso(moment: datetime | None) -> str | None:
 SERIES_OF_KIND = {"invoice": "invoice", "adjustment": "invoice", "credit_note": "credit_note"}
 SERIES_PREFIX = {"invoice": "INV", "credit_note": "CN"}
 
+
 CREATED_EVENT = {"invoice": "invoice.created", "adjustment": "invoice.created", "credit_note": "credit_note.created"}
 
 
@@ -269,6 +270,55 @@ def customers_with_funds(conn: Connection, tenant_id: int, customers: Sequence[s
     return out
 
 
+Wants = dict[int, tuple[str, set[str]]]  # customer id → (external id, units its documents may draw)
+Inputs = tuple[dict[int, dict[str, list[Source]]], dict[int, list[Any]]]  # (sources, active discounts) per customer
+
+
+def document_wants(groups: Sequence[tuple[str, Sequence[DraftInvoice]]]) -> tuple[Wants, dict[str, set[str]]]:
+    """What the documents of `groups` may draw: per customer the points units its charges are priced in,
+    and per currency the customers billed in it (whose money balances `document_inputs` looks up)."""
+    wants: Wants = {}
+    by_currency: dict[str, set[str]] = {}
+    for _, parts in groups:
+        for p in parts:
+            by_currency.setdefault(p.currency, set()).add(p.customer_external_id)
+            units = wants.setdefault(p.customer_id, (p.customer_external_id, set()))[1]
+            units |= {
+                str(ln.detail["points_unit"]) for ln in p.lines if ln.kind == "charge" and "points_unit" in ln.detail
+            }
+    return wants, by_currency
+
+
+def document_inputs(
+    conn: Connection,
+    tenant_id: int,
+    wants: Wants,
+    by_currency: dict[str, set[str]],
+    discounts_at: datetime | None,
+    *,
+    lock: bool = True,
+) -> Inputs:
+    """Everything `assemble` reads besides the rated parts: the balances the customers hold now (read,
+    and with `lock` on PostgreSQL locked, in the caller's transaction) and the discounts in force at
+    `discounts_at` (none without it). A worker process reads them unlocked to assemble ahead of the
+    writer, which reads them again, locked, and keeps the worker's documents only when they are equal."""
+    wants = {cid: (ext, set(units)) for cid, (ext, units) in wants.items()}
+    for ccy, names in by_currency.items():
+        funded = customers_with_funds(conn, tenant_id, sorted(names), ccy)
+        for _cid, (ext, units) in wants.items():
+            if ext in funded:
+                units.add(ccy)
+    sources = load_sources(conn, tenant_id, wants, lock=lock)
+    actives: dict[int, list[Any]] = {}
+    if discounts_at is not None:
+        from invoicing.catalog import active_discounts
+
+        for customer_id, active in active_discounts(conn, tenant_id, sorted(wants), discounts_at).items():
+            if active:
+                actives[customer_id] = list(active)
+    return sources, actives
+
+
 def prepare_documents(
     conn: Connection,
     tenant_id: int,
@@ -279,29 +329,9 @@ def prepare_documents(
     PostgreSQL locked, in the caller's transaction) and, given `discounts_at`, the discounts in force
     then: the pure `assemble` decides, this only reads. Corrections pass no instant: a recomputation
     never discounts again what the original discounted."""
-    wants: dict[int, tuple[str, set[str]]] = {}
-    by_currency: dict[str, set[str]] = {}
-    for _, parts in groups:
-        for p in parts:
-            by_currency.setdefault(p.currency, set()).add(p.customer_external_id)
-            units = wants.setdefault(p.customer_id, (p.customer_external_id, set()))[1]
-            units |= {
-                str(ln.detail["points_unit"]) for ln in p.lines if ln.kind == "charge" and "points_unit" in ln.detail
-            }
-    for ccy, names in by_currency.items():
-        funded = customers_with_funds(conn, tenant_id, sorted(names), ccy)
-        for _cid, (ext, units) in wants.items():
-            if ext in funded:
-                units.add(ccy)
-    sources = load_sources(conn, tenant_id, wants)
-    rules: dict[int, Discounts] = {}
-    if discounts_at is not None:
-        from invoicing.catalog import active_discounts
-
-        for customer_id, active in active_discounts(conn, tenant_id, sorted(wants), discounts_at).items():
-            if active:
-                rules[customer_id] = discount_rule(active)
-    return assemble_all(groups, sources, rules)
+    wants, by_currency = document_wants(groups)
+    sources, actives = document_inputs(conn, tenant_id, wants, by_currency, discounts_at)
+    return assemble_all(groups, sources, {cid: discount_rule(a) for cid, a in actives.items()})
 
 
 def discount_rule(active: Sequence[Any]) -> Discounts:
@@ -404,6 +434,77 @@ _ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
 _dumps = _ENCODER.encode  # json.dumps(value, sort_keys=True, separators=(",", ":")), one encoder
 
 
+@dataclass(slots=True)
+class Packet:
+    """One document as the writer stores it: every row already built (lines and items without the invoice
+    id, which only the writer allocates), so writing it costs no Python per line beyond one tuple each.
+    A worker process builds packets ahead of the writer (`invoicing.documents._parallel`); the in-process
+    run builds them the same way (`packet_of`), so both write exactly the same rows."""
+
+    key: str
+    customer_id: int
+    customer_external_id: str
+    currency: str
+    kind: str  # invoice | adjustment | credit_note
+    status: str  # draft | closed
+    head: tuple[Any, ...]  # the invoice row from customer_id on (INVOICE_COLUMNS[2:]), run_id / created_at None
+    lines: list[tuple[Any, ...]]  # LINE_COLUMNS[1:]
+    items: list[tuple[Any, ...]]  # ITEM_COLUMNS[2:]
+    holds: list[Hold]
+    tag: str  # what the holds' transfer ids derive from (`document_base`)
+    total: int
+    credits: int
+    event: tuple[str, dict[str, Any]] | None  # type and data (invoice_id filled by the writer)
+    redemptions: list[Any]
+
+
+def packet_of(
+    doc: Document,
+    tenant_id: int,
+    *,
+    kind: str = "invoice",
+    corrects_id: int | None = None,
+    issue_zero: bool = False,
+    tag: str | None = None,
+    updated: bool = False,
+) -> Packet:
+    """The rows of one assembled document (see `write_documents` for the rules). Pure: a worker calls it."""
+    this_kind = kind
+    if kind == "correction":
+        this_kind = "credit_note" if doc.subtotal < 0 else "adjustment"
+    closed = this_kind == "invoice" and doc.total == 0 and doc.credits == 0 and not issue_zero
+    status = "closed" if closed else "draft"
+    tag = doc.key if tag is None else tag
+    if doc.holds:
+        # The hold ids `hold_transfers` gives the chain: named after the document, so known before writing.
+        base = document_base(tenant_id, tag)
+        for n, h in enumerate(doc.holds):
+            line = doc.lines[h.line]
+            line.detail = {**line.detail, "holds": [*line.detail.get("holds", []), f"{base}:h{n}"]}
+            line.detail_json = None
+    d = doc
+    head = (
+        d.customer_id, d.subscription_id, d.plan_version_id, None, d.key, this_kind, corrects_id, d.currency,
+        d.timing, d.period_start, d.period_end, d.span_start, d.span_end, d.due_at, status, None, d.subtotal,
+        d.tax, d.credits, d.total, d.tax_region, str(d.tax_rate), d.tax_inclusive, None,
+    )  # fmt: skip
+    lines = [
+        (pos, ln.kind, ln.charge_code, ln.meter, ln.group_key, ln.plan_version_id, ln.period_start, ln.period_end,
+         ln.quantity_units, ln.quantity_scale, ln.unit_price, ln.amount, ln.amount_exact,
+         _dumps(ln.detail) if ln.detail_json is None else ln.detail_json,
+         _dumps(ln.lineage) if ln.lineage_json is None else ln.lineage_json)
+        for pos, ln in enumerate(d.lines, start=1)
+    ]  # fmt: skip
+    items = [(p.key, p.subscription_id, p.timing, p.span_end) for p in d.parts] if this_kind == "invoice" else []
+    event = None
+    if not closed:
+        name = "invoice.updated" if updated else CREATED_EVENT.get(this_kind, "invoice.created")
+        event = (name, event_data(0, None, this_kind, "draft", d.subscription_id, d.currency, d.total,
+                                  d.period_start, d.period_end))  # fmt: skip
+    return Packet(d.key, d.customer_id, d.customer_external_id, d.currency, this_kind, status, head, lines, items,
+                  list(d.holds), tag, d.total, d.credits, event, list(d.redemptions))  # fmt: skip
+
+
 def write_documents(
     conn: Connection,
     tenant_id: int,
@@ -444,56 +545,62 @@ def write_documents(
     if not todo:
         return {}
     created = utc(now)
-    fresh = iter(allocate_ids(conn, invoices, sum(1 for d in todo if d.key not in replacing)))
-    ids = [replacing[d.key] if d.key in replacing else next(fresh) for d in todo]
-    updates: list[tuple[Any, ...]] = []
+    corrects = corrects or {}
+    stamp = int(created.timestamp() * 1e6)
+    packets = [
+        packet_of(d, tenant_id, kind=kind, corrects_id=corrects.get(d.key), issue_zero=issue_zero,
+                  # A re-rated draft's new holds need ids of their own: its first ones stay in the ledger, voided.
+                  tag=f"{d.key}|rerated:{stamp}" if d.key in replacing else None, updated=d.key in replacing)
+        for d in todo
+    ]  # fmt: skip
+    return write_packets(conn, tenant_id, packets, now, run_id=run_id, events=events, replacing=replacing)
+
+
+def write_packets(
+    conn: Connection,
+    tenant_id: int,
+    packets: Sequence[Packet],
+    now: datetime,
+    *,
+    run_id: int | None = None,
+    events: list[NewEvent] | None = None,
+    replacing: dict[str, int] | None = None,
+) -> dict[str, tuple[int, int, int]]:
+    """Write built documents (`packet_of`) in the caller's transaction, ids in the order given: invoice
+    rows, lines and items by one executemany each (binary COPY of the lines on PostgreSQL), then the
+    ledger holds of those that draw credits. Key → (invoice id, total, credits)."""
+    if not packets:
+        return {}
+    replacing = replacing or {}
+    created = utc(now)
+    fresh = iter(allocate_ids(conn, invoices, sum(1 for p in packets if p.key not in replacing)))
     rows: list[tuple[Any, ...]] = []
-    line_rows = []
-    item_rows = []
+    updates: list[tuple[Any, ...]] = []
+    line_rows: list[tuple[Any, ...]] = []
+    item_rows: list[tuple[Any, ...]] = []
     holds: list[Transfer] = []
     out: dict[str, tuple[int, int, int]] = {}
-    corrects = corrects or {}
-    for d, invoice_id in zip(todo, ids, strict=True):
-        this_kind = kind
-        if kind == "correction":
-            this_kind = "credit_note" if d.subtotal < 0 else "adjustment"
-        closed = this_kind == "invoice" and d.total == 0 and d.credits == 0 and not issue_zero
-        status = "closed" if closed else "draft"
-        if d.holds:
-            # A re-rated draft's new holds need ids of their own: its first ones stay in the ledger, voided.
-            tag = d.key if d.key not in replacing else f"{d.key}|rerated:{int(created.timestamp() * 1e6)}"
-            chain, hold_ids = hold_transfers(conn, tenant_id, d, document_base(tenant_id, tag))
+    for p in packets:
+        invoice_id = replacing[p.key] if p.key in replacing else next(fresh)
+        head = p.head
+        row = (invoice_id, tenant_id, *head[:3], run_id, *head[4:-1], created)
+        (updates if p.key in replacing else rows).append(row)
+        out[p.key] = (invoice_id, p.total, p.credits)
+        line_rows += [(invoice_id, *ln) for ln in p.lines]
+        item_rows += [(tenant_id, invoice_id, *it) for it in p.items]
+        if p.holds:
+            chain, _ = hold_transfers(
+                conn,
+                tenant_id,
+                p.holds,
+                p.currency,
+                p.customer_external_id,
+                p.head[13],
+                document_base(tenant_id, p.tag),
+            )
             holds += chain
-            for h, hid in zip(d.holds, hold_ids, strict=True):
-                line = d.lines[h.line]
-                line.detail = {**line.detail, "holds": [*line.detail.get("holds", []), hid]}
-                line.detail_json = None
-        row = (
-            invoice_id, tenant_id, d.customer_id, d.subscription_id, d.plan_version_id, run_id, d.key, this_kind,
-            corrects.get(d.key), d.currency, d.timing, d.period_start, d.period_end, d.span_start, d.span_end,
-            d.due_at, status, None, d.subtotal, d.tax, d.credits, d.total, d.tax_region, str(d.tax_rate),
-            d.tax_inclusive, created,
-        )  # fmt: skip
-        (updates if d.key in replacing else rows).append(row)
-        out[d.key] = (invoice_id, d.total, d.credits)
-        if this_kind == "invoice":
-            item_rows += [(tenant_id, invoice_id, p.key, p.subscription_id, p.timing, p.span_end) for p in d.parts]
-        if events is not None and not closed:
-            events.append(
-                NewEvent(
-                    "invoice.updated" if d.key in replacing else CREATED_EVENT.get(this_kind, "invoice.created"),
-                    d.customer_external_id,
-                    event_data(invoice_id, None, this_kind, "draft", d.subscription_id, d.currency, d.total,
-                               d.period_start, d.period_end),
-                )
-            )  # fmt: skip
-        for pos, ln in enumerate(d.lines, start=1):
-            line_rows.append((
-                invoice_id, pos, ln.kind, ln.charge_code, ln.meter, ln.group_key, ln.plan_version_id,
-                ln.period_start, ln.period_end, ln.quantity_units, ln.quantity_scale, ln.unit_price, ln.amount,
-                ln.amount_exact, _dumps(ln.detail) if ln.detail_json is None else ln.detail_json,
-                _dumps(ln.lineage) if ln.lineage_json is None else ln.lineage_json,
-            ))  # fmt: skip
+        if events is not None and p.event is not None:
+            events.append(NewEvent(p.event[0], p.customer_external_id, {**p.event[1], "invoice_id": invoice_id}))
     BulkInsert(conn, invoices, INVOICE_COLUMNS)(rows)
     for row in updates:
         values = dict(zip(INVOICE_COLUMNS, row, strict=True))
@@ -503,7 +610,7 @@ def write_documents(
     BulkInsert(conn, invoice_lines, LINE_COLUMNS)(line_rows)
     BulkInsert(conn, invoice_items, ITEM_COLUMNS)(item_rows)
     write_holds(conn, tenant_id, holds, int(created.timestamp() * 1_000_000))
-    used = [r for d in todo for r in d.redemptions]
+    used = [r for p in packets for r in p.redemptions]
     if used:
         from invoicing.catalog import record_redemptions
 

@@ -83,6 +83,28 @@ class DraftLine:
     lineage_json: str | None = None
 
 
+def copy_line(ln: DraftLine) -> DraftLine:
+    """A shallow copy (what `dataclasses.replace(ln)` gives, at a tenth of its cost: it runs per line)."""
+    return DraftLine(
+        ln.kind,
+        ln.charge_code,
+        ln.meter,
+        ln.group_key,
+        ln.plan_version_id,
+        ln.period_start,
+        ln.period_end,
+        ln.quantity_units,
+        ln.quantity_scale,
+        ln.unit_price,
+        ln.amount,
+        ln.amount_exact,
+        ln.detail,
+        ln.lineage,
+        ln.detail_json,
+        ln.lineage_json,
+    )
+
+
 @dataclass(slots=True)
 class DraftInvoice:
     key: str
@@ -740,6 +762,7 @@ __all__ = [
     "DraftLine",
     "Rater",
     "TaxRate",
+    "copy_line",
     "fraction_text",
     "points_money",
     "rate_columns",

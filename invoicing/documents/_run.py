@@ -26,6 +26,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -40,11 +42,16 @@ from invoicing.documents._assembly import group_key
 from invoicing.documents._grouping import Preferences, group_items, preferences
 from invoicing.documents._invoice import (
     BulkInsert,
+    Packet,
     correction_draft,
+    document_inputs,
+    packet_of,
     prepare_documents,
     rerate_draft,
     write_documents,
+    write_packets,
 )
+from invoicing.documents._parallel import Ahead, rate_items
 from invoicing.documents._rater import DraftInvoice, Rater
 from invoicing.events import NewEvent, emit
 from invoicing.ledger.transfer import write_transaction
@@ -67,6 +74,7 @@ class RunSummary:
     adjustments: int = 0
     already_invoiced: int = 0
     failed: int = 0
+    from_workers: int = 0  # invoices written as a worker process rated and assembled them (the rest: here)
     totals: dict[str, int] = field(default_factory=dict)  # currency → sum of totals, minor units
     credits: dict[str, int] = field(default_factory=dict)  # currency → credits applied, minor units
     errors: list[str] = field(default_factory=list)
@@ -177,6 +185,30 @@ def _free_keys(conn: Connection, tenant_id: int, groups: list[str]) -> dict[str,
 AS_OF_SKEW = timedelta(minutes=5)
 
 
+#: Work items (documents) from which a run rates in worker processes; below it, in process. Measured on 2
+#: cores (benchmarks.invoicing): starting the workers and waiting for their first batch costs about two
+#: seconds, and a worker's batch costs about what the whole in-process batch costs (rating is most of it),
+#: so 20k documents ran 0.8x in process with one worker and 100k ran 1.06x with two. Small runs (the tests,
+#: `tally demo`) therefore stay in process, exactly as before.
+PARALLEL_MIN_ITEMS = 50_000
+
+
+def worker_count(workers: int | None, due: int) -> int:
+    """Rating processes for a run of `due` work items: `workers` when given (0: in process), else one per
+    core (the writer is lighter than a worker and waits on the database part of the time), none below
+    PARALLEL_MIN_ITEMS or on one core."""
+    import multiprocessing
+
+    if multiprocessing.current_process().daemon:
+        return 0  # a daemonic process may not start children (a multiprocessing.Pool worker, say)
+    if workers is not None:
+        return max(0, workers)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if due < PARALLEL_MIN_ITEMS or cores < 2:
+        return 0
+    return min(cores, 8)
+
+
 def run_cycle(
     engine: Engine,
     tenant_id: int,
@@ -186,11 +218,18 @@ def run_cycle(
     batch_size: int = 200,
     explain: bool = True,
     fail_after: int | None = None,
+    workers: int | None = None,
+    writers: int | None = None,
 ) -> RunSummary:
     """Invoice everything due as of `as_of` (see the module docstring). Safe to run again, and to run
     in several processes at once; returns what this worker did.
 
-    `fail_after` is a test hook: raise `InjectedFailure` once this worker has written that many invoices.
+    `workers`: processes rating and assembling batches ahead of the writer (`invoicing.documents._parallel`);
+    None chooses (`worker_count`: in process below PARALLEL_MIN_ITEMS work items). `writers`: threads
+    writing batches, each in its own transaction (PostgreSQL only, where writers do not serialise; default
+    2 when workers rate; SQLite has one writer).
+    `fail_after` is a test hook: raise `InjectedFailure` once this worker has written that many invoices
+    (it runs in process).
     An `as_of` later than now (beyond `AS_OF_SKEW`) is refused: it would bill periods that have not
     ended, for usage that has not happened.
     """
@@ -210,32 +249,153 @@ def run_cycle(
     summary = RunSummary(run_id, at, due=len(items))
     _add_items(engine, run_id, items)
     del due, groups
+    n_workers = 0 if fail_after is not None else worker_count(workers, len(items))
+    postgres = engine.dialect.name == "postgresql"
+    n_writers = 1 if not (postgres and n_workers) else max(1, writers if writers is not None else 2)
     # Streaming: each batch loads its own customers and usage (`Rater.begin_batch`) and drops the last's.
-    handled = 0
+    tally = _Tally(summary, progress, len(items))
     if progress:
         progress(0, len(items))
-    while True:
-        if fail_after is not None and summary.created >= fail_after:
-            raise InjectedFailure(f"injected failure after {summary.created} invoices")
-        limit = batch_size if fail_after is None else max(1, min(batch_size, fail_after - summary.created))
-        outcome = write_transaction(engine, partial(_batch, tenant_id=tenant_id, run_id=run_id, items=items,
-                                                    rater=rater, limit=limit, at=at, prefs=prefs))  # fmt: skip
-        if outcome is None:
-            break
-        n_claimed, written, adjustments, skipped, failures = outcome
-        handled += n_claimed
-        summary.created += len(written)
-        summary.adjustments += adjustments
-        summary.already_invoiced += skipped
-        summary.failed += len(failures)
-        summary.errors += failures
-        for currency, total, credits in written:
-            summary.totals[currency] = summary.totals.get(currency, 0) + total
-            summary.credits[currency] = summary.credits.get(currency, 0) + credits
-        if progress:
-            progress(min(handled, len(items)), len(items))
+    ahead = None
+    if n_workers:
+        ahead = Ahead(engine, tenant_id, run_id, items, at=at, prefs=prefs, explain=explain, batch_size=batch_size,
+                      workers=n_workers, lag=n_writers + 1)  # fmt: skip
+    try:
+        if n_writers == 1:
+            _write_loop(engine, tenant_id, run_id, items, rater, batch_size, at, prefs, tally, ahead, None, fail_after)
+        else:
+            gate = _Gate()
+            args = (engine, tenant_id, run_id, items)
+            threads = [
+                threading.Thread(
+                    target=_write_loop,
+                    name=f"invoice-writer-{n}",
+                    daemon=True,
+                    args=(
+                        *args,
+                        Rater(engine, tenant_id, explain=explain),
+                        batch_size,
+                        at,
+                        prefs,
+                        tally,
+                        ahead,
+                        gate,
+                        None,
+                    ),
+                )
+                for n in range(n_writers)
+            ]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            if tally.error is not None:
+                raise tally.error
+    finally:
+        if ahead is not None:
+            ahead.close()
     summary.completed = _finish(engine, run_id)
     return summary
+
+
+class _Tally:
+    """The summary and progress, shared by the writers."""
+
+    def __init__(self, summary: RunSummary, progress: Progress | None, total: int) -> None:
+        self.summary = summary
+        self.progress = progress
+        self.total = total
+        self.handled = 0
+        self.error: BaseException | None = None
+        self.lock = threading.Lock()
+
+    def add(self, outcome: BatchOutcome) -> None:
+        n_claimed, written, adjustments, skipped, failures, from_workers = outcome
+        with self.lock:
+            summary = self.summary
+            summary.from_workers += from_workers
+            self.handled += n_claimed
+            summary.created += len(written)
+            summary.adjustments += adjustments
+            summary.already_invoiced += skipped
+            summary.failed += len(failures)
+            summary.errors += failures
+            for currency, total, credits in written:
+                summary.totals[currency] = summary.totals.get(currency, 0) + total
+                summary.credits[currency] = summary.credits.get(currency, 0) + credits
+            if self.progress:
+                self.progress(min(self.handled, self.total), self.total)
+
+
+class _Gate:
+    """Several writers keep each customer's documents in claim order: a batch reads the balances and
+    discounts its documents depend on only once every earlier-claimed batch sharing a customer with it
+    has ended (committed or rolled back), so credits are drawn in the order one writer would draw them.
+    Claims themselves are serialised here, so ticket order is claim (id) order."""
+
+    def __init__(self) -> None:
+        self.claiming = threading.Lock()
+        self.changed = threading.Condition()
+        self.open: dict[int, frozenset[int]] = {}  # ticket → customers of a batch still in flight
+        self.next = 0
+
+    def register(self, customers: frozenset[int]) -> int:
+        with self.changed:
+            ticket = self.next
+            self.next += 1
+            self.open[ticket] = customers
+            return ticket
+
+    def wait(self, ticket: int) -> None:
+        mine = self.open[ticket]
+        with self.changed:
+            self.changed.wait_for(lambda: not any(t < ticket and c & mine for t, c in self.open.items()))
+
+    def done(self, ticket: int) -> None:
+        with self.changed:
+            self.open.pop(ticket, None)
+            self.changed.notify_all()
+
+
+def _write_loop(
+    engine: Engine,
+    tenant_id: int,
+    run_id: int,
+    items: dict[str, list[DueItem]],
+    rater: Rater,
+    batch_size: int,
+    at: datetime,
+    prefs: Preferences,
+    tally: _Tally,
+    ahead: Ahead | None,
+    gate: _Gate | None,
+    fail_after: int | None,
+) -> None:
+    """Claim, rate (or take what the workers prepared), write and commit batches until none is pending."""
+    summary = tally.summary
+    try:
+        while True:
+            if tally.error is not None:
+                return
+            if fail_after is not None and summary.created >= fail_after:
+                raise InjectedFailure(f"injected failure after {summary.created} invoices")
+            limit = batch_size if fail_after is None else max(1, min(batch_size, fail_after - summary.created))
+            tickets: list[int] = []
+            try:
+                outcome = write_transaction(engine, partial(_batch, tenant_id=tenant_id, run_id=run_id, items=items,
+                                                            rater=rater, limit=limit, at=at, prefs=prefs, ahead=ahead,
+                                                            gate=gate, tickets=tickets))  # fmt: skip
+            finally:
+                if gate is not None:
+                    for t in tickets:
+                        gate.done(t)
+            if outcome is None:
+                return
+            tally.add(outcome)
+    except BaseException as exc:
+        if gate is None:
+            raise
+        tally.error = tally.error or exc  # the first writer's failure ends the run (re-raised by run_cycle)
 
 
 def _finish(engine: Engine, run_id: int) -> bool:
@@ -251,7 +411,7 @@ def _finish(engine: Engine, run_id: int) -> bool:
     return left is None
 
 
-BatchOutcome = tuple[int, list[tuple[str, int, int]], int, int, list[str]]
+BatchOutcome = tuple[int, list[tuple[str, int, int]], int, int, list[str], int]
 
 
 def _batch(
@@ -263,28 +423,38 @@ def _batch(
     limit: int,
     at: datetime,
     prefs: Preferences,
+    ahead: Ahead | None = None,
+    gate: _Gate | None = None,
+    tickets: list[int] | None = None,
 ) -> BatchOutcome | None:
-    claimed = _claim(conn, run_id, limit)
+    ticket = None
+    if gate is not None:
+        with gate.claiming:
+            claimed = _claim(conn, run_id, limit)
+            ticket = gate.register(frozenset(items[r.item_key][0].customer_id for r in claimed if r.item_key in items))
+        assert tickets is not None
+        tickets.append(ticket)
+    else:
+        claimed = _claim(conn, run_id, limit)
     if not claimed:
         return None
     failures: list[str] = []
     status: dict[int, tuple[str, int | None, str | None]] = {}
-    present: list[tuple[int, list[DueItem]]] = []
+    present: list[tuple[int, str, list[DueItem]]] = []
     for r in claimed:
         its = items.get(r.item_key)
         if its is None:  # due in another worker's view only (its as_of differs): leave it to them
             status[int(r.id)] = ("failed", None, f"{r.item_key}: not due as of {at.isoformat()} in this worker")
         else:
-            present.append((int(r.id), its))
-    every = [i for _, its in present for i in its]
+            present.append((int(r.id), r.item_key, its))
+    every = [i for _, _, its in present for i in its]
     bound = _bindings(conn, tenant_id, [i.key for i in every])
-    rater.begin_batch(every)
-    fresh: list[tuple[int, list[DueItem]]] = []
+    fresh: list[tuple[int, str, list[DueItem]]] = []
     cut: list[tuple[int, DueItem, Any]] = []
     redo: list[tuple[int, int, list[DueItem]]] = []  # (row, draft id, the items it bills now)
     drafts = _draft_items(conn, {int(b.invoice_id) for b in bound.values() if b.status in ("draft", "closed")})
     skipped = 0
-    for row_id, its in present:
+    for row_id, wk, its in present:
         todo, cut_here, kept = [], [], []
         for item in its:
             b = bound.get(item.key)
@@ -307,10 +477,17 @@ def _batch(
         cut += cut_here
         skipped += len(kept)
         if todo:
-            fresh.append((row_id, todo))
-    rated = _rate(rater, [i for _, its in fresh for i in its] + [i for _, _, its in redo for i in its], failures)
+            fresh.append((row_id, wk, todo))
+    if gate is not None and ticket is not None:
+        gate.wait(ticket)  # earlier batches of the same customers first: they draw their balances first
+    ready = _ready(conn, tenant_id, ahead, fresh, redo, cut, at, items) if ahead is not None else {}
+    rest = [(row_id, its) for row_id, _, its in fresh if row_id not in ready]
+    need = [i for _, its in rest for i in its] + [i for _, _, its in redo for i in its] + [i for _, i, _ in cut]
+    if need:
+        rater.begin_batch(need)
+    rated = _rate(rater, [i for _, its in rest for i in its] + [i for _, _, its in redo for i in its], failures)
     groups: list[tuple[int, str, list[DraftInvoice]]] = []
-    for row_id, its in fresh:
+    for row_id, its in rest:
         missing = [i.key for i in its if i.key not in rated]
         if missing:  # one document per group: a group with an item that failed to rate waits whole
             status[row_id] = ("failed", None, "; ".join(f for f in failures if f.split(":", 1)[0] in missing)[:2000])
@@ -322,11 +499,14 @@ def _batch(
     keys = _free_keys(conn, tenant_id, [g for _, g, _ in groups])
     events: list[NewEvent] = []
     docs = prepare_documents(conn, tenant_id, [(keys[g], parts) for _, g, parts in groups], discounts_at=at)
-    new = write_documents(conn, tenant_id, docs, at, run_id=run_id, known_new=True, events=events,
-                          issue_zero=prefs.issue_zero)  # fmt: skip
-    written = [(d.currency, *new[d.key][1:]) for d in docs if d.key in new]
-    for (row_id, _, _), doc in zip(groups, docs, strict=True):
-        status[row_id] = ("done", new[doc.key][0] if doc.key in new else None, None)
+    built = {row_id: packet_of(doc, tenant_id, issue_zero=prefs.issue_zero)
+             for (row_id, _, _), doc in zip(groups, docs, strict=True)}  # fmt: skip
+    built.update(ready)
+    order = [row_id for row_id, _, _ in fresh if row_id in built]  # claim order: ids follow it
+    new = write_packets(conn, tenant_id, [built[r] for r in order], at, run_id=run_id, events=events)
+    written = [(built[r].currency, *new[built[r].key][1:]) for r in order]
+    for row_id in order:
+        status[row_id] = ("done", new[built[row_id].key][0], None)
     adjustments = 0
     for row_id, draft_id, its in redo:
         if any(i.key not in rated for i in its):
@@ -359,7 +539,58 @@ def _batch(
         [(st, invoice_id, error, row_id) for row_id, (st, invoice_id, error) in status.items()],
     )
     emit(conn, tenant_id, events)  # last: it holds the tenant's event head until this batch commits
-    return len(claimed), written, adjustments, skipped, failures
+    return len(claimed), written, adjustments, skipped, failures, sum(1 for r in order if r in ready)
+
+
+def _ready(
+    conn: Connection,
+    tenant_id: int,
+    ahead: Ahead,
+    fresh: list[tuple[int, str, list[DueItem]]],
+    redo: list[tuple[int, int, list[DueItem]]],
+    cut: list[tuple[int, DueItem, Any]],
+    at: datetime,
+    items: dict[str, list[DueItem]],
+) -> dict[int, Packet]:
+    """The claimed groups whose worker-built packet is exactly what this transaction would write (see
+    `invoicing.documents._parallel`): row id → packet. Every other group is rated here."""
+    whole = [(row_id, wk) for row_id, wk, its in fresh if len(its) == len(items[wk])]  # none of its items billed
+    if not whole:
+        return {}
+    got = ahead.take([wk for _, wk in whole])
+    if not got:
+        return {}
+    keys = _free_keys(conn, tenant_id, sorted({got[wk][0][0] for _, wk in whole if wk in got}))
+    # Customers with a group rated here keep all their groups here (one assembly, one order).
+    here = {its[0].customer_id for _, wk, its in fresh if wk not in got}
+    here |= {its[0].customer_id for _, _, its in redo} | {i.customer_id for _, i, _ in cut}
+    by_customer: dict[int, list[tuple[int, str]]] = {}
+    for row_id, wk in whole:
+        if wk in got and keys[got[wk][0][0]] == got[wk][0][0]:
+            by_customer.setdefault(got[wk][0][1].customer_id, []).append((row_id, wk))
+        else:
+            here.add(items[wk][0].customer_id)
+    for cid in here:
+        by_customer.pop(cid, None)
+    if not by_customer:
+        return {}
+    snaps = {cid: got[rows[0][1]][1] for cid, rows in by_customer.items()}
+    wants = {cid: (s.external_id, set(s.units)) for cid, s in snaps.items()}
+    by_currency: dict[str, set[str]] = {}
+    for s in snaps.values():
+        for ccy in s.currencies:
+            by_currency.setdefault(ccy, set()).add(s.external_id)
+    sources, actives = document_inputs(conn, tenant_id, wants, by_currency, at)
+    out: dict[int, Packet] = {}
+    for cid, rows in by_customer.items():
+        s = snaps[cid]
+        if s.sources != sources.get(cid, {}) or s.actives != actives.get(cid, []):
+            continue  # balances or discounts moved since the worker read them
+        if s.shaping and (s.order != [wk for _, wk in rows] or any(got[wk][1] is not s for _, wk in rows)):
+            continue  # drawn in another order or split across tasks: assembled here instead
+        for row_id, wk in rows:
+            out[row_id] = got[wk][0][1]
+    return out
 
 
 def _draft_items(conn: Connection, ids: set[int]) -> dict[int, set[str]]:
@@ -389,21 +620,17 @@ def write_drafts_totals(
                            events=events)  # fmt: skip
 
 
-def _rate(rater: Rater, batch: list[DueItem], failures: list[str]) -> dict[str, DraftInvoice]:
-    """Rate the batch at once; if that fails, item by item so one bad item fails alone. Item key → draft."""
-    if not batch:
-        return {}
-    try:
-        return {i.key: d for i, d in zip(batch, rater.draft(batch), strict=True)}
-    except Exception:  # narrowed below, per item
-        pass
-    out: dict[str, DraftInvoice] = {}
-    for item in batch:
-        try:
-            out[item.key] = rater.draft([item])[0]
-        except Exception as exc:  # any rating error fails this item only
-            failures.append(f"{item.key}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
-    return out
+_rate = rate_items
 
 
-__all__ = ["InjectedFailure", "Preferences", "RunSummary", "group_items", "preferences", "run_cycle", "work_key"]
+__all__ = [
+    "PARALLEL_MIN_ITEMS",
+    "InjectedFailure",
+    "Preferences",
+    "RunSummary",
+    "group_items",
+    "preferences",
+    "run_cycle",
+    "work_key",
+    "worker_count",
+]
