@@ -157,6 +157,28 @@ def make_batches(events: int, batch_size: int, run_tag: str) -> list[bytes]:
     return batches
 
 
+def paced(
+    payloads: list[bytes],
+    k: int,
+    streams: int,
+    interval_s: float,
+    sent: list[float],
+    stop: threading.Event | None = None,
+) -> Iterator[bytes]:
+    """Stream k's batches, one every `interval_s` (0: as fast as the stream takes them), noting when each was
+    sent in `sent`; paced streams start out of phase, as independent producers would. Ends early on `stop`."""
+    t0 = time.perf_counter() + interval_s * k / streams
+    for n, payload in enumerate(payloads):
+        if stop is not None and stop.is_set():
+            return
+        if interval_s:
+            delay = t0 + n * interval_s - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+        sent.append(time.perf_counter())
+        yield payload
+
+
 def run_streams(
     target: str, key: str, batches: list[bytes], streams: int, interval_s: float = 0.0
 ) -> tuple[float, list[float], int]:
@@ -176,19 +198,8 @@ def run_streams(
                 )
                 sent: list[float] = []
 
-                def gen() -> Iterator[bytes]:
-                    # Paced streams start out of phase, as independent producers would.
-                    t0 = time.perf_counter() + interval_s * k / streams
-                    for n, payload in enumerate(shares[k]):
-                        if interval_s:
-                            delay = t0 + n * interval_s - time.perf_counter()
-                            if delay > 0:
-                                time.sleep(delay)
-                        sent.append(time.perf_counter())
-                        yield payload
-
                 start_gate.wait()
-                for ack in call(gen(), metadata=metadata):
+                for ack in call(paced(shares[k], k, streams, interval_s, sent), metadata=metadata):
                     latencies[k].append(time.perf_counter() - sent[ack.sequence - 1])
                     acked[k] += ack.accepted + ack.duplicate
         except BaseException as exc:  # surfaced below

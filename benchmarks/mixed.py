@@ -25,7 +25,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,7 @@ import grpc
 
 from benchmarks.entitlements import provision as provision_customers
 from benchmarks.harness import Figures, log, main_for, percentile
-from benchmarks.ingest import METHOD, LagSampler, ServerProcess, fresh_database
+from benchmarks.ingest import METHOD, LagSampler, ServerProcess, fresh_database, paced
 from tally.db import make_engine, upgrade
 from tally.v1 import billing_pb2, billing_pb2_grpc
 from tally.v1 import ingest_pb2 as pb
@@ -88,20 +88,8 @@ class Producers:
                         METHOD, request_serializer=lambda b: b, response_deserializer=pb.IngestAck.FromString
                     )
                     sent: list[float] = []
-
-                    def gen() -> Iterator[bytes]:
-                        t0 = time.perf_counter() + interval_s * k / streams
-                        for n, payload in enumerate(shares[k]):
-                            if self._stop.is_set():
-                                return
-                            if interval_s:
-                                delay = t0 + n * interval_s - time.perf_counter()
-                                if delay > 0:
-                                    time.sleep(delay)
-                            sent.append(time.perf_counter())
-                            yield payload
-
-                    for ack in call(gen(), metadata=metadata):
+                    batches_k = paced(shares[k], k, streams, interval_s, sent, self._stop)
+                    for ack in call(batches_k, metadata=metadata):
                         with self._lock:
                             self.latencies.append(time.perf_counter() - sent[ack.sequence - 1])
                             self.acked += ack.accepted + ack.duplicate
