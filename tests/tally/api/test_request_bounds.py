@@ -48,11 +48,17 @@ def refused(call: Callable[[], Any], code: grpc.StatusCode = grpc.StatusCode.INV
     return caught.value.message
 
 
-def idle_cpu(seconds: float) -> float:
-    """CPU time the whole process (servers included) burns while this thread sleeps `seconds`."""
-    before = time.process_time()
-    time.sleep(seconds)
-    return time.process_time() - before
+def idle_cpu(seconds: float, windows: int = 3) -> float:
+    """The share of one core the whole process (servers included) burns in the quietest of `windows`
+    windows of `seconds` while this thread sleeps. A worker that kept going would burn about a whole core
+    in every window; the background workers (the rollup fold, webhooks, alerts) only in bursts, so the
+    quietest window tells the two apart on a busy machine."""
+    shares = []
+    for _ in range(windows):
+        before = time.process_time()
+        time.sleep(seconds)
+        shares.append((time.process_time() - before) / seconds)
+    return min(shares)
 
 
 def seats(engine: Engine, tid: int, series: int = 1) -> None:
@@ -114,7 +120,7 @@ def test_the_client_deadline_stops_the_query_on_the_server(
         grpc.StatusCode.DEADLINE_EXCEEDED,
     )
     assert time.perf_counter() - began < 1.5, message
-    assert idle_cpu(1.0) < 0.3  # the worker stopped: it would otherwise burn a core for seconds
+    assert idle_cpu(0.5) < 0.3  # the worker stopped: it would otherwise burn a core for seconds
 
 
 def test_the_server_budget_stops_a_query_without_a_deadline(
@@ -132,7 +138,7 @@ def test_the_server_budget_stops_a_query_without_a_deadline(
     )
     assert time.perf_counter() - began < 1.5
     assert "ran out of its 0.3 s budget and was stopped" in message
-    assert idle_cpu(0.5) < 0.15
+    assert idle_cpu(0.5) < 0.3
     # Unwindowed, the same series cost 800 integrals: answered at once.
     (row,) = client.query_usage("c1", "seats", start, start + timedelta(hours=80))
     assert Decimal(row.quantity) == Decimal(800 * 801 // 2) * 80 / 24
