@@ -59,6 +59,10 @@ class BatchOutcome:
     #: The client's indices of the events counted in `duplicate` (already stored, or repeated in the batch):
     #: with `errors`, what tells exactly which events of the batch went in (the entitlement cache adds those).
     duplicates: list[int] = field(default_factory=list)
+    #: Where the commit that stored this batch's events stands, for a reader that knows its snapshot's
+    #: horizon to tell whether the snapshot holds them (the entitlement cache): the highest rowid inserted
+    #: on SQLite, the top-level transaction id (xid8) on PostgreSQL; None when unknown or nothing went in.
+    commit: int | None = None
 
 
 class _Journal:
@@ -354,6 +358,7 @@ class SqliteEventStore:
                 for batch in batches:
                     outcome, positions = self._write_one(conn, batch, ingested, mark)
                     if outcome.accepted:
+                        outcome.commit = mark + outcome.accepted
                         journal.add(batch.tenant_id, 0, mark + 1, mark + outcome.accepted, outcome.accepted)
                         parts.setdefault(batch.tenant_id, []).append((batch, positions))
                     mark += outcome.accepted
@@ -527,7 +532,7 @@ class PostgresEventStore:
         " FROM ingest_staging WHERE b = %s ORDER BY event_id"
         " ON CONFLICT (tenant_id, event_id) DO NOTHING RETURNING ctid, xmin, cmin)"
         " SELECT count(*), min((ctid::text::point)[0])::bigint, max((ctid::text::point)[0])::bigint,"
-        " min(xmin::text::bigint), min(cmin::text::bigint) FROM ins"
+        " min(xmin::text::bigint), min(cmin::text::bigint), pg_current_xact_id()::text::bigint FROM ins"
     )
     _LOOKUP = (
         "SELECT e.event_id, e.xmin = %s::text::xid AND e.cmin = %s::text::cid, e.customer, e.meter, e.ts_us,"
@@ -620,7 +625,7 @@ class PostgresEventStore:
         if batch.atomic:
             cur.execute("SAVEPOINT ingest_atomic")
         cur.execute(self._INSERT, (ingested, b_no))
-        inserted, lo, hi, xid, cid = cur.fetchone()
+        inserted, lo, hi, xid, cid, top = cur.fetchone()
         positions = keep
         if inserted != len(keep):
             cur.execute(self._LOOKUP, (str(xid or 0), str(cid or 0), b_no))
@@ -636,6 +641,7 @@ class PostgresEventStore:
                 return _refused(outcome)
             cur.execute("RELEASE SAVEPOINT ingest_atomic")
         if inserted:
+            outcome.commit = int(top)
             journal.add(batch.tenant_id, int(xid), int(lo), int(hi), inserted)
             if self._rollups:
                 parts.setdefault((batch.tenant_id, int(xid)), []).append((batch, positions))

@@ -73,6 +73,9 @@ READINGS = (Aggregation.LATEST, Aggregation.GAUGE)
 CHUNK = 500  # customers per bulk load query (well under SQLite's bound-parameter limit)
 
 Key = tuple[int, str]  # tenant id, customer external id
+#: A batch committed while its customer's snapshot was loading: (batch, its positions of the customer,
+#: whether its outcome is exact, `BatchOutcome.commit`).
+_Deferred = tuple[PreparedBatch, list[int], bool, int | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +116,35 @@ class Snapshot:
     valid_until: datetime | None  # the earliest instant something changes by itself (period end, trial, ...)
     stale: bool = False
     used_at: float = field(default=0.0)
+    #: Which commits the database snapshot it was measured in holds (None: unknown).
+    horizon: Horizon | None = None
+    #: Batches of the customer were in flight when the load ended: one reported without
+    #: `BatchOutcome.commit` cannot be placed against the horizon, and makes the snapshot stale.
+    inflight_at_load: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Horizon:
+    """Which commits one database snapshot holds, to tell a committed batch the snapshot already counted
+    from one it did not (`BatchOutcome.commit`): on SQLite the highest rowid of `events` it sees (one
+    writer: rowids only grow); on PostgreSQL its `pg_current_snapshot()` (xmin, xmax, in-progress ids)."""
+
+    upto: int
+    xmax: int | None = None
+    running: frozenset[int] = frozenset()
+
+    def holds(self, commit: int) -> bool:
+        if self.xmax is None:
+            return commit <= self.upto
+        return commit < self.upto or (commit < self.xmax and commit not in self.running)
+
+    @staticmethod
+    def read(conn: Connection) -> Horizon:
+        """The horizon of `conn`'s snapshot; call it first, so the snapshot is taken by this statement."""
+        if conn.dialect.name == "postgresql":
+            xmin, xmax, xip = str(conn.exec_driver_sql("SELECT pg_current_snapshot()::text").scalar_one()).split(":")
+            return Horizon(int(xmin), int(xmax), frozenset(int(x) for x in xip.split(",") if x))
+        return Horizon(int(conn.exec_driver_sql("SELECT coalesce(max(rowid), 0) FROM events").scalar_one()))
 
 
 def _fmt(value: Decimal) -> str:
@@ -214,6 +246,7 @@ class Loader:
         loaded_at = time.monotonic()
         meters = self.meters(tenant_id)
         with snapshot(self.engine) as conn:  # rollups and the events not yet folded into them, at one instant
+            horizon = Horizon.read(conn)
             known = set(
                 conn.execute(
                     select(customers.c.external_id).where(
@@ -232,6 +265,8 @@ class Loader:
                 subs.setdefault(sub.customer_external_id, []).append(sub)
             snaps = {c: self._resolve(tenant_id, c, subs.get(c, []), meters, at, loaded_at) for c in known}
             self._measure(conn, tenant_id, snaps, at)
+        for snap in snaps.values():
+            snap.horizon = horizon
         return snaps
 
     def _resolve(
@@ -436,8 +471,9 @@ class EntitlementCache:
         self._lock = threading.Lock()
         #: tenant -> customer -> batches queued but not yet reported committed (tracked customers only).
         self._inflight: dict[int, dict[str, int]] = {}
-        #: keys being loaded -> whether a batch of theirs was committed meanwhile.
-        self._loading: dict[Key, bool] = {}
+        #: keys being loaded -> the batches of theirs committed meanwhile, to add to the new snapshot unless
+        #: its horizon holds them; None when one cannot be placed (the snapshot is then loaded stale).
+        self._loading: dict[Key, list[_Deferred] | None] = {}
         self.loads = 0  # snapshots built (for tests and the benchmark)
 
     # -- reads --
@@ -467,16 +503,16 @@ class EntitlementCache:
         """Reload now, so the next check sees a change made by this process (a ChangeListener)."""
         with self._lock:
             if (tenant_id, customer) in self._loading:
-                self._loading[(tenant_id, customer)] = True  # a load under way may have read the old state
+                self._loading[(tenant_id, customer)] = None  # a load under way may have read the old state
         if (tenant_id, customer) in self._entries:
             self._reload(tenant_id, [customer])
 
     def _reload(self, tenant_id: int, ids: list[str]) -> dict[str, Snapshot]:
         keys = [(tenant_id, c) for c in ids]
         with self._lock:
-            inflight = self._inflight.setdefault(tenant_id, {})
+            self._inflight.setdefault(tenant_id, {})
             for k in keys:
-                self._loading[k] = inflight.get(k[1], 0) > 0
+                self._loading[k] = []
         try:
             snaps = self.loader.load(tenant_id, ids, self._clock())
         except BaseException:
@@ -488,12 +524,23 @@ class EntitlementCache:
         with self._lock:
             inflight = self._inflight.setdefault(tenant_id, {})
             for k in keys:
-                dirty = self._loading.pop(k, False) or inflight.get(k[1], 0) > 0
+                deferred = self._loading.pop(k, None)
                 snap = snaps.get(k[1])
                 if snap is None:
                     self._entries.pop(k, None)
                     continue
+                # Batches in flight at the load are placed by the horizon when they commit (`committed`);
+                # those committed during it, now. Without a horizon neither can be: reload later.
+                dirty = deferred is None or (snap.horizon is None and (bool(deferred) or inflight.get(k[1], 0) > 0))
+                if not dirty:
+                    for batch, positions, exact, commit in deferred or ():
+                        if commit is not None and snap.horizon is not None and snap.horizon.holds(commit):
+                            continue  # the load counted it
+                        if not self._apply(snap, batch, positions, exact):
+                            dirty = True
+                            break
                 snap.stale = dirty
+                snap.inflight_at_load = inflight.get(k[1], 0) > 0
                 snap.used_at = time.monotonic()
                 self._entries[k] = snap
         return snaps
@@ -526,8 +573,10 @@ class EntitlementCache:
         # On the event loop's hot path: distinct customers at C speed, and positions only for the
         # customers that have a live snapshot (usually few of a batch's), in one comprehension.
         distinct = set(batch.customers)
+        commit = None if outcome is None else outcome.commit
         with self._lock:
             apply: dict[str, tuple[Snapshot, bool]] = {}
+            defer: dict[str, tuple[list[_Deferred], bool]] = {}
             for customer in distinct:
                 count = inflight.get(customer)
                 if count is not None:
@@ -539,14 +588,22 @@ class EntitlementCache:
                     continue
                 key = (tenant_id, customer)
                 if key in self._loading:
-                    self._loading[key] = True  # the load may or may not have read this batch
+                    later = self._loading[key]
+                    if commit is None or later is None:
+                        self._loading[key] = None  # the load may or may not have read this batch
+                    else:
+                        defer[customer] = (later, exact)
                 snap = self._entries.get(key)
                 if snap is not None and not snap.stale:
-                    # count None: queued before the tenant was tracked, so the snapshot may already hold it.
-                    apply[customer] = (snap, exact and count is not None)
-            if not apply:
+                    if commit is not None and snap.horizon is not None:
+                        if not snap.horizon.holds(commit):  # else measured by the load already
+                            apply[customer] = (snap, exact)
+                    else:
+                        # count None: queued before the tenant was tracked: the snapshot may already hold it.
+                        apply[customer] = (snap, exact and count is not None and not snap.inflight_at_load)
+            if not apply and not defer:
                 return
-            positions: dict[str, list[int]] = {c: [] for c in apply}
+            positions: dict[str, list[int]] = {c: [] for c in (*apply, *defer)}
             index = batch.index
             for k in [k for k, c in enumerate(batch.customers) if c in positions]:
                 if not left_out or index[k] not in left_out:
@@ -554,6 +611,8 @@ class EntitlementCache:
             for customer, (snap, exact_here) in apply.items():
                 if not self._apply(snap, batch, positions[customer], exact_here):
                     snap.stale = True
+            for customer, (later, exact_here) in defer.items():
+                later.append((batch, positions[customer], exact_here, commit))
 
     @staticmethod
     def _apply(snap: Snapshot, batch: PreparedBatch, positions: list[int], exact: bool) -> bool:

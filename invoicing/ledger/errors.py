@@ -42,7 +42,11 @@ class RateNotFound(NotFound, LedgerError):
 
 
 class InvalidTransfer(InvalidArgument, LedgerError):
-    pass
+    """A transfer the ledger cannot even check; `field` names the offending field when one is to blame."""
+
+    def __init__(self, message: str, field: str = "") -> None:
+        super().__init__(message)
+        self.field = field
 
 
 __all__ = [

@@ -1,6 +1,7 @@
 """`kill -9` of a real invoice run process, then a re-run: the result equals a clean run.
 
-A subprocess runs `run_cycle(batch_size=1)` (one transaction per document) over a few hundred due items,
+A separate process (forked by the crash tests' launcher, tests/metering/test_crash.py, with its imports
+already done) runs `run_cycle(batch_size=1)` (one transaction per document) over a few hundred due items,
 grouped into documents (one per customer and billing date); it is killed with SIGKILL at a random moment
 (after a random number of committed documents plus a random few milliseconds, so the kill lands inside a
 batch at varying points). Then, on SQLite and PostgreSQL:
@@ -15,13 +16,12 @@ batch at varying points). Then, on SQLite and PostgreSQL:
 
 from __future__ import annotations
 
-import os
 import random
 import shutil
 import signal
-import subprocess
-import sys
 import time
+import uuid
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -36,13 +36,13 @@ from invoicing.ledger.tables import ledger_accounts, ledger_transfers
 from invoicing.subscriptions import create_subscription
 from invoicing.tables import customers, invoice_lines, invoice_run_items, invoices
 from metering.tenant import get_tenant
-from tally.db import make_engine, upgrade
-from tests.conftest import make_tenant
+from tally.db import make_engine
+from tests.conftest import _create_database, _drop_database, _pg_database_url, make_tenant
 from tests.invoicing.conftest import T0, bound_items, check_documents, flat, publish, write_events
+from tests.metering.test_crash import Launcher, launcher  # noqa: F401 (the fixture)
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[2]
 FEB = datetime(2026, 2, 1, tzinfo=UTC)
 CUSTOMERS = 120  # x 3 due items (Jan fee; Jan usage, Feb fee) = 360 items on 240 documents
 ITEMS = CUSTOMERS * 3
@@ -71,8 +71,8 @@ print(f"finished {summary.created}", flush=True)
 
 
 def prepare(engine: Engine) -> None:
-    """The same data every time: customers on a flat + graduated plan, usage, and grants for some."""
-    upgrade(engine)
+    """The same data every time (on a database at head): customers on a flat + graduated plan, usage, and
+    grants for some."""
     tid = make_tenant(engine, "acme").tenant_id
     publish(engine, tid, "pro", [
         {"code": "base", "kind": "flat", "price": flat("30")},
@@ -158,50 +158,44 @@ def fingerprint(engine: Engine, tid: int) -> list[Any]:
     return [rows, moved]
 
 
-def kill_mid_run(url: str, seed: int, log: Path) -> int:
-    """Start the driver, SIGKILL it after a random number of committed documents plus a random delay;
-    returns how many progress reports it made. Fails if it finished before the kill."""
+def kill_mid_run(starter: Launcher, url: str, seed: int, log: Path) -> int:
+    """Start the driver (a new process, forked by the launcher with the imports done), SIGKILL it after a
+    random number of committed documents plus a random delay; returns how many progress reports it made.
+    Fails if it finished before the kill."""
     rng = random.Random(seed)
     after = rng.randint(3, EXPECTED // 3)
     delay = rng.uniform(0, 0.03)
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    with log.open("w") as err:
-        proc = subprocess.Popen([sys.executable, "-c", DRIVER, url], stdout=subprocess.PIPE, stderr=err, text=True,
-                                cwd=REPO, env=env)  # fmt: skip
-        assert proc.stdout is not None
-        seen = 0
-        try:
-            for line in proc.stdout:
-                if line.startswith("progress") and int(line.split()[1]) > 0:
-                    seen += 1
-                    if seen >= after:
-                        time.sleep(delay)
-                        proc.send_signal(signal.SIGKILL)
-                        break
-                if line.startswith("finished"):
+    proc = starter.start(DRIVER, ["-c", url], log)
+    seen = 0
+    try:
+        for line in proc.stdout:
+            if line.startswith("progress") and int(line.split()[1]) > 0:
+                seen += 1
+                if seen >= after:
+                    time.sleep(delay)
+                    proc.send_signal(signal.SIGKILL)
                     break
-        finally:
-            if proc.poll() is None and seen < after:
-                proc.kill()
-            code = proc.wait(timeout=60)
+            if line.startswith("finished"):
+                break
+    finally:
+        if seen < after:
+            proc.kill()
+        code = proc.wait(timeout=60)
     assert code == -signal.SIGKILL, f"driver exited {code} before the kill:\n{log.read_text()}"
     return seen
 
 
 @pytest.fixture
-def backend_urls(db_url: str, tmp_path: Path, pg_admin_engine: Engine | None) -> Any:
-    """A factory of database URLs holding identical prepared data: SQLite copies one prepared file,
-    PostgreSQL prepares a fresh schema for each (the `db_url` schema first)."""
-    import uuid
-
-    from sqlalchemy import text
-
-    made: list[str] = []
+def backend_urls(db_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable[[str], str]]:
+    """A factory of database URLs holding identical prepared data: the data is prepared once (on a copy of
+    the run's migrated template) and each URL is a copy of it, a file on SQLite, a database on PostgreSQL
+    (`CREATE DATABASE … TEMPLATE`)."""
     if db_url.startswith("sqlite"):
         template = tmp_path / "template.db"
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), template)
         eng = make_engine(f"sqlite:///{template}")
         prepare(eng)
-        eng.dispose()
+        eng.dispose()  # the last connection closed: the WAL is checkpointed into the file
 
         def sqlite_copy(name: str) -> str:
             target = tmp_path / f"{name}.db"
@@ -210,28 +204,33 @@ def backend_urls(db_url: str, tmp_path: Path, pg_admin_engine: Engine | None) ->
 
         yield sqlite_copy
         return
-    assert pg_admin_engine is not None
-    base = os.environ["TALLY_TEST_POSTGRES_URL"]
-    sep = "&" if "?" in base else "?"
-
-    def pg_schema(name: str) -> str:
-        schema = f"c_{uuid.uuid4().hex[:12]}"
-        with pg_admin_engine.begin() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-        made.append(schema)
-        url = f"{base}{sep}options=-csearch_path%3D{schema}"
-        eng = make_engine(url)
+    admin: Engine = request.getfixturevalue("pg_admin_engine")
+    prepared = f"tally_p_{uuid.uuid4().hex[:12]}"
+    made = [prepared]
+    _create_database(admin, prepared, request.getfixturevalue("pg_template"))
+    try:
+        eng = make_engine(_pg_database_url(prepared))
         prepare(eng)
-        eng.dispose()
-        return url
+        eng.dispose()  # a template must have no connections while it is copied
 
-    yield pg_schema
-    with pg_admin_engine.begin() as conn:
-        for schema in made:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        def pg_copy(name: str) -> str:
+            copy = f"tally_c_{uuid.uuid4().hex[:12]}"
+            _create_database(admin, copy, prepared)
+            made.append(copy)
+            return _pg_database_url(copy)
+
+        yield pg_copy
+    finally:
+        for name in reversed(made):
+            _drop_database(admin, name)
 
 
-def test_kill_9_then_rerun_equals_clean_run(backend_urls: Any, db_url: str, tmp_path: Path) -> None:
+def test_kill_9_then_rerun_equals_clean_run(
+    backend_urls: Callable[[str], str],
+    db_url: str,
+    tmp_path: Path,
+    launcher: Launcher,  # noqa: F811 (the fixture)
+) -> None:
     seeds = [11, 23, 42] if db_url.startswith("sqlite") else [7, 19]
     clean_url = backend_urls("clean")
     clean = make_engine(clean_url)
@@ -245,7 +244,7 @@ def test_kill_9_then_rerun_equals_clean_run(backend_urls: Any, db_url: str, tmp_
     assert {m[1] for m in expected[1]} == {"invoice_hold", "invoice_post", "invoice_revenue"}  # credits were held
     for seed in seeds:
         url = backend_urls(f"seed{seed}")
-        seen = kill_mid_run(url, seed, tmp_path / f"driver-{seed}.log")
+        seen = kill_mid_run(launcher, url, seed, tmp_path / f"driver-{seed}.log")
         engine = make_engine(url)
         try:
             stored = consistent(engine, tid)

@@ -10,6 +10,7 @@ one worker task, where the worker's own assembly is kept."""
 
 from __future__ import annotations
 
+import multiprocessing
 from typing import Any
 
 import pytest
@@ -21,6 +22,14 @@ from tally.db import make_engine
 from tests.invoicing.test_invoice_crash import EXPECTED, FEB, backend_urls, fingerprint  # noqa: F401
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module", autouse=True)
+def workers_start_with_imports_done() -> None:
+    """The run's worker processes come from multiprocessing's forkserver, started once per test process:
+    preloading the worker's module there spares each new worker importing it (a second or two of the
+    invoicing packages, numba and SQLAlchemy). No effect if this process already started its forkserver."""
+    multiprocessing.set_forkserver_preload(["invoicing.documents._parallel"])
 
 
 def test_small_runs_stay_in_process() -> None:

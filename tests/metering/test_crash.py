@@ -10,8 +10,10 @@ What must hold, on SQLite and PostgreSQL:
 
 from __future__ import annotations
 
+import json
 import os
 import random
+import select as io_select
 import signal
 import socket
 import subprocess
@@ -22,6 +24,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import IO, Any
 
 import pytest
 from sqlalchemy import Engine, func, select
@@ -31,7 +34,6 @@ from metering.rollup import compute_from_events
 from metering.rollup import stored as stored_rollups
 from metering.tables import events, ingest_pending, rollups
 from metering.usage import event_totals
-from tally.db import make_engine, upgrade
 from tally.sdk import BatchResult, IngestClient, IngestSummary, UsageEvent
 from tests.conftest import TenantKey, make_tenant
 
@@ -49,38 +51,181 @@ def free_port() -> int:
         return port
 
 
-class ServerProcess:
-    """`python -m tally.cli serve` on a fixed port, restartable after a kill."""
+#: What `tally serve` (and the invoice run's crash driver) import, at start-up or when it first migrates or opens
+#: a webhook client: 2-4 s at every restart of a fresh interpreter here, paid once per module by the launcher.
+PRELOAD = (
+    "tally.cli", "tally.cli.server", "tally.server", "tally.db", "invoicing.documents._run",
+    "alembic.command", "alembic.config", "alembic.runtime.migration", "alembic.script", "mako.template",
+    "httpcore", "h11", "h2.connection", "trio", "pygments",
+)  # fmt: skip
 
-    def __init__(self, db_url: str, port: int, log_path: Path, extra_env: dict[str, str] | None = None) -> None:
+LAUNCHER = r"""
+import gc, json, os, sys
+
+for name in sys.argv[1:]:
+    __import__(name)
+# What the imports built is out of the collector's view, as `tally serve` puts it at start-up (gc.freeze, see
+# tally/server.py): each child's first full collection then walks only its own objects.
+gc.collect()
+gc.freeze()
+print("ready", flush=True)
+child = None
+while child is None:
+    line = sys.stdin.readline()
+    if not line:
+        sys.exit(0)
+    cmd = json.loads(line)
+    if cmd["op"] == "start":
+        out = os.open(cmd["stdout"], os.O_WRONLY)  # the test holds the FIFO's read end: this returns at once
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            child = cmd
+            os.dup2(out, 1)
+        os.close(out)
+        if pid:
+            print(json.dumps({"pid": pid}), flush=True)
+    elif cmd["op"] == "wait":
+        _, status = os.waitpid(cmd["pid"], 0)
+        print(json.dumps({"code": os.waitstatus_to_exitcode(status)}), flush=True)
+
+# The child: its own stdin, stdout (the FIFO) and stderr (its log), environment and argv, then the program as
+# `python -c` would run it, ending through the interpreter's normal exit (threads joined, atexit run).
+err = os.open(child["stderr"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+os.dup2(err, 2)
+os.close(err)
+null = os.open(os.devnull, os.O_RDONLY)
+os.dup2(null, 0)
+os.close(null)
+os.environ.update(child["env"])
+sys.argv = child["argv"]
+del json, cmd, line
+exec(compile(child["code"], "<launched>", "exec"), {"__name__": "__main__", "__builtins__": __builtins__})
+"""
+
+
+class Launcher:
+    """A Python process that has imported Tally once (`PRELOAD`) and forks a child for each program the test
+    starts: the child is a real, separate process (its own pid, killed by a real SIGKILL or SIGTERM, its
+    resources freed by the kernel), it only skips the import time a fresh interpreter pays at every restart
+    (some 2-4 s here, most of a crash loop). The fork happens before any thread, connection or event loop
+    exists: the launcher only imports. One per module (`launcher` fixture)."""
+
+    def __init__(self, workdir: Path, preload: tuple[str, ...] = PRELOAD) -> None:
+        self.workdir = workdir
+        self.count = 0
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", LAUNCHER, *preload],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=(workdir / "launcher.log").open("a"),
+            text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+        )  # fmt: skip
+        assert self._line(120) == "ready", (workdir / "launcher.log").read_text()
+
+    def _line(self, timeout_s: float) -> str:
+        assert self.proc.stdout is not None
+        ready, _, _ = io_select.select([self.proc.stdout], [], [], timeout_s)
+        if not ready:
+            raise TimeoutError(f"the launcher did not answer within {timeout_s} s")
+        return self.proc.stdout.readline().strip()
+
+    def _ask(self, command: dict[str, Any], timeout_s: float = 60) -> dict[str, Any]:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(command) + "\n")
+        self.proc.stdin.flush()
+        line = self._line(timeout_s)
+        if not line:
+            raise RuntimeError(f"the launcher died: {(self.workdir / 'launcher.log').read_text()}")
+        answer: dict[str, Any] = json.loads(line)
+        return answer
+
+    def start(self, code: str, argv: list[str], stderr: Path, env: dict[str, str] | None = None) -> Child:
+        """Run `code` (as `python -c code argv[1:]...`) in a new child; its stdout is the child's `stdout`."""
+        self.count += 1
+        fifo = self.workdir / f"child-{self.count}.out"
+        os.mkfifo(fifo)
+        command = {"op": "start", "code": code, "argv": argv, "stderr": str(stderr), "env": env or {},
+                   "stdout": str(fifo)}  # fmt: skip
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(command) + "\n")
+        self.proc.stdin.flush()
+        stdout = fifo.open()  # returns once the launcher opened the write end, which only the child keeps
+        line = self._line(60)
+        if not line:
+            stdout.close()
+            raise RuntimeError(f"the launcher died: {(self.workdir / 'launcher.log').read_text()}")
+        fifo.unlink()
+        return Child(self, int(json.loads(line)["pid"]), stdout)
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+
+
+class Child:
+    """A process the launcher forked: `Popen`'s few methods the tests use."""
+
+    def __init__(self, launcher: Launcher, pid: int, stdout: IO[str]) -> None:
+        self.launcher, self.pid, self.stdout = launcher, pid, stdout
+        self.returncode: int | None = None
+
+    def send_signal(self, sig: int) -> None:
+        if self.returncode is None:
+            os.kill(self.pid, sig)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def wait(self, timeout: float) -> int:
+        """The exit code (negative: the signal), once the launcher reaped the child."""
+        if self.returncode is None:
+            self.returncode = int(self.launcher._ask({"op": "wait", "pid": self.pid}, timeout_s=timeout)["code"])
+            self.stdout.close()
+        return self.returncode
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                os.kill(self.pid, 0)  # an unreaped child still exists (as a zombie once it exits)
+            except ProcessLookupError:
+                return -1
+        return self.returncode
+
+
+@pytest.fixture(scope="module")
+def launcher(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Launcher]:
+    started = Launcher(tmp_path_factory.mktemp("launcher"))
+    yield started
+    started.close()
+
+
+SERVE = "from tally.cli import run\nrun()\n"
+
+
+class ServerProcess:
+    """`tally serve` (the CLI, as `python -m tally.cli serve` runs it) on a fixed port, restartable after a
+    kill; each start is a new process forked by the launcher."""
+
+    def __init__(
+        self, launcher: Launcher, db_url: str, port: int, log_path: Path, extra_env: dict[str, str] | None = None
+    ) -> None:
+        self.launcher = launcher
         self.db_url = db_url
         self.port = port
         self.log_path = log_path
-        self.env = {**os.environ, **(extra_env or {})}
-        self.proc: subprocess.Popen[str] | None = None
+        self.env = dict(extra_env or {})
+        self.proc: Child | None = None
         self.starts = 0
 
     def start(self) -> None:
+        argv = ["tally", "--database-url", self.db_url, "serve", "--port", str(self.port)]
         for attempt in range(20):
-            with self.log_path.open("a") as log:
-                proc = subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "tally.cli",
-                        "--database-url",
-                        self.db_url,
-                        "serve",
-                        "--port",
-                        str(self.port),
-                    ],
-                    stdout=subprocess.PIPE,
-                    stderr=log,
-                    text=True,
-                    cwd=REPO,
-                    env=self.env,
-                )
-            assert proc.stdout is not None
+            proc = self.launcher.start(SERVE, argv, self.log_path, self.env)
             line = proc.stdout.readline()
             if "tally listening on" in line:
                 self.proc = proc
@@ -190,22 +335,19 @@ def assert_exact(engine: Engine, tenant: TenantKey, producer: Producer) -> None:
 
 
 @pytest.fixture
-def setup(db_url: str) -> Iterator[tuple[Engine, TenantKey]]:
-    engine = make_engine(db_url)
-    upgrade(engine)
-    tenant = make_tenant(engine)
-    yield engine, tenant
-    engine.dispose()
+def setup(engine: Engine) -> tuple[Engine, TenantKey]:
+    """The run's migrated database (a copy of the template), with a tenant."""
+    return engine, make_tenant(engine)
 
 
 @pytest.mark.timeout(240)
 def test_kill_9_loses_nothing_acked_and_stores_nothing_twice(
-    setup: tuple[Engine, TenantKey], db_url: str, tmp_path: Path
+    setup: tuple[Engine, TenantKey], db_url: str, tmp_path: Path, launcher: Launcher
 ) -> None:
     engine, tenant = setup
     seed = random.randrange(2**32)
     rng = random.Random(seed)
-    server = ServerProcess(db_url, free_port(), tmp_path / "server.log")
+    server = ServerProcess(launcher, db_url, free_port(), tmp_path / "server.log")
     server.start()
     producer = Producer(EVENTS, seed)
     client = producer.run(f"127.0.0.1:{server.port}", tenant.key)
@@ -230,10 +372,14 @@ def test_kill_9_loses_nothing_acked_and_stores_nothing_twice(
 
 
 @pytest.mark.timeout(180)
-def test_sigterm_drains_acks_then_unavailable(setup: tuple[Engine, TenantKey], db_url: str, tmp_path: Path) -> None:
+def test_sigterm_drains_acks_then_unavailable(
+    setup: tuple[Engine, TenantKey], db_url: str, tmp_path: Path, launcher: Launcher
+) -> None:
     engine, tenant = setup
     grace_s = 5.0
-    server = ServerProcess(db_url, free_port(), tmp_path / "server.log", {"TALLY_SHUTDOWN_GRACE_S": str(grace_s)})
+    server = ServerProcess(
+        launcher, db_url, free_port(), tmp_path / "server.log", {"TALLY_SHUTDOWN_GRACE_S": str(grace_s)}
+    )
     server.start()
     producer = Producer(8_000, seed=7, per_ms=4)
     client = producer.run(f"127.0.0.1:{server.port}", tenant.key)
@@ -283,7 +429,7 @@ def read_total(engine: Engine, tenant: TenantKey) -> tuple[int, Decimal]:
 
 @pytest.mark.timeout(300)
 def test_kill_9_between_ack_and_fold_loses_nothing_and_folds_nothing_twice(
-    setup: tuple[Engine, TenantKey], db_url: str, tmp_path: Path
+    setup: tuple[Engine, TenantKey], db_url: str, tmp_path: Path, launcher: Launcher
 ) -> None:
     """The ack means durable, not folded. With folding off, every acked commit is left unfolded when the
     server is killed; then servers that fold in small steps are killed again and again mid-fold. After
@@ -297,7 +443,7 @@ def test_kill_9_between_ack_and_fold_loses_nothing_and_folds_nothing_twice(
     producer = Producer(n, seed, per_ms=16)
     expected = (n, Decimal(sum(producer.units)).scaleb(-2))
     port = free_port()
-    unfolded = ServerProcess(db_url, port, tmp_path / "server.log", {"TALLY_FOLD_ENABLED": "false"})
+    unfolded = ServerProcess(launcher, db_url, port, tmp_path / "server.log", {"TALLY_FOLD_ENABLED": "false"})
     unfolded.start()
     client = producer.run(f"127.0.0.1:{port}", tenant.key)
     try:
@@ -310,7 +456,7 @@ def test_kill_9_between_ack_and_fold_loses_nothing_and_folds_nothing_twice(
     assert folded_and_pending(engine, tenant) == (0, n)  # acked, stored, nothing folded
     assert read_total(engine, tenant) == expected
 
-    folding = ServerProcess(db_url, port, tmp_path / "server.log", {"TALLY_FOLD_EVENTS_MAX": "100"})
+    folding = ServerProcess(launcher, db_url, port, tmp_path / "server.log", {"TALLY_FOLD_EVENTS_MAX": "100"})
     try:
         for _ in range(4):
             folding.start()  # its folder starts on the commits left pending

@@ -225,8 +225,13 @@ def test_a_queue_standing_past_its_time_bound_answers_resource_exhausted(
             held = []
             for k in range(writers + 1):  # one per writer (each takes one and waits), and one that stands
                 held.append(s.IngestBatch.future(pb.EventBatch(columns=columns([f"h{k}"])), metadata=tenant.metadata))
-                time.sleep(0.1)
-            time.sleep(0.3)  # the last has stood 300 ms > 100 ms
+                time.sleep(0.1)  # one at a time, so that each writer takes one alone
+            # Poll, not sleep: on a loaded machine the batches reach the server late. Wait until every
+            # writer holds one and the last has stood 150 ms > 100 ms.
+            deadline = time.monotonic() + 10
+            while not (len(committer._waiting) == 1 and committer.queue_delay() > 0.15):
+                assert time.monotonic() < deadline, "the held batches never reached the writers"
+                time.sleep(0.01)
             started = time.monotonic()
             with pytest.raises(grpc.RpcError) as info:
                 s.IngestBatch(pb.EventBatch(columns=columns(["late"])), metadata=tenant.metadata)

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,9 @@ from tests.metering.test_crash import free_port
 STREAMS = 16
 BATCHES = 24
 EVENTS = 5_000
+#: The longest the server's peak memory is sampled for, and how long both sides must have been still to stop.
+WINDOW_S = 6.0
+QUIET_S = 1.5
 
 
 def _rss_mb(pid: int) -> int:
@@ -73,14 +77,28 @@ def _growth(tmp_path: Path, buffered_bytes_max: int) -> int:
         now = time.time_ns() // 1000
         template = _refused_batch(now)
         md = (("authorization", f"Bearer {key}"),)
-        for _ in range(STREAMS):
+        taken = [0] * STREAMS  # batches each stream's sender took from its iterator (what flow control let out)
+
+        def batches(k: int) -> Iterator[pb.EventBatch]:
+            for _ in range(BATCHES):
+                taken[k] += 1
+                yield template
+
+        for k in range(STREAMS):
             ch = grpc.insecure_channel(f"127.0.0.1:{port}")
             channels.append(ch)
-            calls.append(pb_grpc.IngestServiceStub(ch).Ingest(iter([template] * BATCHES), metadata=md, timeout=60))  # type: ignore[no-untyped-call]
-        peak = base
-        for _ in range(24):
-            time.sleep(0.25)
+            calls.append(pb_grpc.IngestServiceStub(ch).Ingest(batches(k), metadata=md, timeout=60))  # type: ignore[no-untyped-call]
+        # The peak, sampled until the streams are stuck: no sender took a batch and the server's memory did not
+        # grow for QUIET_S (the server stopped reading, its window is full), or at most WINDOW_S.
+        started = quiet_since = time.monotonic()
+        peak, seen = base, (base, list(taken))
+        while time.monotonic() - started < WINDOW_S:
+            time.sleep(0.1)
             peak = max(peak, _rss_mb(proc.pid))
+            if (peak, taken) != seen:
+                seen, quiet_since = (peak, list(taken)), time.monotonic()
+            elif time.monotonic() - quiet_since >= QUIET_S:
+                break
         return peak - base
     finally:
         for call in calls:

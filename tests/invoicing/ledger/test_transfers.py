@@ -9,6 +9,7 @@ from invoicing.ledger import (
     BalanceOverflow,
     ExistsWithDifferentBody,
     InsufficientFunds,
+    InvalidTransfer,
     Ledger,
     Result,
     Transfer,
@@ -233,3 +234,21 @@ def test_a_refused_top_up_leaves_no_new_wallet_behind(ledger: Ledger) -> None:
         ledger.top_up("t1", "cus_new", 100, "USD")  # same id, another customer: refused
     assert ledger.accounts("cus_new") == []
     assert [a.customer for a in ledger.accounts("cus_a")] == ["cus_a"]
+
+
+@pytest.mark.parametrize("field", ["debit_account_id", "credit_account_id"])
+@pytest.mark.parametrize("bad", ["1", 1.0, True, b"1"], ids=["str", "float", "bool", "bytes"])
+def test_non_integer_account_id_is_refused_naming_the_field(ledger: Ledger, field: str, bad: object) -> None:
+    """The general path once raised TypeError (sorting str with int ids); it must refuse with the domain's
+    validation error, which the edges map to INVALID_ARGUMENT, and write nothing."""
+    wallet, revenue, _ = funded(ledger)
+    good = {"debit_account_id": wallet, "credit_account_id": revenue}
+    bad_transfer = Transfer("bad", **{**good, field: bad}, amount=100, code="spend")  # type: ignore[arg-type]
+    # Alone, and behind a valid transfer (so the one-pass path has something to try first).
+    for batch in ([bad_transfer], [Transfer("ok", wallet, revenue, 100, "spend"), bad_transfer]):
+        with pytest.raises(InvalidTransfer) as err:
+            ledger.create_transfers(batch)
+        assert err.value.field == field and field in str(err.value)
+        assert not isinstance(err.value, TypeError)
+    assert ledger.lookup(["ok", "bad"]) == {}
+    assert ledger.account(wallet).balance == 10_000
