@@ -838,7 +838,9 @@ def _apply_plain_postgres(conn: Connection, tenant_id: int, batch: _Plain, now_u
             if n_units == 1:
                 units: Iterable[str] = repeat(unit, n)
             else:
-                rows = conn.exec_driver_sql("SELECT id, unit FROM ledger_accounts WHERE id = ANY(%s::int4[])", (id_array,))
+                rows = conn.exec_driver_sql(
+                    "SELECT id, unit FROM ledger_accounts WHERE id = ANY(%s::int4[])", (id_array,)
+                )
                 units = _units(batch, {int(r[0]): str(r[1]) for r in rows})
             _copy_transfers(conn, _history_rows(tenant_id, batch, int(last) - n + 1, units, now_us))
             if pending:

@@ -13,6 +13,7 @@ from sqlalchemy import Connection, Engine, select
 from invoicing.ledger import InsufficientFunds, Ledger, Result, Transfer
 from invoicing.ledger import transfer as transfer_module
 from invoicing.ledger.tables import ledger_transfers
+from metering.transactions import begin_write
 from tests.conftest import TenantKey
 
 THREADS = 6
@@ -72,14 +73,15 @@ def test_concurrent_one_pass_batches_lock_in_order_and_number_in_commit_order(
     ledger = Ledger(engine, tenant.tenant_id)
     wallets = [ledger.wallet(f"c{i}", "USD") for i in range(12)]
     cash_in, revenue = ledger.system_account("cash_in", "USD"), ledger.system_account("revenue", "USD")
-    assert all(r.ok for r in ledger.create_transfers([Transfer(f"f{i}", cash_in, w, 10**9) for i, w in enumerate(wallets)]))
+    assert all(
+        r.ok for r in ledger.create_transfers([Transfer(f"f{i}", cash_in, w, 10**9) for i, w in enumerate(wallets)])
+    )
     failures: list[BaseException] = []
-    real_begin_write = transfer_module.begin_write
 
     @contextmanager
     def watched(e: Engine) -> Iterator[Connection]:
         try:
-            with real_begin_write(e) as conn:
+            with begin_write(e) as conn:
                 yield conn
         except BaseException as exc:  # a deadlock or lock error the retry loop would otherwise hide
             failures.append(exc)
