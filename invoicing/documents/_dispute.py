@@ -184,14 +184,50 @@ def _check_flaggable(invoice: Any, line: Any) -> None:
         )
 
 
+def _discounted(conn: Connection, invoice: Any, position: int) -> int:
+    """Minor units the invoice's discount lines took off line `position` (0 or more).
+
+    A discount line records how it was spread over the lines it took from (`detail["allocation"]`: item,
+    charge, group and amount, in the order of the lines). Credit can only give back what the customer was
+    charged for the line, so that share comes off what is creditable: a 10 % coupon on a $30 line leaves
+    $27 to credit, not $30. Entries are matched to the invoice's positive lines in position order, so two
+    lines with the same charge, group and item each get their own share."""
+    ln = invoice_lines.c
+    rows = conn.execute(
+        select(ln.position, ln.kind, ln.charge_code, ln.group_key, ln.amount, ln.lineage, ln.detail)
+        .where(ln.invoice_id == invoice.id)
+        .order_by(ln.position)
+    ).all()
+    discounts = [json.loads(r.detail).get("allocation", []) for r in rows if r.kind == "discount"]
+    if not discounts:
+        return 0
+    lines = [
+        (int(r.position), (r.charge_code, r.group_key, json.loads(r.lineage).get("item")))
+        for r in rows
+        if r.kind not in _NOT_RECOMPUTED and int(r.amount) > 0
+    ]
+    taken = 0
+    for allocation in discounts:
+        used: set[int] = set()
+        for entry in allocation:
+            key = (entry.get("charge"), entry.get("group"), entry.get("item"))
+            pos = next((p for p, k in lines if k == key and p not in used), None)
+            if pos is None:
+                continue
+            used.add(pos)
+            if pos == position:
+                taken += int(entry.get("amount", 0))
+    return taken
+
+
 def _creditable(conn: Connection, tenant_id: int, invoice: Any, line: Any) -> int:
-    """What line `line` of `invoice` can still be credited, in minor units (never below 0): the line, what
-    live corrections of the invoice changed on it (same charge, group and due item), less earlier credits
-    of that very line."""
+    """What line `line` of `invoice` can still be credited, in minor units (never below 0): the line less
+    what the invoice's discounts took off it, what live corrections of the invoice changed on it (same
+    charge, group and due item), less earlier credits of that very line."""
     i, ln = invoices.c, invoice_lines.c
     item = str(json.loads(line.lineage).get("item", invoice.idempotency_key))
     ident = _identity(line.kind, line.charge_code, line.group_key, item)
-    left = int(line.amount)
+    left = int(line.amount) - _discounted(conn, invoice, int(line.position))
     rows = conn.execute(
         select(ln.kind, ln.charge_code, ln.group_key, ln.amount, ln.lineage)
         .join(invoices, i.id == ln.invoice_id)
@@ -406,9 +442,11 @@ def _issue_credit(conn: Connection, tenant_id: int, dispute: Any, amount: int, c
     left = _creditable(conn, tenant_id, invoice, line)
     if amount > left:
         ccy = invoice.currency
+        taken = _discounted(conn, invoice, int(line.position))
+        off = f", its discounts took {_exact(taken, ccy)} {ccy}" if taken else ""
         raise InvalidArgument(
             f"amount {_exact(amount, ccy)} {ccy} is more than line {line.position} of {_label(invoice)} can still be "
-            f"credited: {_exact(left, ccy)} {ccy} (the line bills {_exact(int(line.amount), ccy)} {ccy})"
+            f"credited: {_exact(left, ccy)} {ccy} (the line bills {_exact(int(line.amount), ccy)} {ccy}{off})"
         )
     key = f"{invoice.idempotency_key}|dispute:{int(dispute.id)}"[:255]
     draft = _line_credit_draft(invoice, line, customer, amount, key, int(dispute.id))

@@ -233,3 +233,32 @@ def test_credits_never_exceed_the_line_and_the_books_balance(
         check_books(engine, tid)
     notes = [i for i in list_invoices(engine, tid, customer=name) if i.kind == "credit_note"]
     assert -sum(ln.amount for n in notes for ln in n.lines if ln.kind == "line_credit") == accepted
+
+
+def test_a_discounted_line_credits_only_what_was_charged_for_it(engine: Engine, tid: int) -> None:
+    """A 10 % coupon took $3 off the $30 fee: the customer paid $27 for it, so $27 (and its tax) is all a
+    credit can give back; the discount line's allocation says which line it took from."""
+    from invoicing.catalog import CouponDefinition, apply_coupon, create_coupon
+
+    ten = CouponDefinition(code="TEN", kind="percent", percent="10", applies_to=["base"], duration="forever")
+    create_coupon(engine, tid, ten, T0)
+    create_customer(engine, tid, CustomerDefinition(external_id="ada", timezone="UTC", tax_region="FR"), T0)
+    apply_coupon(engine, tid, "TEN", T0, customer="ada")
+    create_subscription(engine, tid, "ada", "pro", T0)
+    write_events(engine, tid, calls(1200, customer="ada"))
+    run_cycle(engine, tid, FEB)
+    doc = next(i for i in list_invoices(engine, tid, customer="ada") if i.due_at == FEB)
+    inv_id = finalize_invoice(engine, tid, doc.id or 0, FEB).id or 0
+    lines = get_invoice(engine, tid, inv_id).lines
+    base = next(ln for ln in lines if ln.charge_code == "base" and ln.kind == "charge")
+    usage = next(ln for ln in lines if ln.charge_code == "calls")
+    assert [ln.amount for ln in lines if ln.kind == "discount"] == [-300]
+    assert creditable(engine, tid, inv_id, base.position) == 2700
+    assert creditable(engine, tid, inv_id, usage.position) == usage.amount  # the coupon applies to base only
+    d = open_dispute(engine, tid, inv_id, base.position, "Cancelled on the 1st", FEB)
+    with pytest.raises(InvalidArgument, match=r"can still be credited: 27\.00 USD .*its discounts took 3\.00 USD"):
+        resolve_dispute(engine, tid, d.id, "credit", FEB, amount=3000)
+    resolve_dispute(engine, tid, d.id, "credit", FEB, amount=2700)
+    assert creditable(engine, tid, inv_id, base.position) == 0
+    # Owed now: the $12 of calls and their 20 % tax; the fee was credited to the cent it was charged.
+    assert check_books(engine, tid) == {"ada": 1440}
