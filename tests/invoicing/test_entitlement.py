@@ -248,3 +248,49 @@ def test_refresher_picks_up_changes_made_elsewhere(engine: Engine, setup: tuple[
     assert cache.check(tenant_id, customer, "calls").used == 0
     assert cache.refresh() == 1
     assert cache.check(tenant_id, customer, "calls").used == 4
+
+
+def test_loads_under_ingest_place_each_batch_by_the_horizon_and_stay_exact(
+    engine: Engine, setup: tuple[int, str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under steady ingest a customer always has a batch in flight: a reload must still give an exact,
+    current snapshot (checks answered from memory), each batch counted once whether it committed before
+    the load's database snapshot, during the load but after it, or after the load."""
+    tenant_id, customer, _ = setup
+    cache = EntitlementCache(engine, clock=Clock(NOW))
+    assert cache.check(tenant_id, customer, "calls").used == 0
+    store = open_store(engine)
+
+    def one(name: str) -> PreparedBatch:
+        return _batch(engine, tenant_id, [(f"{name}1", customer, "api_calls", NOW, 1),
+                                          (f"{name}2", customer, "api_calls", NOW, 1)])  # fmt: skip
+
+    before, inside, after, late = one("b"), one("i"), one("a"), one("l")
+    for batch in (before, inside, after, late):
+        cache.submitted(batch)
+    [o_late] = store.write([late])  # committed before the load, reported only after it
+    loader = cache.loader
+    real_load, real_measure = loader.load, loader._measure
+
+    def load(*args: Any) -> Any:
+        [o] = store.write([before])  # committed and reported while loading, before the snapshot: counted by it
+        cache.committed(before, o)
+        return real_load(*args)
+
+    def measure(*args: Any) -> None:
+        [o] = store.write([inside])  # committed and reported while loading, after the snapshot began
+        cache.committed(inside, o)
+        real_measure(*args)
+
+    monkeypatch.setattr(loader, "load", load)
+    monkeypatch.setattr(loader, "_measure", measure)
+    loads = cache.loads
+    cache.invalidate(tenant_id, customer)
+    monkeypatch.undo()
+    assert cache.loads == loads + 1
+    assert cache.check(tenant_id, customer, "calls").used == 6  # late, before, inside
+    cache.committed(late, o_late)  # the snapshot held it: not added again
+    [o_after] = store.write([after])
+    cache.committed(after, o_after)
+    assert cache.check(tenant_id, customer, "calls").used == 8 and cache.loads == loads + 1
+    assert EntitlementCache(engine, clock=Clock(NOW)).check(tenant_id, customer, "calls").used == 8
