@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -66,6 +64,9 @@ def serve(
     Limits: TALLY_INGEST__BATCH_EVENTS_MAX, TALLY_INGEST__MESSAGE_BYTES_MAX,
     TALLY_INGEST__QUEUE_EVENTS_MAX, TALLY_INGEST__EVENT_AGE_MAX_DAYS, ...
     """
+    import asyncio  # here, not at the top: `tally migrate` and `tally serve --help` do not need the event loop
+    import logging
+
     from tally.server import RunningServer
     from tally.server import serve as run_server
 

@@ -30,7 +30,8 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from invoicing.catalog import CustomerDefinition, create_customer
-from invoicing.documents import finalize_invoice, list_invoices, run_cycle
+from invoicing.documents import list_invoices, run_cycle
+from invoicing.documents._invoice import finalize_in
 from invoicing.ledger import Grant, Ledger
 from invoicing.ledger.tables import ledger_accounts, ledger_transfers
 from invoicing.subscriptions import create_subscription
@@ -126,11 +127,12 @@ def fingerprint(engine: Engine, tid: int) -> list[Any]:
     """Documents by key with totals, lines, the items they bill and numbers (finalized in key order), and the
     ledger's invoicing transfers (by id: they derive from the document key, not from row ids)."""
     invs = sorted(list_invoices(engine, tid, limit=10_000), key=lambda i: i.key)
-    billed = {doc: [] for doc in (i.id for i in invs)}
+    billed: dict[Any, list[Any]] = {doc: [] for doc in (i.id for i in invs)}
     for item, doc in sorted(bound_items(engine, tid).items()):
         billed[doc].append(item)
-    for inv in invs:
-        finalize_invoice(engine, tid, inv.id or 0, FEB)
+    with engine.begin() as conn:  # `finalize_invoice`'s own steps, in one transaction rather than one commit each
+        for inv in invs:
+            finalize_in(conn, tid, inv.id or 0, FEB)
     with engine.connect() as conn:
         ext = dict(conn.execute(select(customers.c.id, customers.c.external_id)).all())
         a = ledger_accounts.c

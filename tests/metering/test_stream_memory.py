@@ -131,7 +131,7 @@ def test_a_stream_stops_reading_at_its_byte_budget(make_server: Any, tenant: Any
             gate.wait(30)
             original(*args)
 
-        committer._commit = held  # type: ignore[method-assign]
+        committer._commit = held
         now = time.time_ns() // 1000
         batches = [_valid_batch(now, f"{budget}-{j}") for j in range(20)]
         try:
