@@ -91,7 +91,9 @@ def pending_events(
     properties), optionally only those of `meter`, of `customers`, stamped before `before_us`."""
     extra, params = _filters(conn.dialect.name, meter, customers, before_us)
     if conn.dialect.name == "sqlite":
-        sql = f"SELECT {_EVENT_COLUMNS} FROM events WHERE rowid BETWEEN ? AND ? AND tenant_id = ?{extra}"
+        # NOT INDEXED: given `tenant_id = ?`, SQLite's planner prefers the primary key's index and then walks
+        # every event of the tenant to find the commit's rowids (measured: 1 s per read under ingest).
+        sql = f"SELECT {_EVENT_COLUMNS} FROM events NOT INDEXED WHERE rowid BETWEEN ? AND ? AND tenant_id = ?{extra}"
         return list(conn.exec_driver_sql(sql, (row.lo, row.hi, row.tenant_id, *params)).all())
     # A TID range scan over the commit's heap blocks; xmin tells its rows from a concurrent writer's.
     sql = (
