@@ -19,11 +19,12 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from sqlalchemy import Connection, Engine, select
+from sqlalchemy.exc import DBAPIError
 
 from metering.errors import FailedPrecondition
-from metering.fold import fold_partials, pending_events, pending_rows, tenant_specs
-from metering.meter import MeterSpec
-from metering.rollup import Key, Partial
+from metering.fold import fold_partials, pending_events, pending_rows, pending_sums, tenant_specs
+from metering.meter import Aggregation, MeterSpec
+from metering.rollup import BUCKET_US, Key, Partial
 from metering.tables import rollup_overflows
 
 _CUSTOMERS_PER_QUERY = 500
@@ -66,6 +67,60 @@ def pending_partials(
     return into
 
 
+_RUNNING = (Aggregation.COUNT, Aggregation.SUM, Aggregation.MAX, Aggregation.MIN)
+
+
+def pending_running_totals(
+    conn: Connection,
+    tenant_id: int,
+    *,
+    meter: str,
+    spec: MeterSpec,
+    customers: Sequence[str],
+    start_us: int,
+    end_us: int,
+) -> dict[str, list[int]] | None:
+    """Per customer [events, sum, max, min] of the unfolded events of `meter` in the rollup buckets that
+    start in [start_us, end_us), as `pending_partials` would add them up, but summed by the database: a
+    reload of many customers under ingest then costs a scan in C, not a Python fold of every pending event.
+
+    None when the meter needs the events themselves (a filter, group_by, unique_count, gauge, latest), when
+    a stored value has another scale than the meter's, or when SQLite's integer sum overflows: the caller
+    then folds `pending_partials`, which is exact in every case.
+    """
+    if spec.filter or spec.group_by or spec.aggregation not in _RUNNING:
+        return None
+    out: dict[str, list[int]] = {}
+    rows = pending_rows(conn, tenant_id)
+    if not rows or not customers:
+        return out
+    # An event is in the bucket starting floor(ts); that bucket is in [start, end) iff ts is in
+    # [ceil(start), ceil(end)) with both rounded up to bucket boundaries.
+    from_us, to_us = -(-start_us // BUCKET_US) * BUCKET_US, -(-end_us // BUCKET_US) * BUCKET_US
+    chunks = [customers[k : k + _CUSTOMERS_PER_QUERY] for k in range(0, len(customers), _CUSTOMERS_PER_QUERY)]
+    try:
+        for row in rows:
+            for chunk in chunks:
+                for customer, scale, events, total, high, low in pending_sums(
+                    conn, row, meter=meter, customers=chunk, from_us=from_us, to_us=to_us
+                ):
+                    if scale != spec.value_scale:
+                        return None
+                    acc = out.get(customer)
+                    if acc is None:
+                        out[customer] = [int(events), int(total), int(high), int(low)]
+                    else:
+                        acc[0] += int(events)
+                        acc[1] += int(total)
+                        acc[2] = max(acc[2], int(high))
+                        acc[3] = min(acc[3], int(low))
+    except DBAPIError:
+        if conn.dialect.name != "sqlite":  # PostgreSQL sums bigints as numeric: no overflow to fall back from
+            raise
+        return None  # SQLite's sum() refuses to leave 64 bits; the Python fold's integers do not
+    return out
+
+
 def refuse_overflows(
     conn: Connection,
     tenant_id: int,
@@ -94,4 +149,4 @@ def refuse_overflows(
         )
 
 
-__all__ = ["pending_partials", "refuse_overflows", "snapshot"]
+__all__ = ["pending_partials", "pending_running_totals", "refuse_overflows", "snapshot"]

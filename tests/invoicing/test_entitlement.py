@@ -120,6 +120,28 @@ def test_paused_subscription_grants_nothing(engine: Engine, setup: tuple[int, st
     assert "no live subscription" in decision.reason
 
 
+def test_warm_loads_live_customers_up_to_the_bound_and_checks_then_come_from_memory(
+    engine: Engine, setup: tuple[int, str, int]
+) -> None:
+    from invoicing.catalog import CustomerDefinition, create_customer
+
+    tenant_id, customer, _ = setup
+    for other in ("cus_paused", "cus_none"):
+        create_customer(engine, tenant_id, CustomerDefinition(external_id=other, name=other, timezone="UTC"), T0)
+    paused = create_subscription(engine, tenant_id, "cus_paused", "pro", T0)
+    pause_subscription(engine, tenant_id, paused.id, NOW - timedelta(days=1))
+    cache = EntitlementCache(engine, clock=Clock(NOW))
+    assert cache.warm(0) == 0 and len(cache) == 0
+    assert cache.warm(100_000) >= 1  # other tests' tenants may share the database: only ours is asserted
+    assert (tenant_id, customer) in cache._entries
+    assert (tenant_id, "cus_paused") not in cache._entries and (tenant_id, "cus_none") not in cache._entries
+    loads = cache.loads
+    assert cache.check(tenant_id, customer, "sso").allowed and cache.loads == loads  # no load: from memory
+    assert cache.warm(100_000) == 0  # what is cached is not loaded again
+    bounded = EntitlementCache(engine, clock=Clock(NOW))
+    assert bounded.warm(1) == 1 and len(bounded) == 1
+
+
 def test_invalidate_sees_a_plan_change_at_once(engine: Engine, setup: tuple[int, str, int]) -> None:
     tenant_id, customer, sub_id = setup
     _plan(engine, tenant_id, "max", [{"key": "calls", "kind": "quota", "meter": "api_calls", "amount": "50"}])
