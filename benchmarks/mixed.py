@@ -19,6 +19,7 @@ ingest rate reached and its ack p50/p99; the largest lag of rollups behind acks 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import random
 import sys
 import tempfile
@@ -113,6 +114,59 @@ class Producers:
         return self.join()
 
 
+def _produce(
+    target: str, key: str, ids: list[str], events: int, size: int, tag: str, streams: int, interval_s: float,
+    ready: Any, stop: Any, out: Any,
+) -> None:
+    """The paced producers of `RemoteProducers`, in a process of their own (see there)."""
+    producers = Producers(target, key, batches_for(ids, events, size, tag), streams, interval_s)
+    ready.set()
+
+    def stop_when_told() -> None:
+        # Polled, not `stop.wait()`: a process that exits while waiting on a multiprocessing Event leaves
+        # the parent's `set()` blocked for ever (its wake-up is never acknowledged).
+        while not stop.is_set():
+            time.sleep(0.05)
+        producers._stop.set()
+
+    threading.Thread(target=stop_when_told, daemon=True).start()
+    try:
+        elapsed = producers.join()
+        out.put((producers.acked, elapsed, producers.latencies, ""))
+    except BaseException as exc:
+        out.put((0, 0.0, [], str(exc)))
+
+
+class RemoteProducers:
+    """`Producers` in a child process, so the timed reads' client never waits for the producers' threads
+    in its own interpreter (the server has its own process too): what is measured is the server's answer."""
+
+    def __init__(
+        self, target: str, key: str, ids: list[str], events: int, size: int, tag: str, streams: int,
+        interval_s: float,
+    ) -> None:  # fmt: skip
+        ctx = multiprocessing.get_context("spawn")  # a forked gRPC client would share the parent's C core
+        self._ready, self._stop, self._out = ctx.Event(), ctx.Event(), ctx.Queue()
+        args = (target, key, ids, events, size, tag, streams, interval_s, self._ready, self._stop, self._out)
+        self._proc = ctx.Process(target=_produce, args=args, daemon=True)
+        self._proc.start()
+        if not self._ready.wait(120):
+            self._proc.kill()
+            raise RuntimeError("the producer process did not start")
+        self.started = time.perf_counter()
+        self.acked = 0
+        self.latencies: list[float] = []
+
+    def stop(self) -> float:
+        self._stop.set()
+        acked, elapsed, latencies, error = self._out.get(timeout=120)
+        self._proc.join(timeout=30)
+        if error:
+            raise RuntimeError(f"an ingest stream failed: {error}")
+        self.acked, self.latencies = acked, latencies
+        return float(elapsed)
+
+
 def read_calls(target: str, key: str, ids: list[str]) -> tuple[grpc.Channel, dict[str, Callable[[], Any]]]:
     """One channel, and per read RPC a function making one call for a random customer."""
     channel = grpc.insecure_channel(target)
@@ -168,9 +222,9 @@ def measure(kind: str, args: argparse.Namespace, workdir: Path) -> Figures:
         try:
             # The maximum acked rate, unpaced, on this server and database.
             batches = batches_for(ids, args.calibrate_events, args.batch, f"max-{uuid.uuid4().hex[:6]}")
-            producers = Producers(server.target, key, batches, args.streams, 0.0)
-            elapsed = producers.join()
-            best = producers.acked / elapsed
+            calibration = Producers(server.target, key, batches, args.streams, 0.0)
+            elapsed = calibration.join()
+            best = calibration.acked / elapsed
             log(f"{kind}: maximum ingest {best:,.0f} events/s")
             channel, calls = read_calls(server.target, key, ids)
             with channel:
@@ -181,9 +235,11 @@ def measure(kind: str, args: argparse.Namespace, workdir: Path) -> Figures:
                 # Enough batches for the reads (measured idle, with slack) or the soak, whichever is longer.
                 idle_s = sum(sum(v) for v in idle.values())
                 seconds = max(args.soak_s, 3 * idle_s + 2)
-                batches = batches_for(ids, int(rate * seconds) + args.batch, args.batch, f"mix-{uuid.uuid4().hex[:6]}")
+                events = int(rate * seconds) + args.batch
                 lag = LagSampler(db.url)
-                producers = Producers(server.target, key, batches, args.streams, interval)
+                producers = RemoteProducers(
+                    server.target, key, ids, events, args.batch, f"mix-{uuid.uuid4().hex[:6]}", args.streams, interval
+                )  # fmt: skip
                 time.sleep(min(1.0, seconds / 4))  # ingest under way before the first read
                 busy = time_reads(calls, args.reads)
                 while time.perf_counter() - producers.started < args.soak_s:
