@@ -22,7 +22,6 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.pool import NullPool
 
 from metering.meter import Aggregation, MeterDefinition, create_meter
 from metering.tenant import create_api_key, create_tenant
@@ -111,6 +110,7 @@ class _PgPool:
         self.free: list[str] = []
         self.engines: dict[str, Engine] = {}
         self.shape: tuple[Any, ...] | None = None
+        self.reset: tuple[str, str] | None = None  # the statements that empty a database, made once
 
     def take(self) -> str:
         if self.free:
@@ -123,25 +123,32 @@ class _PgPool:
         return name
 
     def _engine(self, name: str) -> Engine:
+        """One connection per database, kept for its resets: its role skips foreign-key triggers, and the
+        sessions the test left are ended by name (every other application_name)."""
         engine = self.engines.get(name)
         if engine is None:
-            url = _pg_database_url(name)
-            engine = self.engines[name] = create_engine(url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+            engine = self.engines[name] = create_engine(
+                _pg_database_url(name),
+                pool_size=1,
+                isolation_level="AUTOCOMMIT",
+                connect_args={"application_name": self.APP, "options": "-c session_replication_role=replica"},
+            )
         return engine
 
-    @staticmethod
-    def _shape(conn: Any) -> tuple[Any, ...]:
-        objects = conn.exec_driver_sql(
-            "SELECT count(*), coalesce(sum(hashtext(c.relname::text || c.relkind::text || coalesce(array_to_string("
-            "c.reloptions, ','), ''))), 0) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE n.nspname = 'public'"
-        ).one()
-        extra = conn.exec_driver_sql(
-            "SELECT (SELECT count(*) FROM pg_trigger WHERE NOT tgisinternal), (SELECT count(*) FROM pg_proc p "
-            "JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'public'), "
-            "(SELECT string_agg(version_num, ',') FROM alembic_version)"
-        ).one()
-        return (*objects, *extra)
+    APP = "tally_test_pool"
+    #: The schema's shape: objects of the public schema, their options, user triggers and functions, and the
+    #: migration; a test that changed any of it leaves a database that is dropped, not reused.
+    SHAPE = (
+        "(SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public'),"
+        " (SELECT coalesce(sum(hashtext(c.relname::text || c.relkind::text || coalesce(array_to_string(c.reloptions,"
+        " ','), ''))), 0) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public'),"
+        " (SELECT count(*) FROM pg_trigger WHERE NOT tgisinternal),"
+        " (SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'public'),"
+        " (SELECT string_agg(version_num, ',') FROM alembic_version)"
+    )
+
+    def _shape(self, conn: Any) -> tuple[Any, ...]:
+        return tuple(conn.exec_driver_sql(f"SELECT {self.SHAPE}").one())
 
     def give_back(self, name: str) -> None:
         try:
@@ -156,25 +163,30 @@ class _PgPool:
         _drop_database(self.admin, name)
 
     def _empty(self, name: str) -> bool:
-        ours = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :d AND pid <> pg_backend_pid()"
-        with self.admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(text(ours), {"d": name})  # servers and engines the test left open
-        with self._engine(name).connect() as conn:
-            shape = self._shape(conn)
-            if shape != self.shape:
-                return False
-            tables = [r[0] for r in conn.exec_driver_sql(
-                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
-            )]  # fmt: skip
-            sequences = [
-                r[0] for r in conn.exec_driver_sql("SELECT sequencename FROM pg_sequences WHERE schemaname = 'public'")
-            ]
-            conn.exec_driver_sql("SET session_replication_role = replica")
+        """Three round trips on a kept connection: end the test's sessions; delete every row and read the
+        shape in one statement; restart the sequences."""
+        if self.reset is None:
+            with self._engine(name).connect() as conn:
+                tables = [r[0] for r in conn.exec_driver_sql(
+                    "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
+                )]  # fmt: skip
+                sequences = [r[0] for r in conn.exec_driver_sql(
+                    "SELECT sequencename FROM pg_sequences WHERE schemaname = 'public'"
+                )]  # fmt: skip
             deletes = ", ".join(f'd{k} AS (DELETE FROM "{t}" RETURNING 1)' for k, t in enumerate(tables))
             counts = " + ".join(f"(SELECT count(*) FROM d{k})" for k in range(len(tables)))
-            deleted = conn.exec_driver_sql(f"WITH {deletes} SELECT {counts}").scalar_one()
-            conn.exec_driver_sql("".join(f'ALTER SEQUENCE "{q}" RESTART;' for q in sequences))
-            conn.exec_driver_sql("SET session_replication_role = DEFAULT")
+            restarts = "".join(f'ALTER SEQUENCE "{q}" RESTART;' for q in sequences)
+            self.reset = (f"WITH {deletes} SELECT {counts}, {self.SHAPE}", restarts)
+        delete, restart = self.reset
+        with self._engine(name).connect() as conn:
+            conn.exec_driver_sql(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                f"WHERE datname = current_database() AND pid <> pg_backend_pid() AND application_name <> '{self.APP}'"
+            )  # servers and engines the test left open
+            deleted, *shape = conn.exec_driver_sql(delete).one()
+            if tuple(shape) != self.shape:
+                return False
+            conn.exec_driver_sql(restart)
         return bool(deleted <= self.ROWS_MAX)
 
     def close(self) -> None:

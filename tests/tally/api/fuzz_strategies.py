@@ -361,8 +361,26 @@ def _no_surrogates(s: str) -> bool:
     return not any(0xD800 <= ord(c) <= 0xDFFF for c in s)
 
 
+#: Strategies made once per (field or message, known ids, depth): hypothesis computes a new strategy's label and
+#: emptiness (reading lambdas' source) on first use, which cost a third of the fuzz's time when every draw built
+#: fresh ones.
+_STRATEGIES: dict[tuple[Any, ...], st.SearchStrategy[Any]] = {}
+
+
+def _known_key(known: dict[str, list[int]]) -> tuple[Any, ...]:
+    return tuple((k, tuple(v)) for k, v in sorted(known.items()))
+
+
 def scalar_strategy(field: FieldDescriptor, known: dict[str, list[int]]) -> st.SearchStrategy[Any]:
     """Hypothesis values of one non-message field: its sweep pool plus free generation by wire type."""
+    key = ("scalar", field.full_name, _known_key(known))
+    found = _STRATEGIES.get(key)
+    if found is None:
+        found = _STRATEGIES[key] = _scalar_strategy(field, known)
+    return found
+
+
+def _scalar_strategy(field: FieldDescriptor, known: dict[str, list[int]]) -> st.SearchStrategy[Any]:
     pool = scalar_pool(field, known)
     t = field.type
     if t == F.TYPE_STRING:
@@ -420,6 +438,21 @@ def message_strategy(
 ) -> st.SearchStrategy[Message]:
     """Messages of `descriptor`: each field is left as in `base` (a message, or a factory called per example, so
     ids follow the seeded objects) or drawn hostile, recursively."""
+    if base is None:
+        key = ("message", descriptor.full_name, _known_key(known), depth)
+        found = _STRATEGIES.get(key)
+        if found is None:
+            found = _STRATEGIES[key] = _message_strategy(descriptor, None, known, depth)
+        return found
+    return _message_strategy(descriptor, base, known, depth)
+
+
+def _message_strategy(
+    descriptor: Descriptor,
+    base: Message | Callable[[], Message] | None,
+    known: dict[str, list[int]],
+    depth: int,
+) -> st.SearchStrategy[Message]:
     cls = _message_class(descriptor)
 
     @st.composite
