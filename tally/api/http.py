@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import socket
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -39,6 +40,8 @@ from tally.api.guard import Guard
 from tally.api.openapi import route_segment
 from tally.errors import STATUS, outcome
 from tally.v1 import billing_pb2, ingest_pb2
+
+log = logging.getLogger(__name__)
 
 _BY_GRPC = {s.grpc: (code, s.http) for code, s in STATUS.items()}
 _NDJSON = "application/x-ndjson"
@@ -329,6 +332,30 @@ class _Uvicorn(uvicorn.Server):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), 0.1)
             should_exit = await self.on_tick(counter)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        """uvicorn's shutdown without its fixed 100 ms pauses: stop accepting, ask each connection to finish,
+        and poll every 5 ms until they and their tasks are done (within `timeout_graceful_shutdown`). A stop
+        with idle keep-alive connections took 0.1 s for nothing (every HTTP test server's teardown)."""
+        for server in self.servers:
+            server.close()
+        for sock in sockets or []:
+            sock.close()
+        state = self.server_state
+        for connection in list(state.connections):
+            connection.shutdown()
+        try:
+            async with asyncio.timeout(self.config.timeout_graceful_shutdown):
+                while (state.connections or state.tasks) and not self.force_exit:
+                    await asyncio.sleep(0.005)
+                for server in self.servers:
+                    await server.wait_closed()
+        except TimeoutError:
+            log.error("HTTP shutdown: %d request(s) still running past the grace period: cancelled", len(state.tasks))
+            for task in state.tasks:
+                task.cancel(msg="the graceful shutdown's time is up")
+        if not self.force_exit:
+            await self.lifespan.shutdown()
 
 
 class HttpServer:

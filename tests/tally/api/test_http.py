@@ -8,6 +8,7 @@ every way a request can be malformed — each refused with its status, the field
 from __future__ import annotations
 
 import json
+import socket
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -149,3 +150,22 @@ def test_parse_request_names_the_field(body: dict[str, Any], words: tuple[str, .
         parse_request(body, ingest_pb2.EventBatch)
     for word in words:
         assert word in str(err.value)
+
+
+def test_a_stop_closes_idle_keep_alive_connections_and_the_port(make_server: Any) -> None:
+    """The HTTP server's own shutdown (uvicorn's, without its fixed pauses): an idle keep-alive connection is
+    told to close, and the port no longer accepts, once `stop` returns."""
+    server = make_server(http=True)
+    host, port = "127.0.0.1", server.running.http_port
+    with httpx.Client(base_url=server.http_url, timeout=10) as client:
+        assert client.get("/v1/openapi.json").status_code == 200  # the connection stays open, idle
+        idle = socket.create_connection((host, port))
+        idle.sendall(b"GET /v1/openapi.json HTTP/1.1\r\nHost: x\r\n\r\n")
+        idle.settimeout(10)
+        assert idle.recv(12).startswith(b"HTTP/1.1 200")
+        server.stop()
+        while idle.recv(65536):  # the rest of the answer, then the server's close
+            pass
+        idle.close()
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection((host, port), timeout=5)
