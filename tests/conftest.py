@@ -104,6 +104,17 @@ class _PgPool:
     changed, or that held many rows (dead tuples would slow the next test), is dropped instead."""
 
     ROWS_MAX = 50_000
+    APP = "tally_test_pool"
+    #: The schema's shape: objects of the public schema, their options, user triggers and functions, and the
+    #: migration; a test that changed any of it leaves a database that is dropped, not reused.
+    SHAPE = (
+        "(SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public'),"
+        " (SELECT coalesce(sum(hashtext(c.relname::text || c.relkind::text || coalesce(array_to_string(c.reloptions,"
+        " ','), ''))), 0) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public'),"
+        " (SELECT count(*) FROM pg_trigger WHERE NOT tgisinternal),"
+        " (SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'public'),"
+        " (SELECT string_agg(version_num, ',') FROM alembic_version)"
+    )
 
     def __init__(self, admin: Engine, template: str) -> None:
         self.admin, self.template = admin, template
@@ -134,18 +145,6 @@ class _PgPool:
                 connect_args={"application_name": self.APP, "options": "-c session_replication_role=replica"},
             )
         return engine
-
-    APP = "tally_test_pool"
-    #: The schema's shape: objects of the public schema, their options, user triggers and functions, and the
-    #: migration; a test that changed any of it leaves a database that is dropped, not reused.
-    SHAPE = (
-        "(SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public'),"
-        " (SELECT coalesce(sum(hashtext(c.relname::text || c.relkind::text || coalesce(array_to_string(c.reloptions,"
-        " ','), ''))), 0) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public'),"
-        " (SELECT count(*) FROM pg_trigger WHERE NOT tgisinternal),"
-        " (SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'public'),"
-        " (SELECT string_agg(version_num, ',') FROM alembic_version)"
-    )
 
     def _shape(self, conn: Any) -> tuple[Any, ...]:
         return tuple(conn.exec_driver_sql(f"SELECT {self.SHAPE}").one())

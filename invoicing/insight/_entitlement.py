@@ -190,7 +190,7 @@ class Grant:
     period: Period | None  # quota, and limits on non-reading meters: the counting window
     used: Decimal = Decimal(0)  # quota/limit: quantity or current value; balance: available
     meter: Meter | None = None
-    #: The period in microseconds, computed once: the ingest hook compares every committed event with it.
+    #: The period in microseconds, computed once: catching up compares every committed event with it.
     window_us: tuple[int, int] | None = None
 
     @property
@@ -220,7 +220,7 @@ class Snapshot:
     #: Batches numbered up to this were queued before the load ended: one of them reported without
     #: `BatchOutcome.commit` may or may not be in the load, and makes the snapshot stale.
     queued_before: int = 0
-    #: The grants that count usage over a period and their meters, found once (the ingest hook asks per batch).
+    #: The grants that count usage over a period and their meters, found once (asked per journal batch).
     counting: list[Grant] | None = None
     counting_meters: frozenset[str] = frozenset()
 
@@ -608,10 +608,10 @@ class EntitlementCache:
         """The customer's snapshot; loaded (one database round) on a miss, when stale or past its validity."""
         key = (tenant_id, customer)
         snap = self._entries.get(key)
-        if snap is not None and not snap.stale:
+        if snap is not None:
             self._catch_up(key, snap)
         for _ in range(2):  # a load that a batch it cannot place overtook is retried once
-            if not (snap is None or snap.stale or (snap.valid_until is not None and self._clock() >= snap.valid_until)):
+            if snap is not None and not self._expired(snap):
                 break
             snap = self._reload(tenant_id, [customer]).get(customer)
             if snap is None:
@@ -620,6 +620,9 @@ class EntitlementCache:
         assert snap is not None
         snap.used_at = time.monotonic()
         return snap
+
+    def _expired(self, snap: Snapshot) -> bool:
+        return snap.stale or (snap.valid_until is not None and self._clock() >= snap.valid_until)
 
     def preload(self, tenant_id: int, customers: Sequence[str]) -> int:
         """Load many customers in bulk (a few queries per 500), e.g. to warm a server; returns how many exist."""
@@ -693,7 +696,7 @@ class EntitlementCache:
     def _catch_up(self, key: Key, snap: Snapshot) -> None:
         """Add the journal's batches the snapshot has not read; stale when one cannot be added exactly."""
         journal = self._journals.get(key[0])
-        if journal is None or snap.seq >= journal.end:
+        if journal is None or snap.stale or snap.seq >= journal.end:
             return
         customer = key[1]
         for entry in journal.entries[max(snap.seq - journal.base, 0) :]:  # index outside the lock
