@@ -181,10 +181,9 @@ def database_message(exc: BaseException) -> tuple[str, str]:
     if isinstance(orig, OverflowError):
         # The driver cannot encode a value past 64 bits, or (the fold) a rollup total leaves 64 bits.
         field, message = "value", f"leaves 64 bits: {orig}"
-    elif isinstance(orig, sqlite3.DataError) and "too big" in str(orig):
-        # SQLite reports the rollup's overflow check (tally_add) as "too big"; validation keeps
-        # strings far below SQLite's own limit.
-        field, message = "value", f"a total of its meter leaves 64 bits ({orig})"
+    elif isinstance(orig, sqlite3.IntegrityError) and "rollups.sum_units" in str(orig):
+        # SQLite's rollup upsert makes a sum past 64 bits NULL (metering/sqlite.py checked_sum_sql).
+        field, message = "value", "a total of its meter leaves 64 bits"
     if not message:
         lines = str(orig).strip().splitlines()
         message = lines[0] if lines else type(orig).__name__
@@ -232,9 +231,10 @@ class Committer:
         #: Called after every commit (from the writer thread): must be quick and must not raise.
         self.listeners: list[Callable[[], None]] = []
         #: Whether a store that can fold (SQLite's) folds in the writer thread; and how long the writer
-        #: waits for a batch before it folds while commits are left unfolded.
+        #: waits for a batch before it folds at once while commits are left unfolded (a quiet moment; under
+        #: steady ingest the store's age rule decides instead).
         self.fold_in_writer = False
-        self.fold_idle_s = 0.005
+        self.fold_idle_s = 0.05
         self.queue_delay_s = 0.0
         self._delay_window_s = delay_window_s
         self._window_start = time.monotonic()
@@ -285,8 +285,12 @@ class Committer:
     def _run(self) -> None:
         store = self._store_factory()
         # A store that folds on its own connection (SQLite: one write lock) folds here, between commits:
-        # after a group is acked, and whenever the queue is idle while commits are left unfolded.
-        fold: Callable[[bool], bool] | None = getattr(store, "fold", None) if self.fold_in_writer else None
+        # while busy, after a group is acked once the oldest unfolded commit has waited its turn (the store's
+        # FOLD_AFTER_S: one fold then takes many commits, so each bucket is upserted once for all of them);
+        # when no batch has come for `fold_idle_s`, at once.
+        fold: Callable[[bool, Callable[[], bool]], bool] | None = (
+            getattr(store, "fold", None) if self.fold_in_writer else None
+        )
         unfolded = fold is not None
         try:
             while True:
@@ -320,20 +324,23 @@ class Committer:
                 if stop_after:
                     return
                 if fold is not None:
-                    unfolded = self._fold(fold, self._queue.empty())
+                    unfolded = self._fold(fold, False)
         finally:
             if fold is not None:
                 self._fold(fold, True)  # best effort: what is left is folded by the next server
             store.close()
 
-    def _fold(self, fold: Callable[[bool], bool] | None, idle: bool) -> bool:
+    def _fold(self, fold: Callable[[bool, Callable[[], bool]], bool] | None, idle: bool) -> bool:
         """One fold step in the writer thread; a failure is logged and retried later, never fatal."""
         assert fold is not None
         try:
-            return fold(idle)
+            return fold(idle, self._batch_waiting)
         except Exception:
             log.exception("fold failed; retrying later")
             return True
+
+    def _batch_waiting(self) -> bool:
+        return not self._queue.empty()
 
     def _commit(self, store: EventStore, group: list[Item]) -> None:
         try:

@@ -38,7 +38,7 @@ from sqlalchemy import Connection, Engine, delete, select
 
 from metering.event import PreparedBatch
 from metering.meter import MeterSpec
-from metering.rollup import Key, Partial, partials, upsert
+from metering.rollup import Key, Partial, partials, partials_many, upsert
 from metering.tables import ingest_pending, meters, rollup_overflows
 from metering.transactions import begin_write
 
@@ -189,33 +189,99 @@ class FoldResult:
 Memory = dict[tuple[int, int, int, int], list[tuple[PreparedBatch, list[int]]]]
 
 
+@dataclass(frozen=True, slots=True)
+class Prefold:
+    """Partials of remembered commits, computed before the fold's transaction (`prefold`), so that the
+    writer holds SQLite's lock only to upsert them and can let a batch that came meanwhile go first."""
+
+    events: dict[tuple[int, int, int, int], int]  # memory key -> events it holds
+    by_tenant: dict[int, dict[Key, Partial]]
+
+
+def prefold(memory: Memory, events_max: int) -> Prefold | None:
+    """Partials of the oldest remembered commits, up to `events_max` events (one commit at least); pure:
+    `memory` is not changed. None when nothing is remembered."""
+    events: dict[tuple[int, int, int, int], int] = {}
+    parts: dict[int, list[tuple[PreparedBatch, list[int]]]] = {}
+    n = 0
+    for key, mem in memory.items():
+        size = sum(len(p) for _, p in mem)
+        if events and n + size > events_max:
+            break
+        events[key] = size
+        parts.setdefault(key[0], []).extend(mem)
+        n += size
+    if not events:
+        return None
+    by_tenant: dict[int, dict[Key, Partial]] = {}
+    for t, tenant_parts in parts.items():
+        partials_many(tenant_parts, by_tenant.setdefault(t, {}))
+    return Prefold(events, by_tenant)
+
+
+def _take(rows: Sequence[Pending], events_max: int | None, pre: Prefold | None, memory: Memory | None) -> list[Pending]:
+    """The pending rows one fold takes: every row `pre` holds, then the oldest others within the budget,
+    except (with `pre`) those remembered since: their partials would be computed inside the transaction,
+    which `pre` is there to keep short; the next fold takes them. Empty when a row `pre` holds is missing
+    or differs (folded elsewhere meanwhile): the caller folds without it."""
+    taken: list[Pending] = []
+    n = 0
+    held = 0
+    for row in rows:
+        key = (row.tenant_id, row.xid, row.lo, row.hi)
+        if pre is not None and key in pre.events:
+            if pre.events[key] != row.events:
+                return []
+            taken.append(row)
+            held += 1
+            n += row.events
+        elif pre is not None and memory is not None and key in memory:
+            continue
+        elif not taken or events_max is None or n + row.events <= events_max:
+            taken.append(row)
+            n += row.events
+        elif pre is None:
+            break
+    if pre is not None and held != len(pre.events):
+        return []
+    return taken
+
+
 def fold_in(
-    conn: Connection, tenant_id: int | None = None, events_max: int | None = None, memory: Memory | None = None
+    conn: Connection,
+    tenant_id: int | None = None,
+    events_max: int | None = None,
+    memory: Memory | None = None,
+    prefolded: Prefold | None = None,
 ) -> FoldResult:
     """Fold pending commits (of one tenant, or all) inside the caller's write transaction.
 
     `memory` holds the events of commits this process wrote, keyed as `Memory` says: those are folded
     from memory, the others (another process's, a crashed one's) read back from the table. Entries folded
-    are removed from it.
+    are removed from it. `prefolded` (from `prefold` over the same memory) brings the partials of some of
+    them already computed; its Partials are merged into, so it is used once. If the pending rows no longer
+    match it, it is ignored and those commits are folded as if it had not been given.
     """
     rows = pending_rows(conn, tenant_id, lock=True)
-    taken: list[Pending] = []
-    n = 0
-    for row in rows:
-        if taken and events_max is not None and n + row.events > events_max:
-            break
-        taken.append(row)
-        n += row.events
+    pre = prefolded if prefolded is not None and memory is not None else None
+    taken = _take(rows, events_max, pre, memory)
+    if pre is not None and not taken:
+        pre = None
+        taken = _take(rows, events_max, None, memory)
     if not taken:
         return FoldResult(0, 0, 0, None)
-    by_tenant: dict[int, dict[Key, Partial]] = {}
+    by_tenant: dict[int, dict[Key, Partial]] = {} if pre is None else pre.by_tenant
     specs: dict[int, dict[str, MeterSpec]] = {}
+    remembered: dict[int, list[tuple[PreparedBatch, list[int]]]] = {}
     for row in taken:
-        mem = None if memory is None else memory.pop((row.tenant_id, row.xid, row.lo, row.hi), None)
+        key = (row.tenant_id, row.xid, row.lo, row.hi)
+        if pre is not None and key in pre.events:
+            assert memory is not None
+            memory.pop(key, None)
+            continue
+        mem = None if memory is None else memory.pop(key, None)
         if mem is not None and sum(len(p) for _, p in mem) == row.events:
-            into = by_tenant.setdefault(row.tenant_id, {})
-            for batch, positions in mem:
-                partials(batch, positions, batch.specs, into)
+            remembered.setdefault(row.tenant_id, []).extend(mem)
             continue
         found = pending_events(conn, row)
         if len(found) != row.events:
@@ -224,12 +290,15 @@ def fold_in(
         if row.tenant_id not in specs:
             specs[row.tenant_id] = tenant_specs(conn, row.tenant_id)
         fold_partials(conn, row.tenant_id, found, specs[row.tenant_id], by_tenant.setdefault(row.tenant_id, {}))
+    for t, parts in remembered.items():
+        partials_many(parts, by_tenant.setdefault(t, {}))
     overflows = 0
     for t, into in by_tenant.items():
         overflows += _upsert_checked(conn, t, into)
     ids = [row.id for row in taken]
     for k in range(0, len(ids), 500):
         conn.execute(delete(ingest_pending).where(ingest_pending.c.id.in_(ids[k : k + 500])))
+    n = sum(row.events for row in taken)
     return FoldResult(len(taken), n, overflows, min(row.committed_at_us for row in taken))
 
 
@@ -295,9 +364,14 @@ class Folder:
     """The thread that folds: woken by `notify` (the committer calls it after each commit) and every
     `interval_s`. A failed fold (lock contention, a lost connection) is logged and tried again."""
 
-    def __init__(self, engine: Engine, interval_s: float = 0.2, events_max: int = FOLD_EVENTS_MAX) -> None:
+    def __init__(
+        self, engine: Engine, interval_s: float = 0.2, events_max: int = FOLD_EVENTS_MAX, gap_s: float = 0.1
+    ) -> None:
         self._engine = engine
         self._interval_s = interval_s
+        #: After a fold, the least time before the next: under steady ingest one fold then takes the commits
+        #: of `gap_s` together and upserts each bucket once for all of them (as SQLite's FOLD_AFTER_S).
+        self._gap_s = gap_s
         self._events_max = events_max
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -350,6 +424,7 @@ class Folder:
         while not self._stop.is_set():
             self._wake.wait(self._interval_s)
             self._wake.clear()
+            folds = self.folds
             while not self._stop.is_set():
                 try:
                     with begin_write(self._engine) as conn:
@@ -369,6 +444,11 @@ class Folder:
                 self.overflows += result.overflows
                 if result.oldest_us is not None:
                     self.lag_max_s = max(self.lag_max_s, (time.time_ns() // 1000 - result.oldest_us) / 1e6)
+            if self.folds != folds:
+                self._stop.wait(self._gap_s)
 
 
-__all__ = ["FOLD_EVENTS_MAX", "FoldError", "FoldResult", "Folder", "Pending", "catch_up", "fold_in", "fold_once"]
+__all__ = [
+    "FOLD_EVENTS_MAX", "FoldError", "FoldResult", "Folder", "Pending", "Prefold", "catch_up", "fold_in", "fold_once",
+    "prefold",
+]  # fmt: skip

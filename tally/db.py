@@ -17,7 +17,6 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 
 from metering import deadline
-from metering.sqlite import register_sqlite_functions
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -59,7 +58,6 @@ def make_engine(url: str, sqlite_synchronous: str = "FULL", pool_size: int = 8) 
             cur.execute("PRAGMA busy_timeout=30000")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
-            register_sqlite_functions(dbapi_conn)
             # A single long statement stops at the request's deadline too (checkpoint() cannot reach
             # inside SQLite): every 20,000 VM steps, interrupt when the current budget is spent.
             dbapi_conn.set_progress_handler(_budget_spent, 20_000)

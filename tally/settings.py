@@ -57,7 +57,7 @@ class Settings(BaseSettings):
     fold_enabled: bool = Field(True, description="False leaves commits unfolded: only for tests and benchmarks")
     fold_interval_s: float = Field(0.2, gt=0, le=60, description="folder: look for unfolded commits this often")
     fold_events_max: int = Field(
-        5_000,
+        50_000,
         ge=1,
         description="events folded in one transaction at most (on SQLite the writer folds between commits: "
         "this bounds how long a batch waits behind a fold)",

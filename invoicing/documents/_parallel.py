@@ -84,10 +84,8 @@ def rate_items(rater: Rater, batch: list[DueItem], failures: list[str]) -> dict[
 
 def reader_engine(url: str) -> Engine:
     """A worker's read-only engine: the settings of `tally.db.make_engine` that reads depend on (SQLite:
-    explicit BEGIN so a connection's reads share one snapshot, the busy timeout, Tally's SQL functions)."""
+    explicit BEGIN so a connection's reads share one snapshot, the busy timeout)."""
     if make_url(url).get_backend_name() == "sqlite":
-        from metering.sqlite import register_sqlite_functions
-
         engine = create_engine(url, connect_args={"timeout": 30}, poolclass=NullPool)
 
         @event.listens_for(engine, "connect")
@@ -96,7 +94,6 @@ def reader_engine(url: str) -> Engine:
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
-            register_sqlite_functions(dbapi_conn)
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Any) -> None:

@@ -136,6 +136,53 @@ def test_reads_are_the_same_folded_or_not(engine: Engine, tenant: TenantKey, com
     rollups_match_events(engine, tid)
 
 
+@settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck))
+@given(commits=st.lists(event_rows, min_size=2, max_size=4), stale=st.booleans())
+def test_a_fold_that_gives_way_to_a_batch_folds_each_commit_once(
+    engine: Engine, tenant: TenantKey, commits: Any, stale: bool
+) -> None:
+    """SQLite's writer computes a fold's partials before its transaction and, if a batch came meanwhile,
+    writes the batch first (metering/store.py `fold`). The partials kept for the next turn cover only the
+    commits they were computed from: later commits wait for the fold after, and if another folder folded
+    those commits meanwhile (`stale`), the kept partials are dropped, never added twice."""
+    from tests.conftest import make_tenant
+
+    if engine.dialect.name != "sqlite":
+        pytest.skip("the writer folds between its commits on SQLite only")
+    tid = make_tenant(engine, f"t{next(_TENANTS)}").tenant_id
+    meters(engine, tid)
+    store = open_store(engine)
+    n = 0
+
+    def write(rows: Any) -> None:
+        nonlocal n
+        batch_rows = []
+        for customer, meter, minutes, units, region, user in rows:
+            props = {"region": region} if meter == "gpu" else {"user": user} if meter == "users" else None
+            batch_rows.append((f"e{n}", customer, meter, minutes, abs(units) if meter == "seats" else units, props))
+            n += 1
+        store.write([make_batch(engine, tid, batch_rows)])
+
+    for rows in commits[:-1]:
+        write(rows)
+    before = pending(engine)
+    assert store.fold(True, lambda: True)  # a batch is waiting: partials computed, nothing written
+    assert pending(engine) == before
+    write(commits[-1])  # the batch that came meanwhile
+    if stale:
+        fold_once(engine, events_max=1)  # another folder takes the oldest commit from the table
+    expected_left = 0 if stale else 1  # stale: the kept partials are dropped and the fold takes all that is left
+    store.fold(True, lambda: False)
+    assert pending(engine) == expected_left  # the later commit waits for the next fold
+    partly = answers(engine, tid)
+    while store.fold(True, lambda: False):
+        pass
+    store.close()
+    assert pending(engine) == 0
+    assert answers(engine, tid) == partly
+    rollups_match_events(engine, tid)
+
+
 def test_fold_is_idempotent_and_the_ack_does_not_wait_for_it(engine: Engine, tenant: TenantKey) -> None:
     tid = tenant.tenant_id
     store = open_store(engine)

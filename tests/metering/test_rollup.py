@@ -7,6 +7,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -276,6 +277,52 @@ def test_vectorised_partials_equal_the_plain_loop(rows: list[tuple[str, int, int
     slow: dict = {}
     partials(batch, iter(list(positions)), specs, slow)  # an iterator never takes the numpy path
     assert fast == slow
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["a", "b", "ü"]),
+            st.sampled_from([0, 1, BUCKET_US - 1, BUCKET_US]),  # few timestamps: ties at a bucket's end
+            st.integers(-(2**40), 2**40),
+            st.sampled_from(["m", "n"]),
+        ),
+        max_size=200,
+    ),
+    st.lists(st.integers(1, 120), min_size=1, max_size=6),
+    st.booleans(),
+)
+def test_partials_over_many_batches_equal_one_batch_at_a_time(
+    rows: list[tuple[str, int, int, str]], cuts: list[int], subset: bool
+) -> None:
+    """The fold's concatenated pass (`partials_many`) and batch-by-batch `partials` give the same buckets,
+    whatever the batch sizes (above and below the vectorised path's minimum), meters and timestamp ties."""
+    from metering.meter import MeterSpec
+    from metering.rollup import partials, partials_many
+
+    specs = {"m": MeterSpec(Aggregation.SUM, 3), "n": MeterSpec(Aggregation.MAX, 3)}
+    parts: list[tuple[PreparedBatch, Any]] = []
+    at = 0
+    for b, size in enumerate(cuts * 3):
+        chunk = rows[at : at + size]
+        at += size
+        if not chunk:
+            break
+        n = len(chunk)
+        single = chunk[0][3] if b % 2 else None  # odd batches carry one meter: the vectorised path
+        batch = PreparedBatch(
+            1, f"b{b}", n, False, range(n), [f"e{b}-{i}" for i in range(n)], [r[0] for r in chunk],
+            [single or r[3] for r in chunk], [T0_US + r[1] for r in chunk], [r[2] for r in chunk], [3] * n,
+            [None] * n, specs=specs,
+        )  # fmt: skip
+        parts.append((batch, [*range(0, n, 2)] if subset and n > 1 else range(n)))
+    many: dict = {}
+    partials_many(parts, many)
+    one_by_one: dict = {}
+    for batch, positions in parts:
+        partials(batch, iter(list(positions)), specs, one_by_one)
+    assert many == one_by_one
 
 
 def _write(engine: Engine, tid: int, rows: list[tuple[str, str, str, int, int, str | None]]) -> None:
