@@ -9,9 +9,10 @@ one-transfer calls for p50/p99 latency.
 The ceiling is a bare insert of the same rows (random 32-hex ids, as in shared/CEILINGS.md) into the
 same `ledger_transfers` table with its primary key and history indexes, one durable transaction per
 batch, measured in the same run, alternating batch by batch with the ledger so both see the same
-machine: on SQLite a driver-level `executemany` of prepared tuples; on PostgreSQL the faster of
-`executemany` and binary `COPY` (COPY, in practice), so the ratio is against the best bare insert the
-driver offers. Rows and transfers are built before the clock starts. Figures are medians of
+machine: on SQLite the faster of a driver-level `executemany` of prepared tuples and multi-row
+`INSERT ... VALUES` statements (metering/sqlite.py); on PostgreSQL the faster of `executemany` and binary
+`COPY` (COPY, in practice), so the ratio is against the best bare insert the driver offers. Rows and
+transfers are built before the clock starts. Figures are medians of
 `--repeats` batches per size after one warm-up batch; `ratio_to_raw_insert_<db>_batch<size>` is ledger
 rate / bare rate. `load_avg_1m` is the machine's load when the run started (other processes share it).
 
@@ -70,6 +71,20 @@ def _bare_executemany(engine: Engine, rows: list[tuple[Any, ...]]) -> float:
     return time.perf_counter() - start
 
 
+def _bare_values(engine: Engine, rows: list[tuple[Any, ...]]) -> float:
+    """SQLite: multi-row INSERT ... VALUES statements (metering/sqlite.py), the ledger's own way to insert."""
+    from itertools import chain
+
+    from metering.sqlite import execute_values
+
+    flat = tuple(chain.from_iterable(rows))
+    head = f"INSERT INTO ledger_transfers ({', '.join(_INSERT_COLUMNS)})"
+    start = time.perf_counter()
+    with begin_write(engine) as conn:
+        execute_values(conn.exec_driver_sql, head, 13, "", flat)
+    return time.perf_counter() - start
+
+
 def _bare_copy(engine: Engine, rows: list[tuple[Any, ...]]) -> float:
     start = time.perf_counter()
     with begin_write(engine) as conn:
@@ -99,7 +114,7 @@ def measure(prefix: str, engine: Engine, args: argparse.Namespace) -> Figures:
     repeats = 3 if args.quick else args.repeats
     for size in sizes:
         rates: list[float] = []
-        bare: dict[str, list[float]] = {"executemany": [], "copy": []} if pg else {"executemany": []}
+        bare: dict[str, list[float]] = {"executemany": [], "copy": []} if pg else {"executemany": [], "values": []}
         for b in range(repeats + 1):  # batch 0 warms caches and is not counted
             batch = [
                 Transfer(uuid.uuid4().hex, wallets[i % len(wallets)], revenue, 1 + i % 97, "spend") for i in range(size)
@@ -110,7 +125,7 @@ def measure(prefix: str, engine: Engine, args: argparse.Namespace) -> Figures:
             assert len(results) == size and all(r.ok for r in results)
             if b:
                 rates.append(size / elapsed)
-            for method, fn in (("executemany", _bare_executemany), ("copy", _bare_copy)):
+            for method, fn in (("executemany", _bare_executemany), ("copy", _bare_copy), ("values", _bare_values)):
                 if method in bare:
                     rows = [
                         (bare_tenant, uuid.uuid4().hex, i, t.debit_account_id, t.credit_account_id, t.amount, "USD",
@@ -123,9 +138,8 @@ def measure(prefix: str, engine: Engine, args: argparse.Namespace) -> Figures:
         best = max(bare, key=lambda m: median(bare[m]))
         figures[f"{prefix}_batch{size}_transfers_per_s"] = median(rates)
         figures[f"{prefix}_raw_insert_batch{size}_rows_per_s"] = median(bare[best])
-        if pg:
-            figures[f"{prefix}_raw_executemany_batch{size}_rows_per_s"] = median(bare["executemany"])
-            figures[f"{prefix}_raw_copy_batch{size}_rows_per_s"] = median(bare["copy"])
+        for method, seen in bare.items():
+            figures[f"{prefix}_raw_{method}_batch{size}_rows_per_s"] = median(seen)
         ratio = median(rates) / median(bare[best])
         figures[f"ratio_to_raw_insert_{prefix}_batch{size}"] = ratio
         rate, bare_rate = median(rates), median(bare[best])

@@ -31,7 +31,7 @@ from sqlalchemy import Connection, Engine, delete, func, select
 
 from metering.event import PreparedBatch
 from metering.meter import Aggregation, MeterSpec, group_key
-from metering.sqlite import checked_sum_sql, insert_values
+from metering.sqlite import checked_sum_sql, execute_values
 from metering.tables import events, gauge_points, rollup_values, rollups
 from metering.transactions import begin_write
 
@@ -386,7 +386,7 @@ def _write(ex: _Exec, tenant_id: int, into: Mapping[Key, Partial]) -> None:
     """Upsert the partials, then the distinct values and gauge points that some of them carry."""
     if ex.dialect == "sqlite":  # multi-row statements: metering/sqlite.py says why not executemany
         flat = tuple(chain.from_iterable(upsert_rows(tenant_id, into, ordered=False)))
-        insert_values(ex.execute, _UPSERT_HEAD, _UPSERT_COLUMNS, _upsert_sql("sqlite", values=False), flat)
+        execute_values(ex.execute, _UPSERT_HEAD, _UPSERT_COLUMNS, _upsert_sql("sqlite", values=False), flat)
     else:
         # One statement: executemany sent a statement per bucket, and its per-row Python (pipeline, dump)
         # made the PostgreSQL folder the busiest thread of the server under ingest.

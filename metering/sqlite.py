@@ -66,7 +66,7 @@ def values_statements(head: str, columns: int, tail: str, flat: Sequence[Any]) -
             left -= rows
 
 
-def insert_values(
+def execute_values(
     execute: Callable[[str, Sequence[Any]], Any], head: str, columns: int, tail: str, flat: Sequence[Any]
 ) -> int:
     """Run `values_statements` through `execute` (a DB-API cursor's, or a SQLAlchemy connection's
@@ -82,6 +82,6 @@ __all__ = [
     "INT64_MAX",
     "INT64_MIN",
     "checked_sum_sql",
-    "insert_values",
+    "execute_values",
     "values_statements",
 ]

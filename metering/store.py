@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from sqlalchemy import Connection, Engine
 
 from metering.event import Code, EventError, PreparedBatch, equal_values
-from metering.sqlite import insert_values
+from metering.sqlite import execute_values
 
 if TYPE_CHECKING:
     from metering.fold import Prefold
@@ -406,7 +406,7 @@ class SqliteEventStore:
         keep = _dedup_in_batch(batch, outcome)
         savepoint = conn.begin_nested() if batch.atomic else None
         flat = tuple(chain.from_iterable(_rows(batch, keep, ingested)))
-        inserted = insert_values(conn.exec_driver_sql, self._INSERT_HEAD, 9, self._INSERT_TAIL, flat)
+        inserted = execute_values(conn.exec_driver_sql, self._INSERT_HEAD, 9, self._INSERT_TAIL, flat)
         positions = keep
         if inserted != len(keep):
             stored, ours = self._lookup(conn, batch, keep, before)

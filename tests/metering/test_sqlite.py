@@ -8,7 +8,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from metering.sqlite import CHUNK_ROWS, INT64_MAX, INT64_MIN, checked_sum_sql, insert_values, values_statements
+from metering.sqlite import CHUNK_ROWS, INT64_MAX, INT64_MIN, checked_sum_sql, execute_values, values_statements
 
 int64 = st.integers(INT64_MIN, INT64_MAX)
 
@@ -61,7 +61,7 @@ def test_rows_keep_their_order_as_rowids_and_the_count_is_the_rows_inserted() ->
     ids = [f"e{i}" for i in range(1500)]
     ids[700] = "dup"
     flat = tuple(x for i, e in enumerate(ids) for x in (e, i))
-    inserted = insert_values(db.execute, "INSERT INTO t (id, n)", 2, " ON CONFLICT DO NOTHING", flat)
+    inserted = execute_values(db.execute, "INSERT INTO t (id, n)", 2, " ON CONFLICT DO NOTHING", flat)
     assert inserted == 1499
     got = db.execute("SELECT n FROM t WHERE n >= 0 ORDER BY rowid").fetchall()
     assert [n for (n,) in got] == [i for i in range(1500) if i != 700]
