@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from grpc_health.v1 import health_pb2
 from sqlalchemy import create_engine, text
 
 from benchmarks.harness import Figures, log, main_for, median, percentile
@@ -55,6 +56,7 @@ PACED_S = 6.0
 PG_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 METHOD = "/tally.v1.IngestService/Ingest"
 UNARY = "/tally.v1.IngestService/IngestBatch"
+HEALTH = "/grpc.health.v1.Health/Check"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -226,15 +228,39 @@ def unary_calls(target: str, key: str, seconds: float, window: int = 16) -> floa
     Pipelined futures rather than many blocking threads: the client process shares
     the two cores with the server, and a cheaper client leaves more to the server.
     """
-    metadata = (("authorization", f"Bearer {key}"),)
     now = time.time_ns() // 1000
     requests = []
     for n in range(int(seconds * 10_000)):
         ev = pb.Event(event_id=f"u-{n}-{uuid.uuid4().hex[:8]}", customer="c", meter="tokens", value="1")
         ev.timestamp.FromMicroseconds(now)
         requests.append(pb.EventBatch(events=[ev]).SerializeToString())
+    return _pipelined(target, UNARY, requests, pb.IngestAck.FromString, key, seconds, window, lambda a: a.accepted == 1)
+
+
+def health_calls(target: str, seconds: float, window: int = 16) -> float:
+    """The unary ceiling: grpc.health.v1 Check calls/s over the same kind of channel and window (the least
+    a unary call costs this server and client: no authentication, no work)."""
+    request = health_pb2.HealthCheckRequest().SerializeToString()
+    requests = [request] * int(seconds * 20_000)
+    serving = health_pb2.HealthCheckResponse.SERVING
+    decode = health_pb2.HealthCheckResponse.FromString
+    return _pipelined(target, HEALTH, requests, decode, None, seconds, window, lambda r: r.status == serving)
+
+
+def _pipelined(
+    target: str,
+    method: str,
+    requests: list[bytes],
+    decode: Any,
+    key: str | None,
+    seconds: float,
+    window: int,
+    ok: Any,
+) -> float:
+    """Calls/s that answered `ok`, with `window` calls outstanding; a call that does not is an error."""
+    metadata = (("authorization", f"Bearer {key}"),) if key else None
     with grpc.insecure_channel(target) as ch:
-        call = ch.unary_unary(UNARY, request_serializer=lambda b: b, response_deserializer=pb.IngestAck.FromString)
+        call = ch.unary_unary(method, request_serializer=lambda b: b, response_deserializer=decode)
         pending: deque[Any] = deque()
         done = sent = 0
         start = time.perf_counter()
@@ -242,10 +268,16 @@ def unary_calls(target: str, key: str, seconds: float, window: int = 16) -> floa
             while len(pending) < window and sent < len(requests):
                 pending.append(call.future(requests[sent], metadata=metadata))
                 sent += 1
-            done += pending.popleft().result().accepted
+            done += _answered(pending.popleft().result(), ok)
         while pending:
-            done += pending.popleft().result().accepted
+            done += _answered(pending.popleft().result(), ok)
         return done / (time.perf_counter() - start)
+
+
+def _answered(response: Any, ok: Any) -> int:
+    if not ok(response):
+        raise RuntimeError(f"unexpected answer: {response}")
+    return 1
 
 
 # --- raw-insert ceiling ----------------------------------------------------------------------------
@@ -371,8 +403,11 @@ def measure(kind: str, args: argparse.Namespace, workdir: Path) -> Figures:
                 if pct == 50:
                     figures[f"{kind}_ack_p50_ms_half_rate"] = figures[f"{kind}_ack_p50_ms_at50pct"]
                     figures[f"{kind}_ack_p99_ms_half_rate"] = figures[f"{kind}_ack_p99_ms_at50pct"]
-                    figures[f"{kind}_unary_calls_per_s"] = round(
-                        unary_calls(server.target, key, 1.0 if args.quick else 4.0)
+                    unary_s = 1.0 if args.quick else 4.0
+                    figures[f"{kind}_unary_calls_per_s"] = round(unary_calls(server.target, key, unary_s))
+                    figures[f"{kind}_health_calls_per_s"] = round(health_calls(server.target, unary_s))
+                    figures[f"{kind}_unary_ratio_to_health"] = round(
+                        figures[f"{kind}_unary_calls_per_s"] / figures[f"{kind}_health_calls_per_s"], 3
                     )
             finally:
                 lag.stop()
@@ -383,7 +418,10 @@ def measure(kind: str, args: argparse.Namespace, workdir: Path) -> Figures:
             f"{kind}: at {pct}% of max: ack p50 {figures[f'{kind}_ack_p50_ms_at{pct}pct']} ms, "
             f"p99 {figures[f'{kind}_ack_p99_ms_at{pct}pct']} ms, fold lag max {lag.max_s:.3f} s"
         )
-    log(f"{kind}: unary {figures[f'{kind}_unary_calls_per_s']:,.0f} calls/s")
+    log(
+        f"{kind}: unary {figures[f'{kind}_unary_calls_per_s']:,.0f} calls/s, health check "
+        f"{figures[f'{kind}_health_calls_per_s']:,.0f} calls/s on the same kind of channel"
+    )
     return figures
 
 
