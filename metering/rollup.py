@@ -32,7 +32,7 @@ from sqlalchemy import Connection, Engine, delete, func, select
 from metering.event import PreparedBatch
 from metering.meter import Aggregation, MeterSpec, group_key
 from metering.sqlite import checked_sum_sql, execute_values
-from metering.tables import events, gauge_points, rollup_values, rollups
+from metering.tables import events, gauge_points, rollup_values, rollups, rollups_day
 from metering.transactions import begin_write
 
 BUCKET_US = 15 * 60 * 1_000_000
@@ -291,43 +291,50 @@ def _reduce(
     return True
 
 
-_UPSERT_HEAD = (
-    "INSERT INTO rollups (tenant_id, meter, customer, group_key, bucket_us, value_scale, events, sum_units,"
-    " min_units, max_units, latest_ts_us, latest_event_id, latest_units)"
+_COLUMNS = (
+    "(tenant_id, meter, customer, group_key, {}, value_scale, events, sum_units, min_units, max_units,"
+    " latest_ts_us, latest_event_id, latest_units)"
 )
+_UPSERT_HEAD = "INSERT INTO rollups " + _COLUMNS.format("bucket_us")
+_DAY_HEAD = "INSERT INTO rollups_day " + _COLUMNS.format("day_us")
 _UPSERT_COLUMNS = 13
+DAY_US = 86_400 * 1_000_000
 
 
-def _upsert_sql(dialect: str, values: bool = True) -> str:
-    """The upsert; without `values`, only what follows the VALUES (SQLite's multi-row statements)."""
+def _upsert_sql(dialect: str, values: bool = True, day: bool = False) -> str:
+    """The upsert (of the day tier with `day`); without `values`, only what follows the VALUES (SQLite's
+    multi-row statements)."""
+    t, head, when = ("rollups_day", _DAY_HEAD, "day_us") if day else ("rollups", _UPSERT_HEAD, "bucket_us")
     add = (
-        checked_sum_sql("rollups.sum_units", "excluded.sum_units")
+        checked_sum_sql(f"{t}.sum_units", "excluded.sum_units")
         if dialect == "sqlite"
-        else ("rollups.sum_units + excluded.sum_units")
+        else f"{t}.sum_units + excluded.sum_units"
     )
     least, greatest = ("min", "max") if dialect == "sqlite" else ("LEAST", "GREATEST")
     ph = "?" if dialect == "sqlite" else "%s"
-    later = "(excluded.latest_ts_us, excluded.latest_event_id) > (rollups.latest_ts_us, rollups.latest_event_id)"
+    later = f"(excluded.latest_ts_us, excluded.latest_event_id) > ({t}.latest_ts_us, {t}.latest_event_id)"
     return (
-        (f"{_UPSERT_HEAD} VALUES ({', '.join([ph] * _UPSERT_COLUMNS)})" if values else "")
-        + " ON CONFLICT (tenant_id, meter, customer, group_key, bucket_us) DO UPDATE SET"
-        " events = rollups.events + excluded.events,"
+        (f"{head} VALUES ({', '.join([ph] * _UPSERT_COLUMNS)})" if values else "")
+        + f" ON CONFLICT (tenant_id, meter, customer, group_key, {when}) DO UPDATE SET"
+        f" events = {t}.events + excluded.events,"
         f" sum_units = {add},"
-        f" min_units = {least}(rollups.min_units, excluded.min_units),"
-        f" max_units = {greatest}(rollups.max_units, excluded.max_units),"
-        f" latest_units = CASE WHEN {later} THEN excluded.latest_units ELSE rollups.latest_units END,"
-        f" latest_event_id = CASE WHEN {later} THEN excluded.latest_event_id ELSE rollups.latest_event_id END,"
-        f" latest_ts_us = CASE WHEN {later} THEN excluded.latest_ts_us ELSE rollups.latest_ts_us END"
+        f" min_units = {least}({t}.min_units, excluded.min_units),"
+        f" max_units = {greatest}({t}.max_units, excluded.max_units),"
+        f" latest_units = CASE WHEN {later} THEN excluded.latest_units ELSE {t}.latest_units END,"
+        f" latest_event_id = CASE WHEN {later} THEN excluded.latest_event_id ELSE {t}.latest_event_id END,"
+        f" latest_ts_us = CASE WHEN {later} THEN excluded.latest_ts_us ELSE {t}.latest_ts_us END"
     )
 
 
-#: PostgreSQL's upsert: one statement over the rows as one JSON document (json.dumps is C; psycopg dumps a
+#: PostgreSQL's upserts: one statement over the rows as one JSON document (json.dumps is C; psycopg dumps a
 #: Python list for an array parameter element by element in Python).
-_PG_JSON = (
-    f"{_UPSERT_HEAD} SELECT %s::integer, v->>0, v->>1, v->>2, (v->>3)::bigint, (v->>4)::smallint, (v->>5)::bigint,"
+_PG_ROWS = (
+    " SELECT %s::integer, v->>0, v->>1, v->>2, (v->>3)::bigint, (v->>4)::smallint, (v->>5)::bigint,"
     " (v->>6)::bigint, (v->>7)::bigint, (v->>8)::bigint, (v->>9)::bigint, v->>10, (v->>11)::bigint"
-    " FROM json_array_elements(%s::json) AS r(v)" + _upsert_sql("postgresql", values=False)
+    " FROM json_array_elements(%s::json) AS r(v)"
 )
+_PG_JSON = _UPSERT_HEAD + _PG_ROWS + _upsert_sql("postgresql", values=False)
+_PG_JSON_DAY = _DAY_HEAD + _PG_ROWS + _upsert_sql("postgresql", values=False, day=True)
 
 
 def upsert_rows(tenant_id: int, into: Mapping[Key, Partial], ordered: bool = True) -> list[tuple[Any, ...]]:
@@ -382,15 +389,56 @@ class _Exec:
         self.dialect, self.many, self.query, self.execute = dialect, many, query, execute
 
 
+def by_day(into: Mapping[Key, Partial]) -> dict[Key, Partial]:
+    """The partials of the day tier: each bucket's count, sum, min, max and latest, merged per UTC day
+    (keys keep their shape, with the day's start in place of the bucket's). `into` is not changed: a day
+    with one bucket (the usual case in a fold) shares that bucket's Partial, and one with several gets a
+    copy before the first merge."""
+    days: dict[Key, Partial] = {}
+    shared: set[Key] = set()
+    for (meter, customer, group, bucket), part in into.items():
+        key = (meter, customer, group, bucket - bucket % DAY_US)
+        held = days.get(key)
+        if held is None:
+            if part.distinct is None and part.points is None and part.gauge_integral is None:
+                days[key] = part
+                shared.add(key)
+            else:  # the day tier keeps no distinct values or gauge detail
+                days[key] = Partial(
+                    part.value_scale, part.events, part.sum_units, part.min_units, part.max_units,
+                    part.latest_ts_us, part.latest_event_id, part.latest_units,
+                )  # fmt: skip
+            continue
+        if key in shared:
+            shared.discard(key)
+            held = days[key] = Partial(
+                held.value_scale, held.events, held.sum_units, held.min_units, held.max_units, held.latest_ts_us,
+                held.latest_event_id, held.latest_units,
+            )  # fmt: skip
+        held.events += part.events
+        held.sum_units += part.sum_units
+        held.min_units = min(held.min_units, part.min_units)
+        held.max_units = max(held.max_units, part.max_units)
+        if (part.latest_ts_us, part.latest_event_id) > (held.latest_ts_us, held.latest_event_id):
+            held.latest_ts_us, held.latest_event_id, held.latest_units = (
+                part.latest_ts_us, part.latest_event_id, part.latest_units,
+            )  # fmt: skip
+    return days
+
+
 def _write(ex: _Exec, tenant_id: int, into: Mapping[Key, Partial]) -> None:
-    """Upsert the partials, then the distinct values and gauge points that some of them carry."""
+    """Upsert the partials into both tiers, then the distinct values and gauge points some of them carry."""
+    days = by_day(into)
     if ex.dialect == "sqlite":  # multi-row statements: metering/sqlite.py says why not executemany
         flat = tuple(chain.from_iterable(upsert_rows(tenant_id, into, ordered=False)))
         execute_values(ex.execute, _UPSERT_HEAD, _UPSERT_COLUMNS, _upsert_sql("sqlite", values=False), flat)
+        flat = tuple(chain.from_iterable(upsert_rows(tenant_id, days, ordered=False)))
+        execute_values(ex.execute, _DAY_HEAD, _UPSERT_COLUMNS, _upsert_sql("sqlite", False, day=True), flat)
     else:
         # One statement: executemany sent a statement per bucket, and its per-row Python (pipeline, dump)
         # made the PostgreSQL folder the busiest thread of the server under ingest.
         ex.execute(_PG_JSON, (tenant_id, json.dumps([row[1:] for row in upsert_rows(tenant_id, into)])))
+        ex.execute(_PG_JSON_DAY, (tenant_id, json.dumps([row[1:] for row in upsert_rows(tenant_id, days)])))
     detailed = sorted((k, p) for k, p in into.items() if p.distinct is not None or p.points is not None)
     values = [(tenant_id, *key, v) for key, p in detailed if p.distinct for v in sorted(p.distinct)]
     if values:
@@ -503,6 +551,18 @@ def stored(conn: Connection, tenant_id: int, meter: str, spec: MeterSpec) -> dic
     return out
 
 
+def stored_days(conn: Connection, tenant_id: int, meter: str) -> dict[Key, Partial]:
+    """A meter's day tier as stored (keys as `by_day` gives them), for comparison."""
+    d = rollups_day.c
+    return {
+        (r.meter, r.customer, r.group_key, r.day_us): Partial(
+            r.value_scale, r.events, r.sum_units, r.min_units, r.max_units, r.latest_ts_us, r.latest_event_id,
+            r.latest_units,
+        )
+        for r in conn.execute(select(rollups_day).where(d.tenant_id == tenant_id, d.meter == meter))
+    }  # fmt: skip
+
+
 @dataclass(frozen=True, slots=True)
 class RebuildReport:
     meter: str
@@ -529,7 +589,7 @@ def rebuild(engine: Engine, tenant_id: int, meter: str, spec: MeterSpec) -> Rebu
         fresh = compute_from_events(conn, tenant_id, meter, spec)
         before = stored(conn, tenant_id, meter, spec)
         mismatched = sum(1 for k in fresh.keys() | before.keys() if fresh.get(k) != before.get(k))
-        for table in (rollups, rollup_values, gauge_points):
+        for table in (rollups, rollups_day, rollup_values, gauge_points):
             conn.execute(delete(table).where(table.c.tenant_id == tenant_id, table.c.meter == meter))
         upsert(conn, tenant_id, fresh)
     return RebuildReport(meter, len(fresh), sum(p.events for p in fresh.values()), mismatched)

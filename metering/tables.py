@@ -144,6 +144,29 @@ rollups = Table(
     sqlite_with_rowid=False,
 )
 
+# The day tier: the same totals per UTC day (count, sum, min, max, latest; gauges and distinct counts read
+# their own tables). Kept by the fold in the transaction that upserts the 15-minute rows, so a day row is
+# always the sum of its day's bucket rows; the bulk period extract reads whole days here (up to 96 times
+# fewer rows) and only the partial days at a period's edges from `rollups`.
+rollups_day = Table(
+    "rollups_day",
+    metadata,
+    Column("tenant_id", Integer, primary_key=True, autoincrement=False),
+    Column("meter", String(64), primary_key=True),
+    Column("customer", String(256), primary_key=True),
+    Column("group_key", String(2048), primary_key=True),
+    Column("day_us", BigInteger, primary_key=True, autoincrement=False),
+    Column("value_scale", SmallInteger, nullable=False),
+    Column("events", BigInteger, nullable=False),
+    Column("sum_units", BigInteger, nullable=False),
+    Column("min_units", BigInteger, nullable=False),
+    Column("max_units", BigInteger, nullable=False),
+    Column("latest_ts_us", BigInteger, nullable=False),
+    Column("latest_event_id", EventIdType, nullable=False),
+    Column("latest_units", BigInteger, nullable=False),
+    sqlite_with_rowid=False,
+)
+
 # unique_count meters: each distinct property value seen per bucket. A distinct count over any range
 # of buckets is COUNT(DISTINCT value) over these rows: exact across buckets, unlike summing per-bucket
 # counts (a value seen in two buckets would count twice) or a sketch (approximate; this is billed).

@@ -39,8 +39,8 @@ from metering.errors import FailedPrecondition, InvalidArgument
 from metering.limits import ApiLimits
 from metering.meter import GAUGE_EXTRA_SCALE, Aggregation, Meter, get_meter, group_key, list_meters
 from metering.pending import pending_partials, refuse_overflows, snapshot
-from metering.rollup import BUCKET_US, INT64_MAX, INT64_MIN, Key, Partial, gauge_bucket
-from metering.tables import events, gauge_points, rollup_values, rollups
+from metering.rollup import BUCKET_US, DAY_US, INT64_MAX, INT64_MIN, Key, Partial, gauge_bucket
+from metering.tables import events, gauge_points, rollup_values, rollups, rollups_day
 from rating.rounding import RoundingMode, round_scaled
 
 
@@ -305,9 +305,7 @@ def usage(
     span = (end_us - start_us) // BUCKET_US
     with snapshot(engine) as conn:
         refuse_overflows(conn, tenant_id, start_us, end_us, meter=meter_code, customers=[customer])
-        pend = pending_partials(
-            conn, tenant_id, meter=meter_code, customers=[customer], specs={meter_code: meter.spec}
-        )
+        pend = pending_partials(conn, tenant_id, meter=meter_code, customers=[customer], specs={meter_code: meter.spec})
         # One series (no group_by) has at most a row per bucket of the range: no need to count those.
         expected = span
         if meter.group_by or span > buckets_max:
@@ -686,9 +684,6 @@ def period_columns(
     _check_range(start_us, end_us)
     by_code = {m.code: m for m in list_meters(engine, tenant_id)}
     gauges = [code for code, m in by_code.items() if m.aggregation is Aggregation.GAUGE]
-    r = rollups.c
-    in_period: tuple[Any, ...] = (r.tenant_id == tenant_id, r.bucket_us >= start_us, r.bucket_us < end_us)
-    keys = (r.meter, r.customer, r.group_key)
     wanted = None if customers is None else sorted(set(customers))
     with snapshot(engine) as conn:
         refuse_overflows(conn, tenant_id, start_us, end_us, customers=wanted)
@@ -698,60 +693,60 @@ def period_columns(
             for key, part in pending_partials(conn, tenant_id, customers=wanted, specs=specs).items()
             if start_us <= key[3] < end_us or (part.points is not None and key[3] < start_us)
         }
-        if wanted is None:
-            not_gauge = r.meter.not_in(gauges)
-        else:
-            in_period += (r.customer.in_(wanted),)
-            # The same rows as `not_in(gauges)`, as an IN list (every meter code the tenant's rollups
-            # hold, found by index probes) so the query seeks by (meter, customer) instead of scanning.
-            not_gauge = r.meter.in_([code for code in _rollup_meters(conn, tenant_id) if code not in gauges])
-        grouped = conn.execute(
-            select(
-                *keys,
-                func.sum(r.events).label("events"),
-                func.sum(r.sum_units).label("sum_units"),
-                func.min(r.min_units).label("min_units"),
-                func.max(r.max_units).label("max_units"),
+        meters_in = None if wanted is None else [c for c in _rollup_meters(conn, tenant_id) if c not in gauges]
+        totals: dict[tuple[str, str, str], list[Any]] = {}
+        lasts = [code for code, m in by_code.items() if m.aggregation is Aggregation.LATEST]
+        latest: dict[tuple[str, str, str], Reading] = {}
+        for table, when, lo, hi in _tiers(start_us, end_us):
+            c = table.c
+            in_period: tuple[Any, ...] = (c.tenant_id == tenant_id, when >= lo, when < hi)
+            keys = (c.meter, c.customer, c.group_key)
+            if meters_in is None or wanted is None:
+                not_gauge = c.meter.not_in(gauges)
+            else:
+                in_period += (c.customer.in_(wanted),)
+                # The same rows as `not_in(gauges)`, as an IN list (every meter code the tenant's rollups
+                # hold, found by index probes) so the query seeks by (meter, customer) instead of scanning.
+                not_gauge = c.meter.in_(meters_in)
+            grouped = conn.execute(
+                select(
+                    *keys,
+                    func.sum(c.events).label("events"),
+                    func.sum(c.sum_units).label("sum_units"),
+                    func.min(c.min_units).label("min_units"),
+                    func.max(c.max_units).label("max_units"),
+                )
+                .where(*in_period, not_gauge)
+                .group_by(*keys)
             )
-            .where(*in_period, not_gauge)
-            .group_by(*keys)
-        ).all()
-        totals = {
-            (row.meter, row.customer, row.group_key): [int(row.events), row.sum_units, row.min_units, row.max_units]
-            for row in grouped
-        }
+            for row in grouped:
+                _accumulate(totals, (row.meter, row.customer, row.group_key), int(row.events), int(row.sum_units),
+                            int(row.min_units), int(row.max_units))  # fmt: skip
+            if lasts:
+                # A window function over every row is the extract's costliest step: only for latest meters.
+                ranked = (
+                    select(
+                        *keys,
+                        c.latest_ts_us,
+                        c.latest_event_id,
+                        c.latest_units,
+                        func.row_number()
+                        .over(partition_by=keys, order_by=(c.latest_ts_us.desc(), c.latest_event_id.desc()))
+                        .label("rank"),
+                    )
+                    .where(*in_period, c.meter.in_(lasts))
+                    .subquery()
+                )
+                for row in conn.execute(select(ranked).where(ranked.c.rank == 1)):
+                    reading = (int(row.latest_ts_us), row.latest_event_id, int(row.latest_units))
+                    held = latest.get((row.meter, row.customer, row.group_key))
+                    if held is None or reading[:2] > held[:2]:
+                        latest[(row.meter, row.customer, row.group_key)] = reading
         for pkey, part in pend.items():
             if part.points is not None or pkey[3] < start_us:
                 continue
-            acc = totals.get(pkey[:3])
-            if acc is None:
-                totals[pkey[:3]] = [part.events, part.sum_units, part.min_units, part.max_units]
-            else:
-                acc[0] += part.events
-                acc[1] = part.sum_units if acc[1] is None else int(acc[1]) + part.sum_units
-                acc[2] = part.min_units if acc[2] is None else min(int(acc[2]), part.min_units)
-                acc[3] = part.max_units if acc[3] is None else max(int(acc[3]), part.max_units)
-        latest: dict[tuple[str, str, str], Reading] = {}
-        if lasts := [code for code, m in by_code.items() if m.aggregation is Aggregation.LATEST]:
-            # A window function over every bucket is the extract's costliest step: only for latest meters.
-            ranked = (
-                select(
-                    *keys,
-                    r.latest_ts_us,
-                    r.latest_event_id,
-                    r.latest_units,
-                    func.row_number()
-                    .over(partition_by=keys, order_by=(r.latest_ts_us.desc(), r.latest_event_id.desc()))
-                    .label("rank"),
-                )
-                .where(*in_period, r.meter.in_(lasts))
-                .subquery()
-            )
-            latest = {
-                (row.meter, row.customer, row.group_key): (int(row.latest_ts_us), row.latest_event_id,
-                                                           int(row.latest_units))
-                for row in conn.execute(select(ranked).where(ranked.c.rank == 1))
-            }  # fmt: skip
+            _accumulate(totals, pkey[:3], part.events, part.sum_units, part.min_units, part.max_units)
+        if lasts:
             for pkey, part in pend.items():
                 if pkey[0] in lasts and pkey[3] >= start_us:
                     reading = (part.latest_ts_us, part.latest_event_id, part.latest_units)
@@ -824,6 +819,32 @@ def period_columns(
         scales=np.array([o[4] for o in out], dtype=np.int64).reshape(n),
         events=np.array([o[5] for o in out], dtype=np.int64).reshape(n),
     )
+
+
+def _tiers(start_us: int, end_us: int) -> list[tuple[Table, Any, int, int]]:
+    """Where [start_us, end_us) is read from: whole UTC days from the day tier, the partial days at either
+    edge from the 15-minute buckets (table, its time column, from, to)."""
+    first_day = -(-start_us // DAY_US) * DAY_US
+    last_day = end_us // DAY_US * DAY_US
+    if first_day >= last_day:
+        return [(rollups, rollups.c.bucket_us, start_us, end_us)]
+    out = [(rollups_day, rollups_day.c.day_us, first_day, last_day)]
+    out += [(rollups, rollups.c.bucket_us, lo, hi) for lo, hi in ((start_us, first_day), (last_day, end_us)) if lo < hi]
+    return out
+
+
+def _accumulate(
+    totals: dict[tuple[str, str, str], list[Any]], key: tuple[str, str, str], events: int, sum_units: int,
+    min_units: int, max_units: int,
+) -> None:  # fmt: skip
+    acc = totals.get(key)
+    if acc is None:
+        totals[key] = [events, sum_units, min_units, max_units]
+    else:
+        acc[0] += events
+        acc[1] += sum_units
+        acc[2] = min(acc[2], min_units)
+        acc[3] = max(acc[3], max_units)
 
 
 def _fits(value: int, key: tuple[str, str, str]) -> int:

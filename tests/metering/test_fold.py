@@ -27,7 +27,7 @@ from metering.errors import FailedPrecondition
 from metering.event import PreparedBatch
 from metering.fold import catch_up, fold_once
 from metering.meter import Aggregation, MeterDefinition, TimeUnit, create_meter, list_meters
-from metering.rollup import compute_from_events, stored
+from metering.rollup import by_day, compute_from_events, stored, stored_days
 from metering.store import open_store
 from metering.tables import ingest_pending, rollup_overflows
 from metering.usage import Window, event_totals, meter_summary, period_columns, range_totals, usage
@@ -90,9 +90,13 @@ def pending(engine: Engine) -> int:
 
 
 def rollups_match_events(engine: Engine, tid: int) -> None:
+    """Both tiers: every bucket recomputed from the raw events, and every day row the merge of its day's
+    buckets (count, sum, min, max, latest)."""
     with engine.connect() as conn:
         for m in list_meters(engine, tid):
-            assert stored(conn, tid, m.code, m.spec) == compute_from_events(conn, tid, m.code, m.spec), m.code
+            buckets = stored(conn, tid, m.code, m.spec)
+            assert buckets == compute_from_events(conn, tid, m.code, m.spec), m.code
+            assert stored_days(conn, tid, m.code) == by_day(buckets), m.code
 
 
 event_rows = st.lists(

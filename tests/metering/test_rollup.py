@@ -10,12 +10,13 @@ from fractions import Fraction
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, delete, select
 
 from metering.errors import FailedPrecondition, InvalidArgument
 from metering.event import PreparedBatch
+from metering.fold import catch_up
 from metering.meter import (
     GAUGE_EXTRA_SCALE,
     Aggregation,
@@ -28,13 +29,14 @@ from metering.meter import (
 )
 from metering.rollup import BUCKET_US, rebuild
 from metering.store import open_store
-from metering.tables import events, gauge_points, rollup_values, rollups
+from metering.tables import events, gauge_points, rollup_values, rollups, rollups_day
 from metering.usage import Window, period_columns, usage
 from tests.conftest import TenantKey
 
 T0 = datetime(2026, 3, 28, tzinfo=UTC)  # the weekend Europe switches to summer time
 T0_US = int(T0.timestamp()) * 1_000_000
 SPAN_US = 3 * 86_400_000_000
+DAY = 86_400_000_000
 METERS = {
     "calls": MeterDefinition(code="calls", aggregation=Aggregation.COUNT),
     "spend": MeterDefinition(code="spend", aggregation=Aggregation.SUM, value_scale=3),
@@ -179,11 +181,26 @@ def at(us: int) -> datetime:
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(evs=event_sets(), cuts=st.lists(st.integers(0, 200), max_size=4),
        window=st.tuples(st.integers(0, 287), st.integers(1, 288)))  # fmt: skip
+@example(
+    evs=[("e0", "c1", "spend", T0_US + DAY - 1, 5, None), ("e1", "c1", "spend", T0_US + DAY, 7, None)],
+    cuts=[],
+    window=(95, 2),
+)  # both edges of a midnight, no whole day
+@example(
+    evs=[
+        ("e0", "c1", "calls", T0_US + 90 * BUCKET_US, 1, None),
+        ("e1", "c1", "calls", T0_US + DAY, 1, None),
+        ("e2", "c1", "calls", T0_US + 2 * DAY + BUCKET_US, 1, None),
+        ("e3", "c1", "calls", T0_US + 2 * DAY + 40 * BUCKET_US, 1, None),
+    ],
+    cuts=[1],
+    window=(90, 120),
+)  # a whole day between two partial ones; e3 is after the end
 def test_rollups_equal_raw_events(engine: Engine, metered: TenantKey, evs: list, cuts: list[int],
                                   window: tuple[int, int]) -> None:  # fmt: skip
     tid = metered.tenant_id
     with engine.begin() as conn:  # hypothesis reuses the database between examples
-        for table in (events, rollups, rollup_values, gauge_points):
+        for table in (events, rollups, rollups_day, rollup_values, gauge_points):
             conn.execute(delete(table))
     specs = {code: get_meter(engine, tid, code).spec for code in METERS}
     store = open_store(engine)
@@ -201,11 +218,17 @@ def test_rollups_equal_raw_events(engine: Engine, metered: TenantKey, evs: list,
             if meter in ("gpu", "storage"):
                 for row in usage(engine, tid, customer, meter, at(start_us), at(end_us), group_by=True):
                     assert row.quantity == raw_quantity(engine, tid, meter, customer, start_us, end_us, row.group)
-    cols = period_columns(engine, tid, at(T0_US), at(T0_US + SPAN_US))
-    for i in range(len(cols)):
-        group = json.loads(cols.group_keys[i]) if cols.group_keys[i] else None
-        expected = raw_quantity(engine, tid, cols.meters[i], cols.customers[i], T0_US, T0_US + SPAN_US, group)
-        assert Decimal(int(cols.units[i])).scaleb(-int(cols.scales[i])) == expected
+    # Whole days (read from the day tier once folded), and the drawn window: partial days at its edges from
+    # the buckets; before the fold (read through the watermark) and after.
+    for lo, hi, fold in ((T0_US, T0_US + SPAN_US, False), (start_us, end_us, False), (T0_US, T0_US + SPAN_US, True),
+                         (start_us, end_us, False)):  # fmt: skip
+        if fold:
+            catch_up(engine)
+        cols = period_columns(engine, tid, at(lo), at(hi))
+        for i in range(len(cols)):
+            group = json.loads(cols.group_keys[i]) if cols.group_keys[i] else None
+            expected = raw_quantity(engine, tid, cols.meters[i], cols.customers[i], lo, hi, group)
+            assert Decimal(int(cols.units[i])).scaleb(-int(cols.scales[i])) == expected
     for meter in METERS:
         assert rebuild(engine, tid, meter, specs[meter]).mismatched_before == 0
 

@@ -43,6 +43,31 @@ def test_sqlite_rollup_tables_are_clustered_on_their_key(tmp_path) -> None:  # t
     with engine.connect() as conn:
         ddl = dict(conn.exec_driver_sql("SELECT name, sql FROM sqlite_master WHERE type = 'table'").all())
     engine.dispose()
-    for table in ("rollups", "rollup_values", "gauge_points"):
+    for table in ("rollups", "rollups_day", "rollup_values", "gauge_points"):
         assert ddl[table].rstrip().upper().endswith("WITHOUT ROWID"), table
     assert not ddl["events"].upper().endswith("WITHOUT ROWID")  # events stay in arrival (rowid) order
+
+
+def test_the_day_tier_is_filled_from_existing_buckets(db_url: str) -> None:
+    """Revision 0018 fills `rollups_day` from the buckets already stored: each day row is the merge of its
+    UTC day's buckets (days before 1970 included), as the fold keeps it."""
+    from metering.meter import Aggregation, MeterSpec
+    from metering.rollup import BUCKET_US, DAY_US, by_day, stored, stored_days
+    from metering.tables import rollups
+
+    engine = make_engine(db_url)
+    upgrade(engine, "0017")
+    rows = []
+    for n, bucket in enumerate([-DAY_US - BUCKET_US, -BUCKET_US, 0, 5 * BUCKET_US, DAY_US - BUCKET_US, DAY_US * 400]):
+        for customer in ("a", "b"):
+            rows.append(dict(tenant_id=1, meter="m", customer=customer, group_key="", bucket_us=bucket, value_scale=2,
+                             events=n + 1, sum_units=10 * n - 25, min_units=-n, max_units=n * n,
+                             latest_ts_us=bucket + 7, latest_event_id=f"e{n}{customer}", latest_units=n))  # fmt: skip
+    with engine.begin() as conn:
+        conn.execute(rollups.insert(), rows)
+    upgrade(engine)
+    with engine.connect() as conn:
+        buckets = stored(conn, 1, "m", MeterSpec(Aggregation.SUM, 2))
+        days = stored_days(conn, 1, "m")
+    engine.dispose()
+    assert len(days) == 2 * 4 and days == by_day(buckets)
