@@ -299,6 +299,7 @@ _UPSERT_HEAD = "INSERT INTO rollups " + _COLUMNS.format("bucket_us")
 _DAY_HEAD = "INSERT INTO rollups_day " + _COLUMNS.format("day_us")
 _UPSERT_COLUMNS = 13
 DAY_US = 86_400 * 1_000_000
+_SORT_ROWS_MIN = 4_096
 
 
 def _upsert_sql(dialect: str, values: bool = True, day: bool = False) -> str:
@@ -340,7 +341,7 @@ _PG_JSON_DAY = _DAY_HEAD + _PG_ROWS + _upsert_sql("postgresql", values=False, da
 def upsert_rows(tenant_id: int, into: Mapping[Key, Partial], ordered: bool = True) -> list[tuple[Any, ...]]:
     """Rows, in key order when `ordered`, so concurrent PostgreSQL writers lock rollup rows in one order.
 
-    SQLite has a single writer and no row locks, so it skips the sort (a large share of the fold's time).
+    SQLite has a single writer and no row locks: it sorts only large upserts, for locality (see `_write`).
     """
     items = sorted(into.items()) if ordered else into.items()
     return [
@@ -430,9 +431,12 @@ def _write(ex: _Exec, tenant_id: int, into: Mapping[Key, Partial]) -> None:
     """Upsert the partials into both tiers, then the distinct values and gauge points some of them carry."""
     days = by_day(into)
     if ex.dialect == "sqlite":  # multi-row statements: metering/sqlite.py says why not executemany
-        flat = tuple(chain.from_iterable(upsert_rows(tenant_id, into, ordered=False)))
+        # Key order only for large upserts: into a large table, rows in key order visit each page once
+        # (a backfill's fold: +15-35 %); a live fold's few thousand rows are cheaper unsorted.
+        ordered = len(into) > _SORT_ROWS_MIN
+        flat = tuple(chain.from_iterable(upsert_rows(tenant_id, into, ordered=ordered)))
         execute_values(ex.execute, _UPSERT_HEAD, _UPSERT_COLUMNS, _upsert_sql("sqlite", values=False), flat)
-        flat = tuple(chain.from_iterable(upsert_rows(tenant_id, days, ordered=False)))
+        flat = tuple(chain.from_iterable(upsert_rows(tenant_id, days, ordered=ordered)))
         execute_values(ex.execute, _DAY_HEAD, _UPSERT_COLUMNS, _upsert_sql("sqlite", False, day=True), flat)
     else:
         # One statement: executemany sent a statement per bucket, and its per-row Python (pipeline, dump)

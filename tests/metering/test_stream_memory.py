@@ -122,7 +122,11 @@ def test_a_stream_stops_reading_at_its_byte_budget(make_server: Any, tenant: Any
     reads up to its byte budget and then stops, whatever stream_inflight_batches_max allows."""
     counts = {}
     for budget in (1024 * 1024, 1 << 40):
-        server = make_server(stream_buffered_bytes_max=budget, stream_inflight_batches_max=64)
+        # The writer is held for seconds here: lift the queue's time bound, or a slow machine refuses the
+        # stream's later batches (RESOURCE_EXHAUSTED) before the count settles.
+        server = make_server(
+            stream_buffered_bytes_max=budget, stream_inflight_batches_max=64, queue_delay_ms_max=60_000
+        )
         committer = server.running.committer
         gate = threading.Event()
         original = committer._commit
