@@ -72,7 +72,12 @@ class Partial:
         if (ts_us, event_id) > (self.latest_ts_us, self.latest_event_id):
             self.latest_ts_us, self.latest_event_id, self.latest_units = ts_us, event_id, units
 
-    def merge(self, other: Partial) -> None:
+    def totals(self) -> Partial:
+        """A copy of the count, sum, min, max and latest only (what the day tier keeps)."""
+        return Partial(self.value_scale, self.events, self.sum_units, self.min_units, self.max_units,
+                       self.latest_ts_us, self.latest_event_id, self.latest_units)  # fmt: skip
+
+    def merge_totals(self, other: Partial) -> None:
         self.events += other.events
         self.sum_units += other.sum_units
         self.min_units = min(self.min_units, other.min_units)
@@ -80,6 +85,9 @@ class Partial:
         if (other.latest_ts_us, other.latest_event_id) > (self.latest_ts_us, self.latest_event_id):
             self.latest_ts_us, self.latest_event_id = other.latest_ts_us, other.latest_event_id
             self.latest_units = other.latest_units
+
+    def merge(self, other: Partial) -> None:
+        self.merge_totals(other)
         if other.distinct is not None:
             self.distinct = (self.distinct or set()) | other.distinct
         if other.points is not None:
@@ -166,31 +174,31 @@ _VECTOR_MIN = 64  # below this the numpy set-up costs more than the plain loop
 _KEEPS_DETAIL = (Aggregation.UNIQUE_COUNT, Aggregation.GAUGE)  # need per-event detail: the plain loop
 
 
+def _columns(batch: PreparedBatch, positions: Sequence[int]) -> tuple[list[Any], ...]:
+    """(meters, customers, ts_us, value_units, event_ids) of the events at `positions`."""
+    cols = (batch.meters, batch.customers, batch.ts_us, batch.value_units, batch.event_ids)
+    if isinstance(positions, range) and len(positions) == len(batch):
+        return cols
+    return tuple([col[k] for k in positions] for col in cols)
+
+
+def _one_plain_meter(meters: list[str], specs: Mapping[str, MeterSpec]) -> MeterSpec | None:
+    """The meter's spec when every event is of one meter with no filter, group_by or per-event detail:
+    the case `_reduce` handles."""
+    spec = specs[meters[0]]
+    if spec.filter or spec.group_by or spec.aggregation in _KEEPS_DETAIL or meters.count(meters[0]) != len(meters):
+        return None
+    return spec
+
+
 def _vectorised(
     batch: PreparedBatch, positions: range | list[int], specs: Mapping[str, MeterSpec], into: dict[Key, Partial]
 ) -> bool:
     """The common case in C loops: one meter, no filter, no group_by. Returns False when it does not apply."""
-    first = batch.meters[positions[0]]
-    spec = specs[first]
-    if spec.filter or spec.group_by or spec.aggregation in _KEEPS_DETAIL:
+    meters, customers, ts, units, ids = _columns(batch, positions)
+    if _one_plain_meter(meters, specs) is None:
         return False
-    if isinstance(positions, range) and len(positions) == len(batch):
-        meters, customers, ts, units, ids = (
-            batch.meters,
-            batch.customers,
-            batch.ts_us,
-            batch.value_units,
-            batch.event_ids,
-        )
-    else:
-        meters = [batch.meters[k] for k in positions]
-        customers = [batch.customers[k] for k in positions]
-        ts = [batch.ts_us[k] for k in positions]
-        units = [batch.value_units[k] for k in positions]
-        ids = [batch.event_ids[k] for k in positions]
-    if meters.count(first) != len(meters):
-        return False
-    return _reduce(first, batch.value_scale[positions[0]], customers, ts, units, ids, into)
+    return _reduce(meters[0], batch.value_scale[positions[0]], customers, ts, units, ids, into)
 
 
 def partials_many(parts: Sequence[tuple[PreparedBatch, Sequence[int]]], into: dict[Key, Partial]) -> None:
@@ -200,36 +208,20 @@ def partials_many(parts: Sequence[tuple[PreparedBatch, Sequence[int]]], into: di
     Partial that was then merged in Python (1.3 ms per 1,000 events at one event per customer and
     batch); concatenated, the batches sharing a meter reduce in one pass and merge once per bucket.
     """
-    runs: dict[tuple[str, MeterSpec, int], list[tuple[PreparedBatch, Sequence[int]]]] = {}
+    runs: dict[tuple[str, MeterSpec, int], list[tuple[PreparedBatch, Sequence[int], tuple[list[Any], ...]]]] = {}
     for batch, positions in parts:
         if not len(positions):
             continue
-        meter = batch.meters[positions[0]]
-        spec = batch.specs[meter]
-        whole = isinstance(positions, range) and len(positions) == len(batch)
-        meters = batch.meters if whole else [batch.meters[k] for k in positions]
-        if spec.filter or spec.group_by or spec.aggregation in _KEEPS_DETAIL or meters.count(meter) != len(meters):
+        cols = _columns(batch, positions)
+        spec = _one_plain_meter(cols[0], batch.specs)
+        if spec is None:
             partials(batch, positions, batch.specs, into)
             continue
-        runs.setdefault((meter, spec, batch.value_scale[positions[0]]), []).append((batch, positions))
+        runs.setdefault((cols[0][0], spec, batch.value_scale[positions[0]]), []).append((batch, positions, cols))
     for (meter, _, scale), run in runs.items():
-        customers: list[str] = []
-        ts: list[int] = []
-        units: list[int] = []
-        ids: list[str] = []
-        for batch, positions in run:
-            if isinstance(positions, range) and len(positions) == len(batch):
-                customers += batch.customers
-                ts += batch.ts_us
-                units += batch.value_units
-                ids += batch.event_ids
-            else:
-                customers += [batch.customers[k] for k in positions]
-                ts += [batch.ts_us[k] for k in positions]
-                units += [batch.value_units[k] for k in positions]
-                ids += [batch.event_ids[k] for k in positions]
+        customers, ts, units, ids = (list(chain.from_iterable(cols[c] for *_, cols in run)) for c in range(1, 5))
         if not _reduce(meter, scale, customers, ts, units, ids, into):
-            for batch, positions in run:
+            for batch, positions, _cols in run:
                 partials(batch, positions, batch.specs, into)
 
 
@@ -393,8 +385,8 @@ class _Exec:
 def by_day(into: Mapping[Key, Partial]) -> dict[Key, Partial]:
     """The partials of the day tier: each bucket's count, sum, min, max and latest, merged per UTC day
     (keys keep their shape, with the day's start in place of the bucket's). `into` is not changed: a day
-    with one bucket (the usual case in a fold) shares that bucket's Partial, and one with several gets a
-    copy before the first merge."""
+    with one plain bucket (the usual case in a fold) shares that bucket's Partial, and any other gets a
+    copy of the totals before the first merge."""
     days: dict[Key, Partial] = {}
     shared: set[Key] = set()
     for (meter, customer, group, bucket), part in into.items():
@@ -405,25 +397,12 @@ def by_day(into: Mapping[Key, Partial]) -> dict[Key, Partial]:
                 days[key] = part
                 shared.add(key)
             else:  # the day tier keeps no distinct values or gauge detail
-                days[key] = Partial(
-                    part.value_scale, part.events, part.sum_units, part.min_units, part.max_units,
-                    part.latest_ts_us, part.latest_event_id, part.latest_units,
-                )  # fmt: skip
+                days[key] = part.totals()
             continue
         if key in shared:
             shared.discard(key)
-            held = days[key] = Partial(
-                held.value_scale, held.events, held.sum_units, held.min_units, held.max_units, held.latest_ts_us,
-                held.latest_event_id, held.latest_units,
-            )  # fmt: skip
-        held.events += part.events
-        held.sum_units += part.sum_units
-        held.min_units = min(held.min_units, part.min_units)
-        held.max_units = max(held.max_units, part.max_units)
-        if (part.latest_ts_us, part.latest_event_id) > (held.latest_ts_us, held.latest_event_id):
-            held.latest_ts_us, held.latest_event_id, held.latest_units = (
-                part.latest_ts_us, part.latest_event_id, part.latest_units,
-            )  # fmt: skip
+            held = days[key] = held.totals()
+        held.merge_totals(part)
     return days
 
 

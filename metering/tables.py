@@ -21,6 +21,8 @@ Why the events table looks the way it does:
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -110,29 +112,37 @@ events = Table(
     Column("ingested_at_us", BigInteger, nullable=False),
 )
 
+
 # Pre-aggregated usage per (tenant, meter, customer, dimension values, 15-minute bucket), folded from the
 # events after their commit (metering/fold.py); readers add the commits not folded yet (`ingest_pending`),
 # so an acked event is in every query at once.
 # 15 minutes because every UTC offset in use is a multiple of 15 minutes: any local hour, day or
 # month boundary is a bucket boundary, so windows in any time zone are exact without raw events.
+def _totals(when: str) -> list[Column[Any]]:
+    """The columns both rollup tiers share: the series key, its time (`when`), and its totals."""
+    return [
+        Column("tenant_id", Integer, primary_key=True, autoincrement=False),
+        Column("meter", String(64), primary_key=True),
+        Column("customer", String(256), primary_key=True),
+        # Canonical JSON object of the meter's group_by values ("" when the meter has no group_by).
+        Column("group_key", String(2048), primary_key=True),
+        Column(when, BigInteger, primary_key=True, autoincrement=False),
+        Column("value_scale", SmallInteger, nullable=False),
+        Column("events", BigInteger, nullable=False),
+        Column("sum_units", BigInteger, nullable=False),
+        Column("min_units", BigInteger, nullable=False),
+        Column("max_units", BigInteger, nullable=False),
+        # The latest event by (timestamp, event_id): ties broken by event id.
+        Column("latest_ts_us", BigInteger, nullable=False),
+        Column("latest_event_id", EventIdType, nullable=False),
+        Column("latest_units", BigInteger, nullable=False),
+    ]
+
+
 rollups = Table(
     "rollups",
     metadata,
-    Column("tenant_id", Integer, primary_key=True, autoincrement=False),
-    Column("meter", String(64), primary_key=True),
-    Column("customer", String(256), primary_key=True),
-    # Canonical JSON object of the meter's group_by values ("" when the meter has no group_by).
-    Column("group_key", String(2048), primary_key=True),
-    Column("bucket_us", BigInteger, primary_key=True, autoincrement=False),
-    Column("value_scale", SmallInteger, nullable=False),
-    Column("events", BigInteger, nullable=False),
-    Column("sum_units", BigInteger, nullable=False),
-    Column("min_units", BigInteger, nullable=False),
-    Column("max_units", BigInteger, nullable=False),
-    # The latest event of the bucket by (timestamp, event_id): ties broken by event id.
-    Column("latest_ts_us", BigInteger, nullable=False),
-    Column("latest_event_id", EventIdType, nullable=False),
-    Column("latest_units", BigInteger, nullable=False),
+    *_totals("bucket_us"),
     # gauge meters only (NULL otherwise): the bucket's first event time, and the integral of the value
     # from that event to the bucket's end in units x microseconds. The stretch before the first event
     # carries the previous bucket's latest value, which only a query knows; so these two columns plus
@@ -148,24 +158,7 @@ rollups = Table(
 # their own tables). Kept by the fold in the transaction that upserts the 15-minute rows, so a day row is
 # always the sum of its day's bucket rows; the bulk period extract reads whole days here (up to 96 times
 # fewer rows) and only the partial days at a period's edges from `rollups`.
-rollups_day = Table(
-    "rollups_day",
-    metadata,
-    Column("tenant_id", Integer, primary_key=True, autoincrement=False),
-    Column("meter", String(64), primary_key=True),
-    Column("customer", String(256), primary_key=True),
-    Column("group_key", String(2048), primary_key=True),
-    Column("day_us", BigInteger, primary_key=True, autoincrement=False),
-    Column("value_scale", SmallInteger, nullable=False),
-    Column("events", BigInteger, nullable=False),
-    Column("sum_units", BigInteger, nullable=False),
-    Column("min_units", BigInteger, nullable=False),
-    Column("max_units", BigInteger, nullable=False),
-    Column("latest_ts_us", BigInteger, nullable=False),
-    Column("latest_event_id", EventIdType, nullable=False),
-    Column("latest_units", BigInteger, nullable=False),
-    sqlite_with_rowid=False,
-)
+rollups_day = Table("rollups_day", metadata, *_totals("day_us"), sqlite_with_rowid=False)
 
 # unique_count meters: each distinct property value seen per bucket. A distinct count over any range
 # of buckets is COUNT(DISTINCT value) over these rows: exact across buckets, unlike summing per-bucket
